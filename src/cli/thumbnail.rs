@@ -1,0 +1,147 @@
+//! `wsi-thumbnail thumbnail`: local slides in, PNG files and JSON lines out.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use wsi_thumbnail::slide::{self, Decoder, SlideError, ThumbnailOptions};
+
+#[derive(Debug, clap::Args)]
+#[command(group = clap::ArgGroup::new("destination").required(true).args(["output", "out_dir"]))]
+pub struct Args {
+    /// Slide files (Aperio .svs, Hamamatsu .ndpi, generic tiled .tif, ...).
+    #[arg(required = true)]
+    slides: Vec<PathBuf>,
+
+    /// Output PNG (one slide only).
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+
+    /// Output directory for many slides; each becomes `<stem>_thumbnail.png`.
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+
+    /// Longest side of the thumbnail in pixels; aspect ratio is kept, never enlarged.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=16384))]
+    size: u32,
+
+    /// Pixel path: `auto` decodes JPEG tiles directly where possible.
+    #[arg(long, value_enum, default_value_t = Decoder::Auto)]
+    decoder: Decoder,
+
+    /// Refuse slides declaring more level-0 pixels than this (decompression bombs).
+    #[arg(long, default_value_t = slide::DEFAULT_MAX_SLIDE_PIXELS)]
+    max_slide_pixels: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{kind}: {source}", kind = .source.kind())]
+    Slide {
+        #[from]
+        source: SlideError,
+    },
+    #[error("cannot write {path}: {source}; check that the directory exists and is writable")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("--output takes exactly one slide; use --out-dir for {0} slides")]
+    OutputNeedsOneSlide(usize),
+    #[error("two slides would both write {0}; rename one or run them separately")]
+    NameClash(PathBuf),
+    #[error("{0} of {1} slides failed (see the error lines above)")]
+    SomeFailed(usize, usize),
+}
+
+pub fn run(args: Args) -> Result<ExitCode, Error> {
+    let options = ThumbnailOptions {
+        max_size: args.size,
+        max_slide_pixels: args.max_slide_pixels,
+        decoder: args.decoder,
+    };
+    if let Some(output) = &args.output {
+        if args.slides.len() != 1 {
+            return Err(Error::OutputNeedsOneSlide(args.slides.len()));
+        }
+        let thumb = slide::make_thumbnail(&args.slides[0], &options)?;
+        write_file(output, &thumb.png)?;
+        println!(
+            "{}",
+            serde_json::to_string(&thumb.metadata).unwrap_or_default()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let out_dir = args.out_dir.unwrap_or_default();
+    let targets = output_names(&args.slides, &out_dir)?;
+    let progress = ProgressBar::new(args.slides.len() as u64);
+    progress.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed_precise} eta {eta} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut failed = 0;
+    let stdout = std::io::stdout();
+    for (slide_path, target) in args.slides.iter().zip(&targets) {
+        progress.set_message(slide_path.display().to_string());
+        let line = match slide::make_thumbnail(slide_path, &options)
+            .map_err(Error::from)
+            .and_then(|t| write_file(target, &t.png).map(|()| t))
+        {
+            Ok(thumb) => {
+                let mut line = serde_json::to_value(&thumb.metadata).unwrap_or_default();
+                line["slide"] = json!(slide_path);
+                line["thumbnail"] = json!(target);
+                line
+            }
+            Err(e) => {
+                failed += 1;
+                progress.suspend(|| eprintln!("error: {}: {}", slide_path.display(), e));
+                let kind = match &e {
+                    Error::Slide { source } => source.kind().as_str(),
+                    _ => "internal",
+                };
+                json!({"slide": slide_path, "error": {"kind": kind, "message": e.to_string()}})
+            }
+        };
+        progress.suspend(|| {
+            let mut out = stdout.lock();
+            let _ = writeln!(out, "{line}");
+        });
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    if failed > 0 {
+        return Err(Error::SomeFailed(failed, args.slides.len()));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `<stem>_thumbnail.png` for each slide, refusing two slides with the same name.
+fn output_names(slides: &[PathBuf], out_dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    let mut seen = HashSet::new();
+    slides
+        .iter()
+        .map(|s| {
+            let stem = s
+                .file_stem()
+                .map(|x| x.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let target = out_dir.join(format!("{stem}_thumbnail.png"));
+            if seen.insert(target.clone()) {
+                Ok(target)
+            } else {
+                Err(Error::NameClash(target))
+            }
+        })
+        .collect()
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    std::fs::write(path, bytes).map_err(|source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}

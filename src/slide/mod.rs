@@ -1,0 +1,291 @@
+//! The slide engine: a slide file in, a PNG thumbnail and the contract's metadata out.
+//!
+//! No actors and no I/O beyond the local file: the CLI, the service's decoder pool and
+//! the benchmarks all call [`make_thumbnail`]. The steps, each in its own module:
+//! guard against decompression bombs ([`crate::tiff`]), open with OpenSlide, pick the
+//! level ([`plan`]), stream it through a bounded box reduction on all cores
+//! ([`render`]) from either OpenSlide or the direct JPEG tile decoder ([`jpeg_tiles`]),
+//! resize with Lanczos3 and encode ([`encode`]).
+
+pub mod encode;
+pub mod error;
+pub mod jpeg_tiles;
+pub mod metadata;
+pub mod plan;
+pub mod reduce;
+pub mod render;
+pub mod source;
+
+use std::fs::File;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use openslide_rs::OpenSlide;
+use openslide_rs::errors::OpenSlideError;
+use serde::Serialize;
+
+pub use error::SlideError;
+pub use metadata::SlideMetadata;
+
+use crate::tiff::{TiffError, TiffFile};
+use jpeg_tiles::JpegTileSource;
+use source::{OpenSlideSource, RegionSource};
+
+/// Default bound on level-0 pixels: 10^12 (1M x 1M), far past any real scanner
+/// (the largest slides are around 200k x 100k) yet far below a decompression bomb.
+pub const DEFAULT_MAX_SLIDE_PIXELS: u64 = 1_000_000_000_000;
+
+/// Which pixel path to use.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize, Serialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Decoder {
+    /// Direct JPEG tile decoding where the level allows it, OpenSlide otherwise.
+    #[default]
+    Auto,
+    /// Always OpenSlide's `read_region`.
+    Openslide,
+}
+
+#[derive(Debug, Clone)]
+pub struct ThumbnailOptions {
+    /// Longest side of the thumbnail in pixels.
+    pub max_size: u32,
+    /// Slides declaring more level-0 pixels than this are refused as `slide_too_large`.
+    pub max_slide_pixels: u64,
+    pub decoder: Decoder,
+}
+
+impl Default for ThumbnailOptions {
+    fn default() -> Self {
+        ThumbnailOptions {
+            max_size: 1024,
+            max_slide_pixels: DEFAULT_MAX_SLIDE_PIXELS,
+            decoder: Decoder::Auto,
+        }
+    }
+}
+
+/// Which path produced the pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PixelPath {
+    /// Direct JPEG tile decoding at 1/`denominator` scale.
+    JpegTiles {
+        denominator: u32,
+    },
+    Openslide,
+}
+
+/// Time spent in each CPU stage (the service reports these as stage metrics).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StageTimings {
+    pub open: Duration,
+    pub decode: Duration,
+    pub resize: Duration,
+    pub encode: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Thumbnail {
+    pub png: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+    pub metadata: SlideMetadata,
+    /// The pyramid level that was read.
+    pub level: u32,
+    pub path: PixelPath,
+    pub timings: StageTimings,
+}
+
+/// Makes the thumbnail of the slide at `path`.
+pub fn make_thumbnail(path: &Path, options: &ThumbnailOptions) -> Result<Thumbnail, SlideError> {
+    let started = Instant::now();
+    let tiff = inspect_file(path, options.max_slide_pixels)?;
+    let slide = open_slide(path, &tiff)?;
+
+    let dims = slide.all_level_dimensions();
+    let Some(level0) = dims.first() else {
+        return Err(SlideError::Corrupt {
+            path: path.to_path_buf(),
+            reason: "the slide has no levels".into(),
+        });
+    };
+    let (width, height) = (u64::from(level0.w), u64::from(level0.h));
+    check_size(path, width, height, options.max_slide_pixels)?;
+    let property = |name: &str| slide.property_value(name).ok();
+    let metadata = SlideMetadata::from_properties(Some((width, height)), property);
+    let background = metadata::parse_background(property(metadata::PROP_BACKGROUND).as_deref());
+
+    let target = plan::thumbnail_dims(width, height, options.max_size);
+    let levels: Vec<(u64, u64)> = dims
+        .iter()
+        .map(|s| (u64::from(s.w), u64::from(s.h)))
+        .collect();
+    let level = plan::choose_level(&levels, target);
+    let level_dims = levels[level];
+    let open = started.elapsed();
+
+    let decode_started = Instant::now();
+    let fast = match (&tiff, options.decoder) {
+        (Ok(Some(tiff)), Decoder::Auto) if fast_path_vendor(&metadata.vendor) => {
+            let denominator = plan::jpeg_denominator(level_dims, target);
+            match JpegTileSource::open(path, tiff, level_dims, denominator, background) {
+                Ok(source) => match render::reduce_source(&source, target) {
+                    Ok(image) => Some((image, PixelPath::JpegTiles { denominator })),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "direct JPEG decoding failed; retrying through OpenSlide");
+                        None
+                    }
+                },
+                Err(why) => {
+                    tracing::debug!(path = %path.display(), reason = %why, "direct JPEG path not eligible");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    let (intermediate, pixel_path) = match fast {
+        Some(done) => done,
+        None => {
+            let source = OpenSlideSource {
+                slide: &slide,
+                path,
+                level: level as u32,
+                dims: level_dims,
+                downsample: slide.all_level_downsamples()[level],
+                background,
+            };
+            (
+                render::reduce_source(&source as &dyn RegionSource, target)?,
+                PixelPath::Openslide,
+            )
+        }
+    };
+    let decode = decode_started.elapsed();
+
+    let resize_started = Instant::now();
+    let image = render::resize(intermediate, target)?;
+    let resize = resize_started.elapsed();
+
+    let encode_started = Instant::now();
+    let png = encode::encode_png(&image)?;
+    let encode = encode_started.elapsed();
+
+    Ok(Thumbnail {
+        png,
+        width: image.width,
+        height: image.height,
+        metadata,
+        level: level as u32,
+        path: pixel_path,
+        timings: StageTimings {
+            open,
+            decode,
+            resize,
+            encode,
+        },
+    })
+}
+
+/// Vendors whose levels are plain tiled TIFF directories (OpenSlide's own layout).
+fn fast_path_vendor(vendor: &str) -> bool {
+    matches!(vendor, "aperio" | "generic-tiff")
+}
+
+fn check_size(path: &Path, width: u64, height: u64, limit: u64) -> Result<(), SlideError> {
+    if width.saturating_mul(height) > limit {
+        return Err(SlideError::TooLarge {
+            path: path.to_path_buf(),
+            width,
+            height,
+            limit,
+        });
+    }
+    Ok(())
+}
+
+/// Checks the file before any library touches it: existence, emptiness, and for TIFF
+/// files every directory's declared size. Returns the parsed TIFF when it is one
+/// (`Ok(None)` for other formats, `Err` for a TIFF that does not parse).
+fn inspect_file(
+    path: &Path,
+    limit: u64,
+) -> Result<Result<Option<TiffFile>, TiffError>, SlideError> {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(SlideError::NotFound {
+                path: path.to_path_buf(),
+            });
+        }
+        Err(e) => {
+            return Err(SlideError::Io {
+                path: path.to_path_buf(),
+                source: e,
+            });
+        }
+    };
+    let len = file
+        .metadata()
+        .map_err(|e| SlideError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })?
+        .len();
+    if len == 0 {
+        return Err(SlideError::Corrupt {
+            path: path.to_path_buf(),
+            reason: "the file is empty (0 bytes), so the upload probably failed".into(),
+        });
+    }
+    match TiffFile::read(&mut file) {
+        Ok(tiff) => {
+            for dir in &tiff.directories {
+                check_size(path, dir.width, dir.height, limit)?;
+            }
+            Ok(Ok(Some(tiff)))
+        }
+        Err(TiffError::NotTiff) => Ok(Ok(None)),
+        Err(e) => Ok(Err(e)),
+    }
+}
+
+fn open_slide(
+    path: &Path,
+    tiff: &Result<Option<TiffFile>, TiffError>,
+) -> Result<OpenSlide, SlideError> {
+    OpenSlide::new(path).map_err(|e| match (e, tiff) {
+        (OpenSlideError::MissingFile(_), _) => SlideError::NotFound {
+            path: path.to_path_buf(),
+        },
+        // A TIFF whose structure is broken: truncated or damaged, not an unknown format.
+        (_, Err(tiff_error)) => SlideError::Corrupt {
+            path: path.to_path_buf(),
+            reason: tiff_error.to_string(),
+        },
+        (OpenSlideError::UnsupportedFile(_), _) => SlideError::Unsupported {
+            path: path.to_path_buf(),
+            reason: unsupported_reason(path),
+        },
+        (other, _) => SlideError::Corrupt {
+            path: path.to_path_buf(),
+            reason: other.to_string(),
+        },
+    })
+}
+
+fn unsupported_reason(path: &Path) -> String {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("mrxs" | "vms" | "vmu") => {
+            "a multi-file format whose companion files are not next to it; only single-file slides are served".into()
+        }
+        _ => "OpenSlide does not recognise it".into(),
+    }
+}

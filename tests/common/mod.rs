@@ -1,0 +1,60 @@
+//! Shared test helpers: where the real test data lives, cached generated fixtures, and
+//! image comparison.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use wsi_thumbnail::fixtures::{self, SlideSpec};
+
+/// The shared real slide (never copied into the repository).
+pub fn cmu_small_region() -> PathBuf {
+    testdata().join("CMU-1-Small-Region.svs")
+}
+
+pub fn cmu_reference_png() -> PathBuf {
+    testdata().join("CMU-1-Small-Region.openslide-1024.png")
+}
+
+fn testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata")
+}
+
+/// Generated fixtures are cached under target/ (deterministic, so safe to reuse).
+pub fn fixture(spec: &SlideSpec) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fixtures");
+    fixtures::ensure_slide(&dir, spec).expect("generate fixture slide")
+}
+
+/// Decodes a PNG into (width, height, RGB bytes).
+pub fn decode_png(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
+    let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    let mut reader = decoder.read_info().expect("PNG header");
+    let mut buf = vec![0; reader.output_buffer_size().expect("buffer size")];
+    let info = reader.next_frame(&mut buf).expect("PNG data");
+    buf.truncate(info.buffer_size());
+    let rgb = match info.color_type {
+        png::ColorType::Rgb => buf,
+        png::ColorType::Rgba => buf.chunks(4).flat_map(|p| [p[0], p[1], p[2]]).collect(),
+        other => panic!("unexpected PNG colour type {other:?}"),
+    };
+    (info.width, info.height, rgb)
+}
+
+/// Mean absolute difference over all channels and pixels (0-255 scale).
+pub fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len(), "images differ in size");
+    let total: u64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| u64::from(x.abs_diff(*y)))
+        .sum();
+    total as f64 / a.len() as f64
+}
+
+pub fn max_abs_diff(a: &[u8], b: &[u8]) -> u8 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| x.abs_diff(*y))
+        .max()
+        .unwrap_or(0)
+}
