@@ -45,9 +45,9 @@ fn both_pixel_paths_match_openslides_reference_thumbnail() {
 }
 
 #[test]
-fn auto_uses_direct_jpeg_decoding_with_dct_scaling_on_svs() {
+fn auto_uses_direct_jpeg_decoding_on_svs() {
     let thumb = make_thumbnail(&cmu_small_region(), &options(Decoder::Auto)).unwrap();
-    assert_eq!(thumb.path, PixelPath::JpegTiles { denominator: 2 });
+    assert_eq!(thumb.path, PixelPath::JpegTiles { denominator: 1 });
     let thumb = make_thumbnail(&cmu_small_region(), &options(Decoder::Openslide)).unwrap();
     assert_eq!(thumb.path, PixelPath::Openslide);
 }

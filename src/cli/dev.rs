@@ -40,7 +40,7 @@ pub struct FixtureArgs {
     level_step: u32,
     #[arg(long, default_value_t = 256)]
     tile: u32,
-    #[arg(long, default_value_t = 80)]
+    #[arg(long, default_value_t = 70)]
     quality: i32,
     #[arg(long, default_value_t = 42)]
     seed: u64,

@@ -132,6 +132,7 @@ impl TiffFile {
     /// Reads the header and the whole directory chain, without any large arrays.
     pub fn read<R: Read + Seek>(r: &mut R) -> Result<TiffFile, TiffError> {
         let mut header = [0u8; 16];
+        r.seek(SeekFrom::Start(0))?;
         let n = read_up_to(r, &mut header)?;
         if n < 8 {
             return Err(TiffError::NotTiff);
@@ -160,7 +161,7 @@ impl TiffFile {
             }
             if next >= file_len {
                 return Err(malformed(format!(
-                    "directory offset {next} is past the end of the file ({file_len} bytes); the file may be truncated"
+                    "directory offset {next} is past the end of the file ({file_len} bytes); the file is shorter than its directories say"
                 )));
             }
             let (dir, following) = read_directory(r, endian, bigtiff, next)?;
@@ -249,7 +250,7 @@ impl TiffFile {
                 r.read_exact(&mut buf).map_err(|e| {
                     if e.kind() == std::io::ErrorKind::UnexpectedEof {
                         malformed(
-                            "tag data runs past the end of the file; the file may be truncated",
+                            "tag data runs past the end of the file; the file is shorter than its directories say",
                         )
                     } else {
                         TiffError::Io(e)
@@ -314,7 +315,7 @@ fn read_directory<R: Read + Seek>(
 ) -> Result<(Directory, u64), TiffError> {
     let truncated = |e: std::io::Error| {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            malformed("a directory runs past the end of the file; the file may be truncated")
+            malformed("a directory runs past the end of the file; the file is shorter than its directories say")
         } else {
             TiffError::Io(e)
         }
@@ -427,7 +428,7 @@ mod tests {
         let mut bytes = b"II*\0".to_vec();
         bytes.extend_from_slice(&1000u32.to_le_bytes());
         let err = TiffFile::read(&mut Cursor::new(bytes)).unwrap_err();
-        assert!(err.to_string().contains("truncated"), "{err}");
+        assert!(err.to_string().contains("past the end"), "{err}");
     }
 
     #[test]

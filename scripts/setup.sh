@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs everything wsi-thumbnail needs to build, test and benchmark on Debian 12.
+# Idempotent: each step checks first and does nothing when the tool is already there.
+set -euo pipefail
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+# Build: OpenSlide (and libclang for its bindgen), TLS for librdkafka, cmake + nasm for
+# the bundled libjpeg-turbo 3. Peers for the benchmarks: libvips-tools (vipsthumbnail),
+# python3-openslide (OpenSlide's own get_thumbnail) and hyperfine.
+PACKAGES=(
+  build-essential pkg-config cmake nasm
+  libopenslide-dev libclang-dev libssl-dev
+  libvips-tools python3-openslide hyperfine
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  log "cargo is missing: install Rust (rustup, stable >= 1.88) first"
+  exit 1
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+  log "installing cargo-nextest"
+  cargo install cargo-nextest --locked
+fi
+log "ready"

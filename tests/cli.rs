@@ -1,0 +1,158 @@
+//! The `wsi-thumbnail thumbnail` command as a user runs it: a child process, its stdout
+//! JSON lines, its exit code and its one-line errors, on real and broken files.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use wsi_thumbnail::fixtures::{SlideSpec, broken};
+
+use common::*;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_wsi-thumbnail"))
+}
+
+fn thumbnail(slide: &Path, out: &Path) -> Output {
+    bin()
+        .args(["thumbnail"])
+        .arg(slide)
+        .arg("--output")
+        .arg(out)
+        .output()
+        .expect("run wsi-thumbnail")
+}
+
+#[test]
+fn one_slide_prints_the_metadata_line_and_writes_the_png() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cmu.png");
+    let run = thumbnail(&cmu_small_region(), &out);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(
+        String::from_utf8(run.stdout).unwrap(),
+        "{\"width\":2220,\"height\":2967,\"mpp\":0.499,\"objective_power\":20.0,\"vendor\":\"aperio\"}\n"
+    );
+    let (w, h, _) = decode_png(&std::fs::read(&out).unwrap());
+    assert_eq!((w, h), (766, 1024));
+}
+
+#[test]
+fn size_flag_sets_the_longest_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("small.png");
+    let run = bin()
+        .args(["thumbnail"])
+        .arg(cmu_small_region())
+        .args(["--size", "300", "--output"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(run.status.success());
+    let (w, h, _) = decode_png(&std::fs::read(&out).unwrap());
+    assert_eq!((w, h), (224, 300));
+}
+
+#[test]
+fn many_slides_write_one_json_line_each_into_the_out_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let generated = fixture(&SlideSpec::aperio(6000, 4000, 4));
+    let run = bin()
+        .args(["thumbnail"])
+        .arg(cmu_small_region())
+        .arg(&generated)
+        .arg("--out-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let lines: Vec<serde_json::Value> = String::from_utf8(run.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["width"], 2220);
+    assert_eq!(lines[0]["vendor"], "aperio");
+    assert_eq!(lines[1]["width"], 6000);
+    assert_eq!(lines[1]["height"], 4000);
+    for line in &lines {
+        let png = PathBuf::from(line["thumbnail"].as_str().unwrap());
+        assert!(png.starts_with(dir.path()));
+        assert!(png.to_string_lossy().ends_with("_thumbnail.png"));
+        let (w, h, _) = decode_png(&std::fs::read(&png).unwrap());
+        assert_eq!(w.max(h), 1024);
+    }
+}
+
+/// Runs the CLI on a broken file and checks the failure contract: non-zero exit, one
+/// line on stderr naming the kind, nothing on stdout, no panic, no output file.
+fn assert_fails_with(slide: &Path, kind: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.png");
+    let run = thumbnail(slide, &out);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "{} succeeded", slide.display());
+    assert_eq!(run.status.code(), Some(1), "{}: {stderr}", slide.display());
+    assert_eq!(stderr.lines().count(), 1, "{}: not one line: {stderr}", slide.display());
+    assert!(
+        stderr.starts_with(&format!("error: {kind}: ")),
+        "{}: expected {kind}, got: {stderr}",
+        slide.display()
+    );
+    assert!(!stderr.contains("panicked"));
+    assert!(run.stdout.is_empty());
+    assert!(!out.exists());
+}
+
+#[test]
+fn broken_files_fail_with_the_right_kind_and_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    broken::write_empty(&d.join("empty.svs")).unwrap();
+    assert_fails_with(&d.join("empty.svs"), "corrupt_slide");
+
+    broken::write_random(&d.join("random.svs"), 100_000, 7).unwrap();
+    assert_fails_with(&d.join("random.svs"), "unsupported_format");
+
+    std::fs::write(d.join("notes.tif"), "this is a text file, not a slide\n").unwrap();
+    assert_fails_with(&d.join("notes.tif"), "unsupported_format");
+
+    // A PNG is an image, but not a slide.
+    assert_fails_with(&cmu_reference_png(), "unsupported_format");
+
+    broken::write_bomb(&d.join("bomb.tif"), u32::MAX, u32::MAX).unwrap();
+    assert_fails_with(&d.join("bomb.tif"), "slide_too_large");
+
+    assert_fails_with(&d.join("missing.svs"), "slide_not_found");
+}
+
+#[test]
+fn truncated_slides_are_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // CMU-1-Small-Region keeps its first directory up front: the cut lands in tile data.
+    broken::write_truncated(&cmu_small_region(), &d.join("cmu-cut.svs"), 200_000).unwrap();
+    assert_fails_with(&d.join("cmu-cut.svs"), "corrupt_slide");
+    // Generated slides keep directories at the end: the cut loses all of them.
+    let generated = fixture(&SlideSpec::aperio(6000, 4000, 4));
+    broken::write_truncated(&generated, &d.join("gen-cut.svs"), 300_000).unwrap();
+    assert_fails_with(&d.join("gen-cut.svs"), "corrupt_slide");
+}
+
+#[test]
+fn a_configurable_bound_refuses_large_but_plausible_slides() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = bin()
+        .args(["thumbnail"])
+        .arg(cmu_small_region())
+        .args(["--max-slide-pixels", "1000000", "--output"])
+        .arg(dir.path().join("x.png"))
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.starts_with("error: slide_too_large: "), "{stderr}");
+    assert!(stderr.contains("max_slide_pixels"), "the message says what to change: {stderr}");
+}
