@@ -29,7 +29,11 @@ fn one_slide_prints_the_metadata_line_and_writes_the_png() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("cmu.png");
     let run = thumbnail(&cmu_small_region(), &out);
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     assert_eq!(
         String::from_utf8(run.stdout).unwrap(),
         "{\"width\":2220,\"height\":2967,\"mpp\":0.499,\"objective_power\":20.0,\"vendor\":\"aperio\"}\n"
@@ -66,7 +70,11 @@ fn many_slides_write_one_json_line_each_into_the_out_dir() {
         .arg(dir.path())
         .output()
         .unwrap();
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let lines: Vec<serde_json::Value> = String::from_utf8(run.stdout)
         .unwrap()
         .lines()
@@ -95,7 +103,12 @@ fn assert_fails_with(slide: &Path, kind: &str) {
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(!run.status.success(), "{} succeeded", slide.display());
     assert_eq!(run.status.code(), Some(1), "{}: {stderr}", slide.display());
-    assert_eq!(stderr.lines().count(), 1, "{}: not one line: {stderr}", slide.display());
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "{}: not one line: {stderr}",
+        slide.display()
+    );
     assert!(
         stderr.starts_with(&format!("error: {kind}: ")),
         "{}: expected {kind}, got: {stderr}",
@@ -154,5 +167,8 @@ fn a_configurable_bound_refuses_large_but_plausible_slides() {
     assert_eq!(run.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.starts_with("error: slide_too_large: "), "{stderr}");
-    assert!(stderr.contains("max_slide_pixels"), "the message says what to change: {stderr}");
+    assert!(
+        stderr.contains("max_slide_pixels"),
+        "the message says what to change: {stderr}"
+    );
 }

@@ -6,8 +6,8 @@ mod common;
 use std::fs::File;
 
 use openslide_rs::OpenSlide;
-use wsi_thumbnail::fixtures::{SlideSpec, Style};
 use wsi_thumbnail::fixtures::tissue::TissueField;
+use wsi_thumbnail::fixtures::{SlideSpec, Style};
 use wsi_thumbnail::slide::jpeg_tiles::JpegTileSource;
 use wsi_thumbnail::slide::plan::Rect;
 use wsi_thumbnail::slide::source::{OpenSlideSource, RegionSource};
@@ -22,7 +22,11 @@ const REFERENCE_TOLERANCE: f64 = 1.5;
 /// The two pixel paths must agree more tightly with each other than with the reference.
 const PATHS_TOLERANCE: f64 = 1.0;
 
-fn check_pyramid(spec: &SlideSpec, expected_level: u32, expected_dims: (u32, u32)) -> Vec<PixelPath> {
+fn check_pyramid(
+    spec: &SlideSpec,
+    expected_level: u32,
+    expected_dims: (u32, u32),
+) -> Vec<PixelPath> {
     let path = fixture(spec);
     let field = TissueField::new(spec.seed, spec.width, spec.height);
     let reference = field.render_reference(expected_dims.0, expected_dims.1);
@@ -36,7 +40,10 @@ fn check_pyramid(spec: &SlideSpec, expected_level: u32, expected_dims: (u32, u32
             },
         )
         .unwrap();
-        assert_eq!(thumb.level, expected_level, "{decoder:?} read the wrong level");
+        assert_eq!(
+            thumb.level, expected_level,
+            "{decoder:?} read the wrong level"
+        );
         let (w, h, rgb) = decode_png(&thumb.png);
         assert_eq!((w, h), expected_dims, "{decoder:?}");
         assert_eq!(thumb.metadata.width, Some(spec.width));
@@ -49,7 +56,11 @@ fn check_pyramid(spec: &SlideSpec, expected_level: u32, expected_dims: (u32, u32
             Style::GenericTiff => assert_eq!(thumb.metadata.vendor, "generic-tiff"),
         }
         let mad = mean_abs_diff(&rgb, &reference);
-        println!("{}: {decoder:?} via {:?}: mean abs diff to reference {mad:.3}", spec.file_name(), thumb.path);
+        println!(
+            "{}: {decoder:?} via {:?}: mean abs diff to reference {mad:.3}",
+            spec.file_name(),
+            thumb.path
+        );
         assert!(mad <= REFERENCE_TOLERANCE, "{decoder:?}: {mad}");
         outputs.push((thumb.path, rgb));
     }
@@ -111,12 +122,24 @@ fn direct_decoding_equals_openslide_on_generated_levels() {
             downsample: slide.level_downsample(level).unwrap(),
             background: [255, 255, 255],
         };
-        let rect = Rect { x: 0, y: 0, w: dims.0, h: dims.1 };
+        let rect = Rect {
+            x: 0,
+            y: 0,
+            w: dims.0,
+            h: dims.1,
+        };
         let (mut a, mut b) = (Vec::new(), Vec::new());
         fast.reader().unwrap().read_rgb(rect, &mut a).unwrap();
         reference.reader().unwrap().read_rgb(rect, &mut b).unwrap();
         let (mad, max) = (mean_abs_diff(&a, &b), max_abs_diff(&a, &b));
-        println!("{}: level {level}: mean {mad:.4}, max {max}", spec.file_name());
-        assert!(max <= 2 && mad < 0.05, "{}: mean {mad}, max {max}", spec.file_name());
+        println!(
+            "{}: level {level}: mean {mad:.4}, max {max}",
+            spec.file_name()
+        );
+        assert!(
+            max <= 2 && mad < 0.05,
+            "{}: mean {mad}, max {max}",
+            spec.file_name()
+        );
     }
 }

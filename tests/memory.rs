@@ -23,7 +23,11 @@ fn run_measuring_peak_rss(cmd: &mut Command) -> (i32, i64) {
     let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     std::mem::forget(child);
     assert_eq!(reaped, pid, "wait4 failed");
-    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
     (code, usage.ru_maxrss / 1024)
 }
 

@@ -315,7 +315,9 @@ fn read_directory<R: Read + Seek>(
 ) -> Result<(Directory, u64), TiffError> {
     let truncated = |e: std::io::Error| {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            malformed("a directory runs past the end of the file; the file is shorter than its directories say")
+            malformed(
+                "a directory runs past the end of the file; the file is shorter than its directories say",
+            )
         } else {
             TiffError::Io(e)
         }
