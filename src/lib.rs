@@ -1,13 +1,22 @@
 //! wsi-thumbnail: whole-slide-image thumbnails and metadata, as a library, a one-shot
-//! CLI and (later) a Kafka service.
+//! CLI and a Kafka service.
 //!
 //! - [`slide`]: the slide engine (a file in, a PNG and the contract's metadata out).
-//! - [`fixtures`]: deterministic generated slides for tests and benchmarks.
-//! - [`tiff`]: the small TIFF reader/writer both of them need.
+//! - [`actors`]: the service pipeline, assembled by [`actors::supervisor`].
+//! - [`messages`]: the contract's payloads and the messages between actors.
+//! - [`pipeline`]: offsets, per-key order and request preparation, as plain code.
+//! - [`storage`], [`kafka`], [`config`]: the outside world.
+//! - [`fixtures`], [`tiff`]: generated slides for tests and benchmarks.
 
+pub mod actors;
+pub mod config;
 pub mod error_kind;
 pub mod fixtures;
+pub mod kafka;
+pub mod messages;
+pub mod pipeline;
 pub mod slide;
+pub mod storage;
 pub mod tiff;
 
 pub use error_kind::ErrorKind;

@@ -8,7 +8,6 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    cli::init_logging(args.log_level.as_deref());
     match cli::run(args) {
         Ok(code) => code,
         Err(e) => {

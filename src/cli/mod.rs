@@ -1,6 +1,7 @@
 //! Command-line parsing (clap) and dispatch to the subcommands.
 
 mod dev;
+mod serve;
 mod thumbnail;
 
 use std::process::ExitCode;
@@ -26,6 +27,11 @@ pub struct Cli {
 pub enum Command {
     /// Make thumbnails of local slide files and print their metadata as JSON lines.
     Thumbnail(thumbnail::Args),
+    /// Run the Kafka service until SIGTERM/SIGINT, then drain and exit 0.
+    Serve(serve::ServeArgs),
+    /// Manage the service's Kafka topics.
+    #[command(subcommand)]
+    Topics(serve::TopicsCommand),
     /// Developer tools: generate fixture slides.
     #[command(subcommand)]
     Dev(dev::Command),
@@ -37,24 +43,42 @@ pub enum CliError {
     Thumbnail(#[from] thumbnail::Error),
     #[error(transparent)]
     Dev(#[from] dev::Error),
+    #[error(transparent)]
+    Serve(#[from] serve::Error),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    let level = cli.log_level.as_deref();
     match cli.command {
-        Command::Thumbnail(args) => Ok(thumbnail::run(args)?),
-        Command::Dev(cmd) => Ok(dev::run(cmd)?),
+        // The service takes its log settings from its configuration.
+        Command::Serve(args) => Ok(serve::serve(args, level)?),
+        Command::Topics(cmd) => {
+            init_logging(level, false);
+            Ok(serve::topics(cmd)?)
+        }
+        Command::Thumbnail(args) => {
+            init_logging(level, false);
+            Ok(thumbnail::run(args)?)
+        }
+        Command::Dev(cmd) => {
+            init_logging(level, false);
+            Ok(dev::run(cmd)?)
+        }
     }
 }
 
-/// Human-readable logs on stderr; warnings only unless asked.
-pub fn init_logging(level: Option<&str>) {
+/// Logs on stderr, human-readable or JSON lines; `RUST_LOG` wins over `level`, and
+/// without either only warnings are shown.
+pub fn init_logging(level: Option<&str>, json: bool) {
     use tracing_subscriber::EnvFilter;
-    let filter = match level {
-        Some(l) => EnvFilter::new(l),
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
-    };
-    tracing_subscriber::fmt()
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(level.unwrap_or("warn")));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
 }

@@ -99,8 +99,46 @@ pub struct Thumbnail {
     pub timings: StageTimings,
 }
 
+/// A slide read and box-reduced, waiting for the final resize and encoding. The service
+/// runs the two halves on different thread pools (decoder and resizer actors).
+pub struct Reduced {
+    pub intermediate: render::Rgb,
+    pub target: (u32, u32),
+    pub metadata: SlideMetadata,
+    pub level: u32,
+    pub path: PixelPath,
+    pub timings: StageTimings,
+}
+
 /// Makes the thumbnail of the slide at `path`.
 pub fn make_thumbnail(path: &Path, options: &ThumbnailOptions) -> Result<Thumbnail, SlideError> {
+    finish(reduce_slide(path, options)?)
+}
+
+/// Resizes a reduced slide to its thumbnail size and encodes the PNG.
+pub fn finish(reduced: Reduced) -> Result<Thumbnail, SlideError> {
+    let mut timings = reduced.timings;
+    let resize_started = Instant::now();
+    let image = render::resize(reduced.intermediate, reduced.target)?;
+    timings.resize = resize_started.elapsed();
+
+    let encode_started = Instant::now();
+    let png = encode::encode_png(&image)?;
+    timings.encode = encode_started.elapsed();
+
+    Ok(Thumbnail {
+        png,
+        width: image.width,
+        height: image.height,
+        metadata: reduced.metadata,
+        level: reduced.level,
+        path: reduced.path,
+        timings,
+    })
+}
+
+/// Opens the slide, checks it, and reads the chosen level through a bounded reduction.
+pub fn reduce_slide(path: &Path, options: &ThumbnailOptions) -> Result<Reduced, SlideError> {
     let started = Instant::now();
     let tiff = inspect_file(path, options.max_slide_pixels)?;
     let slide = open_slide(path, &tiff)?;
@@ -166,26 +204,16 @@ pub fn make_thumbnail(path: &Path, options: &ThumbnailOptions) -> Result<Thumbna
     };
     let decode = decode_started.elapsed();
 
-    let resize_started = Instant::now();
-    let image = render::resize(intermediate, target)?;
-    let resize = resize_started.elapsed();
-
-    let encode_started = Instant::now();
-    let png = encode::encode_png(&image)?;
-    let encode = encode_started.elapsed();
-
-    Ok(Thumbnail {
-        png,
-        width: image.width,
-        height: image.height,
+    Ok(Reduced {
+        intermediate,
+        target,
         metadata,
         level: level as u32,
         path: pixel_path,
         timings: StageTimings {
             open,
             decode,
-            resize,
-            encode,
+            ..StageTimings::default()
         },
     })
 }

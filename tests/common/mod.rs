@@ -2,6 +2,10 @@
 //! image comparison.
 #![allow(dead_code)]
 
+pub mod kafka;
+pub mod service;
+pub mod services;
+
 use std::path::{Path, PathBuf};
 
 use wsi_thumbnail::fixtures::{self, SlideSpec};

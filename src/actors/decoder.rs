@@ -1,0 +1,59 @@
+//! Decoder pool (SyncArbiter threads): opens each slide and reads its chosen level
+//! through the bounded reduction. CPU work, so never on the async runtime.
+//!
+//! Receives: `Decode` from the fetcher.
+//! Sends: `Resize` to the resizer pool, or `Fail` to the publisher.
+//! Owns: nothing between jobs; the downloaded file is deleted as soon as it is read.
+//! A panic inside the slide engine fails that job (`internal`) instead of losing it.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use actix::prelude::*;
+
+use super::publisher::Publisher;
+use super::resizer::Resizer;
+use crate::error_kind::ErrorKind;
+use crate::messages::pipeline::{Decode, Fail, Failure, Resize};
+use crate::slide::{ThumbnailOptions, reduce_slide};
+
+pub struct Decoder {
+    pub options: ThumbnailOptions,
+    pub resizer: Addr<Resizer>,
+    pub publisher: Addr<Publisher>,
+}
+
+impl Actor for Decoder {
+    type Context = SyncContext<Self>;
+}
+
+impl Handler<Decode> for Decoder {
+    type Result = ();
+
+    fn handle(&mut self, Decode { job, slide }: Decode, _: &mut Self::Context) {
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            reduce_slide(&slide.path, &self.options)
+        }));
+        drop(slide);
+        match result {
+            Ok(Ok(reduced)) => {
+                let t = reduced.timings;
+                metrics::histogram!("wsi_thumbnail_stage_seconds", "stage" => "decode")
+                    .record((t.open + t.decode).as_secs_f64());
+                self.resizer.do_send(Resize { job, reduced });
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(slide_id = %job.request.slide_id, partition = job.ticket.partition, offset = job.ticket.offset, error = %e, "slide failed");
+                self.publisher
+                    .do_send(Fail(Failure::of_job(&job, e.kind(), e.to_string())));
+            }
+            Err(_) => {
+                tracing::error!(slide_id = %job.request.slide_id, partition = job.ticket.partition, offset = job.ticket.offset, "the slide engine panicked");
+                self.publisher.do_send(Fail(Failure::of_job(
+                    &job,
+                    ErrorKind::Internal,
+                    "the slide engine panicked on this slide".into(),
+                )));
+            }
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! Fetcher: gets each slide onto local disk.
+//!
+//! Receives: `Fetch` from the tracker.
+//! Sends: `Decode` to the decoder pool, or `Fail` to the publisher.
+//! Owns: the fetch strategy (whole download today, ranged reads later, one trait).
+//! Fetches run concurrently; the tracker's budgets bound how many.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+
+use super::decoder::Decoder;
+use super::publisher::Publisher;
+use crate::messages::pipeline::{Decode, Fail, Failure, Fetch};
+use crate::storage::fetch::SlideFetcher;
+
+pub struct Fetcher {
+    strategy: Arc<dyn SlideFetcher>,
+    decoder: Addr<Decoder>,
+    publisher: Addr<Publisher>,
+}
+
+impl Fetcher {
+    pub fn new(
+        strategy: Arc<dyn SlideFetcher>,
+        decoder: Addr<Decoder>,
+        publisher: Addr<Publisher>,
+    ) -> Self {
+        Fetcher {
+            strategy,
+            decoder,
+            publisher,
+        }
+    }
+}
+
+impl Actor for Fetcher {
+    type Context = Context<Self>;
+}
+
+impl Handler<Fetch> for Fetcher {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, Fetch(job): Fetch, _: &mut Self::Context) -> Self::Result {
+        let strategy = self.strategy.clone();
+        let decoder = self.decoder.clone();
+        let publisher = self.publisher.clone();
+        Box::pin(async move {
+            let started = Instant::now();
+            match strategy.fetch(&job.input).await {
+                Ok(slide) => {
+                    metrics::histogram!("wsi_thumbnail_stage_seconds", "stage" => "fetch")
+                        .record(started.elapsed().as_secs_f64());
+                    metrics::counter!("wsi_thumbnail_slide_bytes_fetched_total")
+                        .increment(slide.bytes_fetched);
+                    decoder.do_send(Decode { job, slide });
+                }
+                Err(e) => {
+                    tracing::warn!(slide_id = %job.request.slide_id, partition = job.ticket.partition, offset = job.ticket.offset, error = %e, "fetch failed");
+                    publisher.do_send(Fail(Failure::of_job(&job, e.kind(), e.to_string())));
+                }
+            }
+        })
+    }
+}

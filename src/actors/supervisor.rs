@@ -1,0 +1,194 @@
+//! Builds the actor tree from the configuration (in one place, like vector's topology),
+//! runs it until SIGTERM or SIGINT, then drains: stop reading, let in-flight requests
+//! finish within the grace period, commit, return.
+//!
+//! The tree, in the order a request meets it:
+//! PartitionReader -> OffsetTracker -> Fetcher -> Decoder pool -> Resizer pool ->
+//! Uploader -> Publisher -> (Completed) -> OffsetTracker.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::prelude::*;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::FutureProducer;
+
+use super::decoder::Decoder;
+use super::fetcher::Fetcher;
+use super::publisher::{Publisher, SetTracker};
+use super::reader::{PartitionReader, StopReading};
+use super::resizer::Resizer;
+use super::tracker::{Drain, Limits, OffsetTracker};
+use super::uploader::Uploader;
+use crate::config::Config;
+use crate::kafka::context::ServiceContext;
+use crate::kafka::settings;
+use crate::pipeline::book::Book;
+use crate::slide::ThumbnailOptions;
+use crate::storage::fetch::{WholeObjectFetcher, sweep_stale};
+use crate::storage::gcs;
+use crate::storage::location::OutputLocation;
+use crate::storage::output::OutputSink;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("cannot create the Kafka {what}: {source}; check the [kafka] settings")]
+    Kafka {
+        what: &'static str,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("cannot use the temporary directory {path}: {source}")]
+    TempDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+    #[error("actor system error: {0}")]
+    Mailbox(#[from] MailboxError),
+}
+
+/// Runs the service until a termination signal; returns after draining.
+pub async fn run(config: Config) -> Result<(), ServiceError> {
+    let output = config.output_location().map_err(ServiceError::Config)?;
+    let client_id = settings::client_id();
+
+    // A GCS client is needed for gs:// outputs and any gs:// input; a purely local run
+    // (file:// in and out) can do without credentials.
+    let gcs = match gcs::client().await {
+        Ok(c) => Some(Arc::new(c)),
+        Err(e) if matches!(output, OutputLocation::Gcs { .. }) => return Err(e.into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "no GCS client; only file:// inputs can be served");
+            None
+        }
+    };
+    let temp_dir = config.temp_dir();
+    std::fs::create_dir_all(&temp_dir).map_err(|source| ServiceError::TempDir {
+        path: temp_dir.display().to_string(),
+        source,
+    })?;
+    let swept = sweep_stale(&temp_dir, Duration::from_secs(3600));
+    if swept > 0 {
+        tracing::info!(swept, dir = %temp_dir.display(), "removed stale temporary slides");
+    }
+
+    let book = Arc::new(Mutex::new(Book::default()));
+    let consumer: StreamConsumer<ServiceContext> = settings::consumer(&config.kafka, &client_id)
+        .create_with_context(ServiceContext { book: book.clone() })
+        .map_err(|source| ServiceError::Kafka {
+            what: "consumer",
+            source,
+        })?;
+    consumer
+        .subscribe(&[&config.kafka.request_topic])
+        .map_err(|source| ServiceError::Kafka {
+            what: "subscription",
+            source,
+        })?;
+    let consumer = Arc::new(consumer);
+    let producer: FutureProducer = settings::producer(&config.kafka, &client_id)
+        .create()
+        .map_err(|source| ServiceError::Kafka {
+            what: "producer",
+            source,
+        })?;
+
+    let publisher = Publisher::new(
+        producer,
+        &config.kafka.response_topic,
+        &config.kafka.dlq_topic,
+    )
+    .start();
+    let uploader = Uploader {
+        sink: Arc::new(OutputSink::new(output, gcs.clone())),
+        publisher: publisher.clone(),
+    }
+    .start();
+    let resizer = {
+        let (uploader, publisher) = (uploader.clone(), publisher.clone());
+        SyncArbiter::start(config.pipeline.resizer_threads.max(1), move || Resizer {
+            uploader: uploader.clone(),
+            publisher: publisher.clone(),
+        })
+    };
+    let decoder = {
+        let (resizer, publisher) = (resizer.clone(), publisher.clone());
+        let options = ThumbnailOptions {
+            max_size: config.thumbnail.max_size,
+            max_slide_pixels: config.thumbnail.max_slide_pixels,
+            decoder: config.thumbnail.decoder,
+        };
+        SyncArbiter::start(config.decoder_threads(), move || Decoder {
+            options: options.clone(),
+            resizer: resizer.clone(),
+            publisher: publisher.clone(),
+        })
+    };
+    let fetcher = Fetcher::new(
+        Arc::new(WholeObjectFetcher::new(gcs, temp_dir)),
+        decoder,
+        publisher.clone(),
+    )
+    .start();
+    let tracker = OffsetTracker::new(
+        consumer.clone(),
+        book,
+        fetcher,
+        publisher.clone(),
+        Limits {
+            max_in_flight: config.pipeline.max_in_flight,
+            max_in_flight_per_partition: config.pipeline.max_in_flight_per_partition,
+            commit_interval: Duration::from_millis(config.kafka.commit_interval_ms.max(10)),
+        },
+    )
+    .start();
+    publisher.do_send(SetTracker(tracker.clone()));
+    let reader = PartitionReader::new(
+        consumer,
+        tracker.clone(),
+        config.storage.input_policy(),
+        config.storage.object_name.clone(),
+    )
+    .start();
+    tracing::info!(
+        topic = %config.kafka.request_topic,
+        group = %config.kafka.consumer_group,
+        client_id = %client_id,
+        "serving"
+    );
+
+    wait_for_signal().await;
+    tracing::info!("termination signal: draining");
+    reader.send(StopReading).await?;
+    let grace = Duration::from_millis(config.pipeline.shutdown_grace_ms);
+    let left = tracker.send(Drain { grace }).await?;
+    if left > 0 {
+        tracing::warn!(
+            left,
+            "grace period over; unfinished requests stay uncommitted and will be redone"
+        );
+    } else {
+        tracing::info!("drained; offsets committed");
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = tokio::signal::ctrl_c() => {},
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! OffsetTracker: the only place that commits, and the gate every request passes.
+//!
+//! Receives: `Admit` (a job or failure read by the reader), `Completed` (a response or
+//! failure record acknowledged), `Drain` (shutdown).
+//! Sends: `Fetch` to the fetcher, `Fail` to the publisher.
+//! Owns: the ledger of partitions and offsets (shared with the rebalance callback),
+//! per-key ordering, the in-flight budgets that pause and resume partitions, and the
+//! commit timer.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::fetcher::Fetcher;
+use super::publisher::Publisher;
+use crate::kafka::context::ServiceContext;
+use crate::messages::pipeline::{Admit, Admitted, Completed, Fail, Fetch};
+use crate::pipeline::book::Book;
+use crate::pipeline::key_order::KeyOrder;
+
+pub struct Limits {
+    pub max_in_flight: usize,
+    pub max_in_flight_per_partition: usize,
+    pub commit_interval: Duration,
+}
+
+pub struct OffsetTracker {
+    consumer: Arc<StreamConsumer<ServiceContext>>,
+    book: Arc<Mutex<Book>>,
+    keys: KeyOrder<Admitted>,
+    fetcher: Addr<Fetcher>,
+    publisher: Addr<Publisher>,
+    limits: Limits,
+    globally_paused: bool,
+}
+
+impl OffsetTracker {
+    pub fn new(
+        consumer: Arc<StreamConsumer<ServiceContext>>,
+        book: Arc<Mutex<Book>>,
+        fetcher: Addr<Fetcher>,
+        publisher: Addr<Publisher>,
+        limits: Limits,
+    ) -> Self {
+        OffsetTracker {
+            consumer,
+            book,
+            keys: KeyOrder::default(),
+            fetcher,
+            publisher,
+            limits,
+            globally_paused: false,
+        }
+    }
+
+    fn dispatch(&self, item: Admitted) {
+        match item {
+            Admitted::Job(job) => self.fetcher.do_send(Fetch(job)),
+            Admitted::Failure(f) => self.publisher.do_send(Fail(f)),
+        }
+    }
+
+    /// Commits every partition whose contiguous done prefix moved.
+    fn commit(&self, mode: CommitMode) {
+        let Ok(mut book) = self.book.lock() else {
+            return;
+        };
+        let pending = book.pending_commits();
+        if pending.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), offset) in &pending {
+            let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset));
+        }
+        match self.consumer.commit(&tpl, mode) {
+            Ok(()) => {
+                for (tp, offset) in &pending {
+                    book.mark_committed(tp, *offset);
+                    metrics::gauge!("wsi_thumbnail_committed_offset", "partition" => tp.1.to_string())
+                        .set(*offset as f64);
+                }
+                tracing::debug!(?pending, "committed");
+            }
+            Err(e) => tracing::warn!(error = %e, "commit failed; will retry on the next tick"),
+        }
+    }
+
+    /// Pauses partitions whose budget is full (all of them when the global budget is)
+    /// and resumes those with room again.
+    fn apply_budgets(&mut self) {
+        let Ok(mut book) = self.book.lock() else {
+            return;
+        };
+        let total = book.in_flight_total();
+        metrics::gauge!("wsi_thumbnail_in_flight").set(total as f64);
+        let global_full = total >= self.limits.max_in_flight;
+        let (mut pause, mut resume) = (TopicPartitionList::new(), TopicPartitionList::new());
+        for ((topic, partition), state) in book.partitions_mut() {
+            let full =
+                global_full || state.offsets.in_flight() >= self.limits.max_in_flight_per_partition;
+            if full && !state.paused {
+                let _ = pause.add_partition(topic, *partition);
+                state.paused = true;
+            } else if !full && state.paused {
+                let _ = resume.add_partition(topic, *partition);
+                state.paused = false;
+            }
+        }
+        if global_full != self.globally_paused {
+            self.globally_paused = global_full;
+            tracing::debug!(total, global_full, "global in-flight budget");
+        }
+        if pause.count() > 0 {
+            if let Err(e) = self.consumer.pause(&pause) {
+                tracing::warn!(error = %e, "pausing partitions failed");
+            }
+        }
+        if resume.count() > 0 {
+            if let Err(e) = self.consumer.resume(&resume) {
+                tracing::warn!(error = %e, "resuming partitions failed");
+            }
+        }
+    }
+}
+
+impl Actor for OffsetTracker {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.limits.commit_interval, |act, _| {
+            act.commit(CommitMode::Async)
+        });
+    }
+}
+
+impl Handler<Admit> for OffsetTracker {
+    type Result = ();
+
+    fn handle(&mut self, Admit(item): Admit, _: &mut Self::Context) {
+        let accepted = self
+            .book
+            .lock()
+            .map(|mut b| b.begin(item.ticket()))
+            .unwrap_or(false);
+        if !accepted {
+            // Read just before its partition was revoked: the new owner will read it.
+            return;
+        }
+        metrics::counter!("wsi_thumbnail_requests_total").increment(1);
+        let key = item.ticket().key.clone();
+        if let Some(ready) = self.keys.admit(key.as_deref(), item) {
+            self.dispatch(ready);
+        }
+        self.apply_budgets();
+    }
+}
+
+impl Handler<Completed> for OffsetTracker {
+    type Result = ();
+
+    fn handle(&mut self, Completed { ticket }: Completed, _: &mut Self::Context) {
+        let counted = self
+            .book
+            .lock()
+            .map(|mut b| b.finish(&ticket))
+            .unwrap_or(false);
+        if !counted {
+            tracing::debug!(
+                partition = ticket.partition,
+                offset = ticket.offset,
+                "completion for a revoked partition ignored"
+            );
+        }
+        // Hand the key to the next waiting request of a partition we still own.
+        let mut next = self.keys.release(ticket.key.as_deref());
+        while let Some(item) = next {
+            let current = self
+                .book
+                .lock()
+                .map(|b| b.is_current(item.ticket()))
+                .unwrap_or(false);
+            if current {
+                self.dispatch(item);
+                break;
+            }
+            next = self.keys.release(ticket.key.as_deref());
+        }
+        self.apply_budgets();
+    }
+}
+
+/// Shutdown: resolves with the number of requests still in flight once everything
+/// finished or `grace` ran out, after a final synchronous commit.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Drain {
+    pub grace: Duration,
+}
+
+impl Handler<Drain> for OffsetTracker {
+    type Result = ResponseActFuture<Self, usize>;
+
+    fn handle(&mut self, msg: Drain, _: &mut Self::Context) -> Self::Result {
+        let deadline = Instant::now() + msg.grace;
+        let book = self.book.clone();
+        Box::pin(
+            async move {
+                loop {
+                    let left = book.lock().map(|b| b.in_flight_total()).unwrap_or(0);
+                    if left == 0 || Instant::now() >= deadline {
+                        return left;
+                    }
+                    actix_rt::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            .into_actor(self)
+            .map(|left, act, _| {
+                act.commit(CommitMode::Sync);
+                left
+            }),
+        )
+    }
+}

@@ -1,0 +1,288 @@
+//! Service configuration: built-in defaults, then a TOML file (`--config`, else
+//! `$WSI_THUMBNAIL_CONFIG`), then the contract's environment variables, layered with
+//! figment (the layering crate Rocket and many services use, with errors that name the
+//! offending key and source).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::slide::{DEFAULT_MAX_SLIDE_PIXELS, Decoder};
+use crate::storage::location::{InputPolicy, OutputLocation, parse_output};
+
+/// Environment variables of the contract and the keys they override.
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("KAFKA_BOOTSTRAP_SERVER", "kafka.bootstrap_servers"),
+    ("KAFKA_REQUEST_TOPIC", "kafka.request_topic"),
+    ("KAFKA_RESPONSE_TOPIC", "kafka.response_topic"),
+    ("KAFKA_DLQ_TOPIC", "kafka.dlq_topic"),
+    ("KAFKA_CONSUMER_GROUP", "kafka.consumer_group"),
+    ("THUMBNAIL_OUTPUT_BUCKET", "storage.output"),
+];
+pub const CONFIG_ENV: &str = "WSI_THUMBNAIL_CONFIG";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub storage: StorageConfig,
+    pub thumbnail: ThumbnailConfig,
+    pub pipeline: PipelineConfig,
+    pub http: HttpConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    pub bootstrap_servers: String,
+    pub request_topic: String,
+    pub response_topic: String,
+    pub dlq_topic: String,
+    pub consumer_group: String,
+    /// librdkafka consumer properties, passed through verbatim (they win over ours).
+    #[serde(default)]
+    pub consumer: BTreeMap<String, String>,
+    /// librdkafka producer properties, passed through verbatim.
+    #[serde(default)]
+    pub producer: BTreeMap<String, String>,
+    /// How often contiguous offsets are committed.
+    pub commit_interval_ms: u64,
+    pub topics: TopicsConfig,
+}
+
+/// What `wsi-thumbnail topics ensure` creates (the seed's defaults).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicsConfig {
+    pub partitions: i32,
+    pub replication_factor: i32,
+    pub request_retention_ms: i64,
+    pub response_retention_ms: i64,
+    pub dlq_retention_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `gs://BUCKET/PREFIX/`, a bare bucket name, or `file:///DIR/`.
+    pub output: String,
+    /// Object-name template: `{stem}`, `{name}`, `{slide_id}`, `{id}`, `{block_id}`, `{patient_id}`.
+    pub object_name: String,
+    /// Where slides are downloaded to; defaults to the system temp dir.
+    pub temp_dir: Option<PathBuf>,
+    /// Buckets requests may read from; empty allows any bucket.
+    pub allowed_buckets: Vec<String>,
+    /// Serve `file://` input links (local runs and tests only).
+    pub allow_file_inputs: bool,
+}
+
+impl StorageConfig {
+    pub fn input_policy(&self) -> InputPolicy {
+        InputPolicy {
+            allowed_buckets: self.allowed_buckets.clone(),
+            allow_file_inputs: self.allow_file_inputs,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThumbnailConfig {
+    pub max_size: u32,
+    pub max_slide_pixels: u64,
+    pub decoder: Decoder,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Requests in flight across all partitions; reading pauses when full.
+    pub max_in_flight: usize,
+    /// Requests in flight per partition; that partition pauses when full.
+    pub max_in_flight_per_partition: usize,
+    /// Decoder threads (0 = number of cores).
+    pub decoder_threads: usize,
+    /// Resize/encode threads.
+    pub resizer_threads: usize,
+    /// Drain time on SIGTERM/SIGINT before in-flight work is abandoned (uncommitted).
+    pub shutdown_grace_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// tracing filter, e.g. `info` or `wsi_thumbnail=debug,rdkafka=warn`.
+    pub level: String,
+    /// Emit JSON lines instead of human-readable text.
+    pub json: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            kafka: KafkaConfig {
+                bootstrap_servers: "localhost:9092".into(),
+                request_topic: "wsi-thumbnail-req".into(),
+                response_topic: "wsi-thumbnail-resp".into(),
+                dlq_topic: "wsi-thumbnail-dlq".into(),
+                consumer_group: "wsi-thumbnail-processor".into(),
+                consumer: BTreeMap::new(),
+                producer: BTreeMap::new(),
+                commit_interval_ms: 1000,
+                topics: TopicsConfig {
+                    partitions: 10,
+                    replication_factor: 1,
+                    request_retention_ms: 7 * 24 * 3600 * 1000,
+                    response_retention_ms: 30 * 24 * 3600 * 1000,
+                    dlq_retention_ms: 30 * 24 * 3600 * 1000,
+                },
+            },
+            storage: StorageConfig {
+                output: "gs://my-thumbnails-bucket/".into(),
+                object_name: "{stem}_thumbnail.png".into(),
+                temp_dir: None,
+                allowed_buckets: Vec::new(),
+                allow_file_inputs: false,
+            },
+            thumbnail: ThumbnailConfig {
+                max_size: 1024,
+                max_slide_pixels: DEFAULT_MAX_SLIDE_PIXELS,
+                decoder: Decoder::Auto,
+            },
+            pipeline: PipelineConfig {
+                max_in_flight: 16,
+                max_in_flight_per_partition: 4,
+                decoder_threads: 0,
+                resizer_threads: 1,
+                shutdown_grace_ms: 30_000,
+            },
+            http: HttpConfig {
+                listen: "0.0.0.0:8080".into(),
+            },
+            log: LogConfig {
+                level: "info".into(),
+                json: false,
+            },
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} does not exist")]
+    Missing(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads the layered configuration. `file` is `--config`; when absent,
+    /// `$WSI_THUMBNAIL_CONFIG` is used if set.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let from_env = std::env::var_os(CONFIG_ENV).map(PathBuf::from);
+        let file = file.map(Path::to_path_buf).or(from_env);
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = &file {
+            if !path.exists() {
+                return Err(ConfigError::Missing(path.clone()));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let names: Vec<&str> = ENV_OVERRIDES.iter().map(|(env, _)| *env).collect();
+        figment = figment.merge(Env::raw().only(&names).map(|name| {
+            ENV_OVERRIDES
+                .iter()
+                .find(|(env, _)| name.as_str().eq_ignore_ascii_case(env))
+                .map_or_else(|| name.as_str().to_string(), |(_, key)| key.to_string())
+                .into()
+        }));
+        let mut config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if let Ok(port) = std::env::var("PORT") {
+            config.http.listen = with_port(&config.http.listen, &port)?;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what the type system cannot: parseable locations, sane budgets.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        self.output_location().map_err(ConfigError::Invalid)?;
+        if !self.storage.object_name.contains('{') {
+            return invalid("storage.object_name must use a placeholder such as {stem}, or every slide would overwrite one object".into());
+        }
+        if self.pipeline.max_in_flight == 0 || self.pipeline.max_in_flight_per_partition == 0 {
+            return invalid(
+                "pipeline.max_in_flight and max_in_flight_per_partition must be at least 1".into(),
+            );
+        }
+        if self.thumbnail.max_size == 0 || self.thumbnail.max_size > 16384 {
+            return invalid("thumbnail.max_size must be between 1 and 16384".into());
+        }
+        self.http.listen.parse::<SocketAddr>().map_err(|e| {
+            ConfigError::Invalid(format!("http.listen `{}`: {e}", self.http.listen))
+        })?;
+        Ok(())
+    }
+
+    pub fn output_location(&self) -> Result<OutputLocation, String> {
+        parse_output(&self.storage.output)
+    }
+
+    pub fn decoder_threads(&self) -> usize {
+        match self.pipeline.decoder_threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        }
+    }
+
+    pub fn temp_dir(&self) -> PathBuf {
+        self.storage
+            .temp_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("wsi-thumbnail"))
+    }
+}
+
+fn with_port(listen: &str, port: &str) -> Result<String, ConfigError> {
+    let port: u16 = port
+        .trim()
+        .parse()
+        .map_err(|_| ConfigError::Invalid(format!("PORT `{port}` is not a port number")))?;
+    let host = listen.rsplit_once(':').map_or(listen, |(h, _)| h);
+    Ok(format!("{host}:{port}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_contracts() {
+        let c = Config::default();
+        assert_eq!(c.kafka.request_topic, "wsi-thumbnail-req");
+        assert_eq!(c.kafka.consumer_group, "wsi-thumbnail-processor");
+        assert_eq!(c.thumbnail.max_size, 1024);
+        assert_eq!(c.http.listen, "0.0.0.0:8080");
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn port_replaces_only_the_port() {
+        assert_eq!(with_port("0.0.0.0:8080", "9000").unwrap(), "0.0.0.0:9000");
+        assert!(with_port("0.0.0.0:8080", "http").is_err());
+    }
+}

@@ -1,0 +1,98 @@
+//! librdkafka settings for the service, after the seeds and librdkafka's at-least-once
+//! guidance: manual commits of stored offsets only, cooperative-sticky assignment, a long
+//! poll interval (a slide can take a while), an idempotent `acks=all` producer with
+//! compression. Properties from `[kafka.consumer]`/`[kafka.producer]` are applied last,
+//! verbatim, so operators can override anything (security settings in particular).
+
+use std::collections::BTreeMap;
+
+use rdkafka::ClientConfig;
+
+use crate::config::KafkaConfig;
+
+/// `wsi-thumbnail-<host>-<random>`: unique per process, recognisable in broker logs.
+pub fn client_id() -> String {
+    let host = hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown-host".into());
+    let suffix: u32 = rand::random();
+    format!("wsi-thumbnail-{host}-{suffix:08x}")
+}
+
+fn build(base: &[(&str, String)], overrides: &BTreeMap<String, String>) -> ClientConfig {
+    let mut cfg = ClientConfig::new();
+    for (k, v) in base {
+        cfg.set(*k, v);
+    }
+    for (k, v) in overrides {
+        cfg.set(k, v);
+    }
+    cfg
+}
+
+pub fn consumer(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
+    build(
+        &[
+            ("bootstrap.servers", kafka.bootstrap_servers.clone()),
+            ("group.id", kafka.consumer_group.clone()),
+            ("client.id", client_id.to_string()),
+            ("enable.auto.commit", "false".into()),
+            ("enable.auto.offset.store", "false".into()),
+            ("auto.offset.reset", "earliest".into()),
+            ("partition.assignment.strategy", "cooperative-sticky".into()),
+            ("max.poll.interval.ms", "900000".into()),
+            ("enable.partition.eof", "false".into()),
+        ],
+        &kafka.consumer,
+    )
+}
+
+pub fn producer(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
+    build(
+        &[
+            ("bootstrap.servers", kafka.bootstrap_servers.clone()),
+            ("client.id", client_id.to_string()),
+            ("enable.idempotence", "true".into()),
+            ("acks", "all".into()),
+            ("compression.type", "zstd".into()),
+            ("linger.ms", "5".into()),
+            ("message.timeout.ms", "60000".into()),
+        ],
+        &kafka.producer,
+    )
+}
+
+/// Admin operations (topic creation) use the producer's connection settings.
+pub fn admin(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
+    build(
+        &[
+            ("bootstrap.servers", kafka.bootstrap_servers.clone()),
+            ("client.id", client_id.to_string()),
+        ],
+        &kafka.producer,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn pass_through_properties_win() {
+        let mut kafka = Config::default().kafka;
+        kafka
+            .consumer
+            .insert("session.timeout.ms".into(), "6000".into());
+        kafka
+            .consumer
+            .insert("auto.offset.reset".into(), "latest".into());
+        let cfg = consumer(&kafka, "c");
+        assert_eq!(cfg.get("session.timeout.ms"), Some("6000"));
+        assert_eq!(cfg.get("auto.offset.reset"), Some("latest"));
+        assert_eq!(cfg.get("enable.auto.commit"), Some("false"));
+        assert_eq!(producer(&kafka, "c").get("acks"), Some("all"));
+        assert!(client_id().starts_with("wsi-thumbnail-"));
+    }
+}

@@ -1,0 +1,6 @@
+//! What flows through the service: the contract's payloads ([`payload`]), the ticket
+//! every job carries ([`ticket`]) and the actor messages ([`pipeline`]).
+
+pub mod payload;
+pub mod pipeline;
+pub mod ticket;

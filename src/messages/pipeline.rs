@@ -1,0 +1,117 @@
+//! Messages between the pipeline's actors, in the order a request meets them:
+//! Admit (reader to tracker), Fetch, Decode, Resize, Upload, Publish, then Completed
+//! (publisher to tracker). Fail ends a job early from any stage.
+
+use actix::Message;
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::payload::{ThumbnailRequest, ThumbnailResponse};
+use super::ticket::Ticket;
+use crate::error_kind::ErrorKind;
+use crate::slide::{Reduced, SlideMetadata};
+use crate::storage::fetch::LocalSlide;
+use crate::storage::location::InputLink;
+
+/// A validated request on its way through the pipeline.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub ticket: Ticket,
+    pub request: ThumbnailRequest,
+    pub input: InputLink,
+    /// The thumbnail's object name, already checked to stay inside the output.
+    pub object_name: String,
+}
+
+/// A request that cannot be served, with everything its failure record needs.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub ticket: Ticket,
+    pub id: Option<String>,
+    pub slide_id: Option<String>,
+    pub request: Option<Value>,
+    pub raw_value: Vec<u8>,
+    pub kind: ErrorKind,
+    pub message: String,
+    pub attempts: u32,
+}
+
+impl Failure {
+    /// A failure of a valid job at some stage.
+    pub fn of_job(job: &Job, kind: ErrorKind, message: String) -> Failure {
+        Failure {
+            ticket: job.ticket.clone(),
+            id: Some(job.request.id.clone()),
+            slide_id: Some(job.request.slide_id.clone()),
+            request: serde_json::to_value(&job.request).ok(),
+            raw_value: Vec::new(),
+            kind,
+            message,
+            attempts: 1,
+        }
+    }
+}
+
+/// Either a job to run or a failure to record; both occupy their offset until done.
+#[derive(Debug)]
+pub enum Admitted {
+    Job(Job),
+    Failure(Failure),
+}
+
+impl Admitted {
+    pub fn ticket(&self) -> &Ticket {
+        match self {
+            Admitted::Job(j) => &j.ticket,
+            Admitted::Failure(f) => &f.ticket,
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Admit(pub Admitted);
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Fetch(pub Job);
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Decode {
+    pub job: Job,
+    pub slide: LocalSlide,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Resize {
+    pub job: Job,
+    pub reduced: Reduced,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Upload {
+    pub job: Job,
+    pub png: Bytes,
+    pub metadata: SlideMetadata,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Publish {
+    pub job: Job,
+    pub response: ThumbnailResponse,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Fail(pub Failure);
+
+/// The response or failure record of `ticket` is acknowledged by the broker.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Completed {
+    pub ticket: Ticket,
+}

@@ -1,0 +1,126 @@
+//! Offset arithmetic for at-least-once, contiguous commits.
+//!
+//! Per partition we keep the offsets that were handed out and are not done yet. The
+//! offset to commit (Kafka's "next offset to read") is the lowest unfinished offset, or
+//! one past the highest offset seen when nothing is unfinished. It can never pass an
+//! unfinished request, whatever order requests complete in.
+
+use std::collections::BTreeSet;
+
+#[derive(Debug, Default, Clone)]
+pub struct PartitionOffsets {
+    in_flight: BTreeSet<i64>,
+    highest_seen: Option<i64>,
+    committed: Option<i64>,
+}
+
+impl PartitionOffsets {
+    /// Records that `offset` has been handed to the pipeline.
+    pub fn begin(&mut self, offset: i64) {
+        self.in_flight.insert(offset);
+        self.highest_seen = Some(self.highest_seen.map_or(offset, |h| h.max(offset)));
+    }
+
+    /// Records that `offset` is done (response or failure record acknowledged).
+    /// Returns false for an offset that was not in flight (a duplicate completion).
+    pub fn finish(&mut self, offset: i64) -> bool {
+        self.in_flight.remove(&offset)
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// The highest offset it is safe to commit now (as "next offset to read").
+    pub fn commit_point(&self) -> Option<i64> {
+        match self.in_flight.first() {
+            Some(lowest) => Some(*lowest),
+            None => self.highest_seen.map(|h| h + 1),
+        }
+    }
+
+    /// The commit point, if it moved since the last [`mark_committed`](Self::mark_committed).
+    pub fn pending_commit(&self) -> Option<i64> {
+        let point = self.commit_point()?;
+        match self.committed {
+            Some(c) if c >= point => None,
+            _ => Some(point),
+        }
+    }
+
+    pub fn mark_committed(&mut self, offset: i64) {
+        self.committed = Some(self.committed.map_or(offset, |c| c.max(offset)));
+    }
+
+    pub fn committed(&self) -> Option<i64> {
+        self.committed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn out_of_order_completion_commits_only_the_contiguous_prefix() {
+        let mut p = PartitionOffsets::default();
+        for o in 10..15 {
+            p.begin(o);
+        }
+        assert_eq!(p.pending_commit(), Some(10));
+        p.finish(12);
+        p.finish(13);
+        assert_eq!(p.pending_commit(), Some(10), "10 is still running");
+        p.finish(10);
+        assert_eq!(p.pending_commit(), Some(11));
+        p.mark_committed(11);
+        assert_eq!(p.pending_commit(), None);
+        p.finish(11);
+        assert_eq!(p.pending_commit(), Some(14));
+        p.finish(14);
+        assert_eq!(p.pending_commit(), Some(15));
+        assert!(!p.finish(14), "a second completion is reported");
+    }
+
+    proptest! {
+        /// Messages arrive in offset order (possibly with gaps, as compaction leaves);
+        /// completions happen in any order, interleaved with arrivals. The commit point
+        /// never passes an unfinished offset, never goes backwards, and ends one past
+        /// the last offset.
+        #[test]
+        fn no_completion_order_commits_past_an_unfinished_offset(
+            gaps in prop::collection::vec(1i64..4, 1..60),
+            picks in prop::collection::vec(any::<prop::sample::Index>(), 0..200),
+            arrivals_first in prop::collection::vec(any::<bool>(), 0..200),
+        ) {
+            let offsets: Vec<i64> = gaps.iter().scan(0i64, |o, g| { *o += g; Some(*o) }).collect();
+            let mut p = PartitionOffsets::default();
+            let mut next = 0;
+            let mut running: Vec<i64> = Vec::new();
+            let mut last_commit = i64::MIN;
+            let mut step = 0;
+            while next < offsets.len() || !running.is_empty() {
+                let arrive = next < offsets.len()
+                    && (running.is_empty() || *arrivals_first.get(step).unwrap_or(&true));
+                if arrive {
+                    p.begin(offsets[next]);
+                    running.push(offsets[next]);
+                    next += 1;
+                } else {
+                    let i = picks.get(step).map_or(0, |ix| ix.index(running.len()));
+                    let done = running.swap_remove(i);
+                    prop_assert!(p.finish(done));
+                }
+                step += 1;
+                if let Some(c) = p.pending_commit() {
+                    prop_assert!(running.iter().all(|r| *r >= c), "commit {c} passes running {running:?}");
+                    prop_assert!(c >= last_commit);
+                    last_commit = c;
+                    p.mark_committed(c);
+                }
+            }
+            prop_assert_eq!(p.committed(), Some(offsets[offsets.len() - 1] + 1));
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! Turning a Kafka record into a job or a failure: parse and validate the request,
+//! check the input link against the policy, and name the thumbnail.
+
+use crate::error_kind::ErrorKind;
+use crate::messages::payload::parse_request;
+use crate::messages::pipeline::{Admitted, Failure, Job};
+use crate::messages::ticket::Ticket;
+use crate::storage::location::{InputPolicy, object_name, parse_input};
+
+pub fn prepare(ticket: Ticket, value: &[u8], policy: &InputPolicy, template: &str) -> Admitted {
+    let request = match parse_request(value) {
+        Ok(r) => r,
+        Err(e) => {
+            return Admitted::Failure(Failure {
+                ticket,
+                id: e.id,
+                slide_id: e.slide_id,
+                request: e.object,
+                raw_value: value.to_vec(),
+                kind: ErrorKind::InvalidRequest,
+                message: e.message,
+                attempts: 1,
+            });
+        }
+    };
+    let fail = |ticket: Ticket, kind: ErrorKind, message: String| {
+        Admitted::Failure(Failure {
+            ticket,
+            id: Some(request.id.clone()),
+            slide_id: Some(request.slide_id.clone()),
+            request: serde_json::to_value(&request).ok(),
+            raw_value: value.to_vec(),
+            kind,
+            message,
+            attempts: 1,
+        })
+    };
+    let input = match parse_input(&request.image_bucket_link, policy) {
+        Ok(i) => i,
+        Err(e) => return fail(ticket, e.kind, e.message),
+    };
+    let fields = [
+        ("slide_id", request.slide_id.as_str()),
+        ("id", request.id.as_str()),
+        ("block_id", request.block_id.as_str()),
+        ("patient_id", request.patient_id.as_str()),
+    ];
+    let name = match object_name(template, &input, &fields) {
+        Ok(n) => n,
+        Err(e) => return fail(ticket, e.kind, e.message),
+    };
+    Admitted::Job(Job {
+        ticket,
+        request,
+        input,
+        object_name: name,
+    })
+}

@@ -1,0 +1,47 @@
+//! Storage failures, mapped to the contract's kinds.
+
+use crate::error_kind::ErrorKind;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("slide {0} does not exist: check the link and that the object was uploaded")]
+    NotFound(String),
+    #[error("storage refused access to {link} ({status}): grant the service account read access")]
+    Forbidden { link: String, status: u16 },
+    #[error("storage is unavailable for {link}: {message}")]
+    Unavailable { link: String, message: String },
+    #[error("local file error on {path}: {source}")]
+    Local {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot create the storage client: {0}")]
+    Client(String),
+}
+
+impl StorageError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StorageError::NotFound(_) => ErrorKind::SlideNotFound,
+            StorageError::Forbidden { .. } => ErrorKind::InputNotAllowed,
+            StorageError::Unavailable { .. } => ErrorKind::StorageUnavailable,
+            StorageError::Local { .. } | StorageError::Client(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// Classifies a GCS client error for `link`.
+    pub fn from_gcs(link: &str, e: &google_cloud_storage::Error) -> StorageError {
+        match e.http_status_code() {
+            Some(404) => StorageError::NotFound(link.to_string()),
+            Some(status @ (401 | 403)) => StorageError::Forbidden {
+                link: link.to_string(),
+                status,
+            },
+            _ => StorageError::Unavailable {
+                link: link.to_string(),
+                message: e.to_string(),
+            },
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Getting a slide onto local disk for OpenSlide. The strategy sits behind
+//! [`SlideFetcher`] so a ranged reader can replace the whole-object download without
+//! touching any actor.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use google_cloud_storage::client::Storage;
+use tempfile::TempPath;
+use tokio::io::AsyncWriteExt;
+
+use super::error::StorageError;
+use super::gcs::bucket_path;
+use super::location::InputLink;
+
+/// A slide available as a local file. A downloaded copy is deleted when this is dropped.
+#[derive(Debug)]
+pub struct LocalSlide {
+    pub path: PathBuf,
+    /// Bytes read from storage for this request.
+    pub bytes_fetched: u64,
+    _temp: Option<TempPath>,
+}
+
+pub trait SlideFetcher: Send + Sync {
+    fn fetch<'a>(&'a self, input: &'a InputLink)
+    -> BoxFuture<'a, Result<LocalSlide, StorageError>>;
+}
+
+/// Downloads the whole object to a temporary file (keeping its extension, which some
+/// OpenSlide drivers look at). Local `file://` inputs are used in place.
+pub struct WholeObjectFetcher {
+    client: Option<Arc<Storage>>,
+    temp_dir: PathBuf,
+}
+
+/// Prefix of our temporary files, so a restart can sweep what a crash left behind.
+pub const TEMP_PREFIX: &str = "wsi-slide-";
+
+impl WholeObjectFetcher {
+    pub fn new(client: Option<Arc<Storage>>, temp_dir: PathBuf) -> Self {
+        WholeObjectFetcher { client, temp_dir }
+    }
+
+    async fn download(&self, bucket: &str, object: &str) -> Result<LocalSlide, StorageError> {
+        let link = format!("gs://{bucket}/{object}");
+        let client = self
+            .client
+            .as_ref()
+            .ok_or_else(|| StorageError::Client("no GCS client configured".into()))?;
+        let local = |source: std::io::Error| StorageError::Local {
+            path: self.temp_dir.display().to_string(),
+            source,
+        };
+        let suffix = Path::new(object)
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(|e| format!(".{e}"))
+            .unwrap_or_default();
+        let temp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .suffix(&suffix)
+            .tempfile_in(&self.temp_dir)
+            .map_err(local)?;
+        let (std_file, temp_path) = temp.into_parts();
+        let mut file = tokio::fs::File::from_std(std_file);
+        let mut response = client
+            .read_object(bucket_path(bucket), object)
+            .send()
+            .await
+            .map_err(|e| StorageError::from_gcs(&link, &e))?;
+        let mut bytes = 0u64;
+        while let Some(chunk) = response.next().await {
+            let chunk = chunk.map_err(|e| StorageError::from_gcs(&link, &e))?;
+            bytes += chunk.len() as u64;
+            file.write_all(&chunk).await.map_err(local)?;
+        }
+        file.flush().await.map_err(local)?;
+        Ok(LocalSlide {
+            path: temp_path.to_path_buf(),
+            bytes_fetched: bytes,
+            _temp: Some(temp_path),
+        })
+    }
+}
+
+impl SlideFetcher for WholeObjectFetcher {
+    fn fetch<'a>(
+        &'a self,
+        input: &'a InputLink,
+    ) -> BoxFuture<'a, Result<LocalSlide, StorageError>> {
+        Box::pin(async move {
+            match input {
+                InputLink::Gcs { bucket, object } => self.download(bucket, object).await,
+                InputLink::File { path } => {
+                    let meta = tokio::fs::metadata(path)
+                        .await
+                        .map_err(|e| match e.kind() {
+                            std::io::ErrorKind::NotFound => {
+                                StorageError::NotFound(format!("file://{}", path.display()))
+                            }
+                            _ => StorageError::Local {
+                                path: path.display().to_string(),
+                                source: e,
+                            },
+                        })?;
+                    Ok(LocalSlide {
+                        path: path.clone(),
+                        bytes_fetched: meta.len(),
+                        _temp: None,
+                    })
+                }
+            }
+        })
+    }
+}
+
+/// Removes temporary slides older than `max_age` that a crashed process left behind.
+/// Younger ones may belong to another instance sharing the directory.
+pub fn sweep_stale(temp_dir: &Path, max_age: std::time::Duration) -> usize {
+    let Ok(entries) = std::fs::read_dir(temp_dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(TEMP_PREFIX))
+        .filter(|e| {
+            e.metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > max_age)
+        })
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
+}

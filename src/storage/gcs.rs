@@ -1,0 +1,34 @@
+//! The Google Cloud Storage client. `STORAGE_EMULATOR_HOST` (the standard variable)
+//! points every call at an emulator with anonymous credentials; otherwise Application
+//! Default Credentials are used, as on GKE and Cloud Run.
+
+use google_cloud_auth::credentials::anonymous::Builder as Anonymous;
+use google_cloud_storage::client::Storage;
+
+use super::error::StorageError;
+
+pub const EMULATOR_ENV: &str = "STORAGE_EMULATOR_HOST";
+
+pub async fn client() -> Result<Storage, StorageError> {
+    let mut builder = Storage::builder();
+    if let Ok(host) = std::env::var(EMULATOR_ENV) {
+        let url = if host.contains("://") {
+            host
+        } else {
+            format!("http://{host}")
+        };
+        tracing::info!(endpoint = %url, "using a storage emulator");
+        builder = builder
+            .with_endpoint(url)
+            .with_credentials(Anonymous::new().build());
+    }
+    builder
+        .build()
+        .await
+        .map_err(|e| StorageError::Client(e.to_string()))
+}
+
+/// The bucket resource name the v2 API expects.
+pub fn bucket_path(bucket: &str) -> String {
+    format!("projects/_/buckets/{bucket}")
+}

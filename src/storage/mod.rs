@@ -1,0 +1,11 @@
+//! Slides in, thumbnails out: links and naming ([`location`]), the GCS client
+//! ([`gcs`]), fetching slides to local disk ([`fetch`]) and writing thumbnails
+//! ([`output`]).
+
+pub mod error;
+pub mod fetch;
+pub mod gcs;
+pub mod location;
+pub mod output;
+
+pub use error::StorageError;

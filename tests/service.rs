@@ -1,0 +1,387 @@
+//! The service end to end against a real tansu broker and a real fake-gcs-server, each
+//! started on free ports: requests in, thumbnails in the bucket (or on disk), responses
+//! out, and every partition committed to its end offset afterwards.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wsi_thumbnail::fixtures::SlideSpec;
+
+use common::kafka::{committed, end_offsets, produce, read_all};
+use common::service::Service;
+use common::services::{Broker, Gcs};
+use common::*;
+
+const PARTITIONS: i32 = 10;
+const GROUP: &str = "wsi-thumbnail-processor";
+
+/// A slide in the input bucket and the metadata its response must carry.
+struct Slide {
+    object: String,
+    metadata: Value,
+}
+
+/// Fills `data/slides-in/` (the input bucket) with the real slide and two generated
+/// pyramids, and creates an empty `thumbs` output bucket.
+fn stage_slides(data: &Path) -> Vec<Slide> {
+    let input = data.join("slides-in/wsi");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::create_dir_all(data.join("thumbs")).unwrap();
+    // fake-gcs-server needs at least one object to create a bucket from a folder.
+    std::fs::write(data.join("thumbs/.keep"), b"").unwrap();
+    std::fs::copy(cmu_small_region(), input.join("CMU-1-Small-Region.svs")).unwrap();
+    let four = fixture(&SlideSpec::aperio(12000, 9000, 4));
+    let two = fixture(&SlideSpec::aperio(6000, 4500, 2));
+    std::fs::copy(&four, input.join("pyramid four.svs")).unwrap();
+    std::fs::copy(&two, input.join("pyramid-two.svs")).unwrap();
+    vec![
+        Slide {
+            object: "wsi/CMU-1-Small-Region.svs".into(),
+            metadata: json!({"width":2220,"height":2967,"mpp":0.499,"objective_power":20.0,"vendor":"aperio"}),
+        },
+        Slide {
+            object: "wsi/pyramid four.svs".into(),
+            metadata: json!({"width":12000,"height":9000,"mpp":0.2527,"objective_power":40.0,"vendor":"aperio"}),
+        },
+        Slide {
+            object: "wsi/pyramid-two.svs".into(),
+            metadata: json!({"width":6000,"height":4500,"mpp":0.2527,"objective_power":40.0,"vendor":"aperio"}),
+        },
+    ]
+}
+
+fn write_config(dir: &Path, broker: &Broker, output: &str) -> PathBuf {
+    let path = dir.join("service.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[kafka]
+bootstrap_servers = "{}"
+commit_interval_ms = 200
+[kafka.consumer]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "1000"
+[kafka.producer]
+"compression.type" = "none"
+[kafka.topics]
+partitions = {PARTITIONS}
+[storage]
+output = "{output}"
+temp_dir = "{}"
+[pipeline]
+max_in_flight = 12
+max_in_flight_per_partition = 3
+shutdown_grace_ms = 20000
+"#,
+            broker.bootstrap(),
+            dir.join("tmp").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn ensure_topics(config: &Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wsi-thumbnail"))
+        .args(["topics", "ensure", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(created.len(), 3);
+}
+
+fn request(n: usize, slide_id: &str, link: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "id": format!("req-{n}"),
+        "created_on": "2026-02-25T10:00:00Z",
+        "image_bucket_link": link,
+        "patient_id": format!("patient-{}", n % 7),
+        "slide_id": slide_id,
+        "block_id": "block-A",
+    }))
+    .unwrap()
+}
+
+/// Checks one response against the contract's schema and the request it answers.
+fn check_response(resp: &Value, expected_metadata: &Value, expected_link: &str) {
+    let keys: HashSet<&str> = resp
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        HashSet::from([
+            "id",
+            "thumbnail_image_link",
+            "patient_id",
+            "slide_id",
+            "metadata",
+            "block_id"
+        ])
+    );
+    assert_eq!(&resp["metadata"], expected_metadata);
+    assert_eq!(resp["thumbnail_image_link"], expected_link);
+    assert_eq!(resp["block_id"], "block-A");
+}
+
+async fn read_gcs_object(url: &str, bucket: &str, object: &str) -> Vec<u8> {
+    let client = google_cloud_storage::client::Storage::builder()
+        .with_endpoint(url)
+        .with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build())
+        .build()
+        .await
+        .unwrap();
+    let mut resp = client
+        .read_object(format!("projects/_/buckets/{bucket}"), object)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{bucket}/{object}: {e}"));
+    let mut bytes = Vec::new();
+    while let Some(chunk) = resp.next().await {
+        bytes.extend_from_slice(&chunk.unwrap());
+    }
+    bytes
+}
+
+fn assert_all_committed(bootstrap: &str, topic: &str) {
+    let ends = end_offsets(bootstrap, topic, PARTITIONS);
+    let done = committed(bootstrap, GROUP, topic, PARTITIONS);
+    for p in 0..PARTITIONS as usize {
+        if ends[p] > 0 {
+            assert_eq!(
+                done[p],
+                Some(ends[p]),
+                "partition {p}: committed {:?}, end {}",
+                done[p],
+                ends[p]
+            );
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn two_hundred_requests_over_ten_partitions_from_gcs() {
+    let dir = tempfile::tempdir().unwrap();
+    let slides = stage_slides(&dir.path().join("gcs"));
+    let gcs = Gcs::start(&dir.path().join("gcs"));
+    let broker = Broker::start();
+    let config = write_config(dir.path(), &broker, "gs://thumbs/out/");
+    ensure_topics(&config);
+
+    let total = 200;
+    let requests: Vec<(i32, String, Vec<u8>)> = (0..total)
+        .map(|n| {
+            let slide = &slides[n % slides.len()];
+            let slide_id = format!("slide-{n:03}");
+            let link = format!("gs://slides-in/{}", slide.object);
+            (
+                (n % PARTITIONS as usize) as i32,
+                slide_id.clone(),
+                request(n, &slide_id, &link),
+            )
+        })
+        .collect();
+    produce(&broker.bootstrap(), "wsi-thumbnail-req", &requests);
+
+    let mut service = Service::start(&config, &[("STORAGE_EMULATOR_HOST", gcs.url())]);
+    let responses = read_all(
+        &broker.bootstrap(),
+        "wsi-thumbnail-resp",
+        PARTITIONS,
+        total,
+        Duration::from_secs(240),
+    );
+    assert_eq!(responses.len(), total, "responses");
+    let dlq = read_all(
+        &broker.bootstrap(),
+        "wsi-thumbnail-dlq",
+        PARTITIONS,
+        1,
+        Duration::from_millis(500),
+    );
+    assert!(dlq.is_empty(), "unexpected failure records");
+
+    let mut seen = HashSet::new();
+    for r in &responses {
+        let resp: Value = serde_json::from_slice(&r.value).unwrap();
+        let n: usize = resp["id"].as_str().unwrap()["req-".len()..]
+            .parse()
+            .unwrap();
+        assert!(seen.insert(n), "duplicate response for {n}");
+        assert_eq!(
+            r.key.as_deref(),
+            resp["slide_id"].as_str(),
+            "response key is the slide_id"
+        );
+        let slide = &slides[n % slides.len()];
+        let stem = Path::new(&slide.object)
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
+        check_response(
+            &resp,
+            &slide.metadata,
+            &format!("gs://thumbs/out/{stem}_thumbnail.png"),
+        );
+    }
+    for slide in &slides {
+        let stem = Path::new(&slide.object)
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
+        let png = read_gcs_object(&gcs.url(), "thumbs", &format!("out/{stem}_thumbnail.png")).await;
+        let (w, h, _) = decode_png(&png);
+        let (sw, sh) = (
+            slide.metadata["width"].as_u64().unwrap(),
+            slide.metadata["height"].as_u64().unwrap(),
+        );
+        assert_eq!(w.max(h), 1024);
+        assert_eq!((w > h), (sw > sh), "orientation of {}", slide.object);
+    }
+
+    let status = service.terminate(Duration::from_secs(30));
+    assert!(status.success(), "exit status {status}");
+    assert_all_committed(&broker.bootstrap(), "wsi-thumbnail-req");
+}
+
+#[actix_rt::test]
+async fn https_links_in_and_local_disk_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let slides = stage_slides(&dir.path().join("gcs"));
+    let gcs = Gcs::start(&dir.path().join("gcs"));
+    let broker = Broker::start();
+    let out = dir.path().join("out");
+    let config = write_config(dir.path(), &broker, &format!("file://{}/", out.display()));
+    ensure_topics(&config);
+
+    let total = 30;
+    let requests: Vec<(i32, String, Vec<u8>)> = (0..total)
+        .map(|n| {
+            let slide = &slides[n % slides.len()];
+            let encoded = slide.object.replace(' ', "%20");
+            let link = format!("https://storage.googleapis.com/slides-in/{encoded}");
+            let slide_id = format!("s{n}");
+            (
+                (n % PARTITIONS as usize) as i32,
+                slide_id.clone(),
+                request(n, &slide_id, &link),
+            )
+        })
+        .collect();
+    produce(&broker.bootstrap(), "wsi-thumbnail-req", &requests);
+    let mut service = Service::start(&config, &[("STORAGE_EMULATOR_HOST", gcs.url())]);
+    let responses = read_all(
+        &broker.bootstrap(),
+        "wsi-thumbnail-resp",
+        PARTITIONS,
+        total,
+        Duration::from_secs(120),
+    );
+    assert_eq!(responses.len(), total);
+    for r in &responses {
+        let resp: Value = serde_json::from_slice(&r.value).unwrap();
+        let n: usize = resp["id"].as_str().unwrap()["req-".len()..]
+            .parse()
+            .unwrap();
+        let slide = &slides[n % slides.len()];
+        let stem = Path::new(&slide.object)
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
+        let file = out.join(format!("{stem}_thumbnail.png"));
+        check_response(
+            &resp,
+            &slide.metadata,
+            &format!("file://{}", file.display()),
+        );
+        let (w, h, _) = decode_png(&std::fs::read(&file).unwrap());
+        assert_eq!(w.max(h), 1024);
+    }
+    assert!(service.terminate(Duration::from_secs(30)).success());
+    assert_all_committed(&broker.bootstrap(), "wsi-thumbnail-req");
+}
+
+#[actix_rt::test]
+async fn requests_for_one_slide_are_answered_in_offset_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let slides = stage_slides(&dir.path().join("gcs"));
+    let gcs = Gcs::start(&dir.path().join("gcs"));
+    let broker = Broker::start();
+    let config = write_config(dir.path(), &broker, "gs://thumbs/");
+    ensure_topics(&config);
+
+    // 20 requests keyed "same-slide" (all on partition 3, as a keyed producer would put
+    // them), interleaved with 60 requests for other slides everywhere, slow and fast
+    // slides mixed so that completion order would differ from offset order.
+    let mut requests = Vec::new();
+    let mut same_order = Vec::new();
+    for n in 0..80 {
+        let slide = &slides[n % slides.len()];
+        let link = format!("gs://slides-in/{}", slide.object);
+        if n % 4 == 0 {
+            same_order.push(format!("req-{n}"));
+            requests.push((3, "same-slide".to_string(), request(n, "same-slide", &link)));
+        } else {
+            let id = format!("other-{n}");
+            requests.push((
+                (n % PARTITIONS as usize) as i32,
+                id.clone(),
+                request(n, &id, &link),
+            ));
+        }
+    }
+    produce(&broker.bootstrap(), "wsi-thumbnail-req", &requests);
+    let mut service = Service::start(&config, &[("STORAGE_EMULATOR_HOST", gcs.url())]);
+    let responses = read_all(
+        &broker.bootstrap(),
+        "wsi-thumbnail-resp",
+        PARTITIONS,
+        80,
+        Duration::from_secs(120),
+    );
+    assert_eq!(responses.len(), 80);
+    let mut by_partition: HashMap<i32, Vec<&common::kafka::Record>> = HashMap::new();
+    for r in &responses {
+        by_partition.entry(r.partition).or_default().push(r);
+    }
+    let answered: Vec<String> = by_partition
+        .values()
+        .flat_map(|rs| {
+            let mut rs = rs.clone();
+            rs.sort_by_key(|r| r.offset);
+            rs
+        })
+        .filter(|r| r.key.as_deref() == Some("same-slide"))
+        .map(|r| {
+            serde_json::from_slice::<Value>(&r.value).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        answered, same_order,
+        "responses for one slide_id out of order"
+    );
+    assert!(service.terminate(Duration::from_secs(30)).success());
+}
