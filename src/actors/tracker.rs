@@ -114,15 +114,15 @@ impl OffsetTracker {
             self.globally_paused = global_full;
             tracing::debug!(total, global_full, "global in-flight budget");
         }
-        if pause.count() > 0 {
-            if let Err(e) = self.consumer.pause(&pause) {
-                tracing::warn!(error = %e, "pausing partitions failed");
-            }
+        if pause.count() > 0
+            && let Err(e) = self.consumer.pause(&pause)
+        {
+            tracing::warn!(error = %e, "pausing partitions failed");
         }
-        if resume.count() > 0 {
-            if let Err(e) = self.consumer.resume(&resume) {
-                tracing::warn!(error = %e, "resuming partitions failed");
-            }
+        if resume.count() > 0
+            && let Err(e) = self.consumer.resume(&resume)
+        {
+            tracing::warn!(error = %e, "resuming partitions failed");
         }
     }
 }

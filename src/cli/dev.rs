@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use wsi_thumbnail::fixtures::{SlideSpec, Style, broken, pyramid};
+use wsi_thumbnail::kafka::settings;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -18,6 +19,31 @@ pub enum Command {
         /// A real slide to truncate.
         #[arg(long)]
         truncate_from: PathBuf,
+    },
+    /// Publish ThumbnailRequests for slide links to the configured request topic.
+    Enqueue {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Slide links (gs://, https://storage.googleapis.com/ or file://).
+        #[arg(required = true)]
+        links: Vec<String>,
+        /// Requests per link (each with its own id and slide_id).
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
+        /// Print each request's id and send time (ms) instead of a summary.
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// Print responses (and failure records) from the configured topics as JSON lines.
+    Responses {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Stop after this many records.
+        #[arg(long)]
+        count: usize,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
     },
 }
 
@@ -53,6 +79,12 @@ pub struct FixtureArgs {
 pub enum Error {
     #[error("cannot write the fixture: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Config(#[from] wsi_thumbnail::config::ConfigError),
+    #[error("Kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("only {got} of {want} records arrived within the timeout")]
+    Timeout { got: usize, want: usize },
     #[error("tile size must be a positive multiple of 16, got {0}")]
     Tile(u32),
 }
@@ -95,6 +127,89 @@ pub fn run(cmd: Command) -> Result<ExitCode, Error> {
             broken::write_bomb(&out_dir.join("bomb.tif"), u32::MAX, u32::MAX)?;
             println!("{}", out_dir.display());
         }
+        Command::Enqueue {
+            config,
+            links,
+            repeat,
+            verbose,
+        } => enqueue(config, &links, repeat, verbose)?,
+        Command::Responses {
+            config,
+            count,
+            timeout,
+        } => responses(config, count, timeout)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn enqueue(config: Option<PathBuf>, links: &[String], repeat: usize, verbose: bool) -> Result<(), Error> {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let config = wsi_thumbnail::config::Config::load(config.as_deref())?;
+    let producer: BaseProducer = settings::producer(&config.kafka, &settings::client_id()).create()?;
+    let run: u32 = rand::random();
+    let created_on = wsi_thumbnail::messages::payload::now_rfc3339();
+    let mut n = 0;
+    for _ in 0..repeat {
+        for link in links {
+            let slide_id = format!("slide-{run:08x}-{n}");
+            let id = format!("req-{run:08x}-{n}");
+            let request = serde_json::json!({
+                "id": id,
+                "created_on": created_on,
+                "image_bucket_link": link,
+                "patient_id": "patient-demo",
+                "slide_id": slide_id,
+                "block_id": "block-A",
+            })
+            .to_string();
+            let sent_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+            let mut record = BaseRecord::to(&config.kafka.request_topic)
+                .key(&slide_id)
+                .payload(&request)
+                .timestamp(sent_ms as i64);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, r)) => {
+                        producer.poll(std::time::Duration::from_millis(50));
+                        record = r;
+                    }
+                }
+            }
+            if verbose {
+                println!("{}", serde_json::json!({"id": id, "timestamp_ms": sent_ms as i64}));
+            }
+            n += 1;
+        }
+    }
+    producer.flush(std::time::Duration::from_secs(30))?;
+    if !verbose {
+        println!("{}", serde_json::json!({"enqueued": n, "topic": config.kafka.request_topic}));
+    }
+    Ok(())
+}
+
+fn responses(config: Option<PathBuf>, count: usize, timeout: u64) -> Result<(), Error> {
+    use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let config = wsi_thumbnail::config::Config::load(config.as_deref())?;
+    let mut kafka = config.kafka.clone();
+    kafka.consumer_group = format!("wsi-thumbnail-dev-reader-{:08x}", rand::random::<u32>());
+    let consumer: BaseConsumer = settings::consumer(&kafka, &settings::client_id()).create()?;
+    consumer.subscribe(&[&kafka.response_topic, &kafka.dlq_topic])?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
+    let mut got = 0;
+    while got < count && std::time::Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(std::time::Duration::from_millis(200)) {
+            let value: serde_json::Value =
+                serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or_default();
+            let timestamp_ms = m.timestamp().to_millis();
+            println!("{}", serde_json::json!({"topic": m.topic(), "timestamp_ms": timestamp_ms, "value": value}));
+            got += 1;
+        }
+    }
+    if got < count {
+        return Err(Error::Timeout { got, want: count });
+    }
+    Ok(())
 }

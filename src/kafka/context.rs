@@ -44,24 +44,20 @@ impl ConsumerContext for ServiceContext {
                 }
             }
         }
-        if commit.count() > 0 {
-            if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
-                tracing::warn!(error = %e, "commit on revocation failed; the new owner may redo some requests");
-            }
+        if commit.count() > 0
+            && let Err(e) = consumer.commit(&commit, CommitMode::Sync)
+        {
+            tracing::warn!(error = %e, "commit on revocation failed; the new owner may redo some requests");
         }
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(assigned) = rebalance {
-            if let Ok(mut book) = self.book.lock() {
-                for elem in assigned.elements() {
-                    book.assign(elem.topic(), elem.partition());
-                    tracing::info!(
-                        topic = elem.topic(),
-                        partition = elem.partition(),
-                        "partition assigned"
-                    );
-                }
+        if let Rebalance::Assign(assigned) = rebalance
+            && let Ok(mut book) = self.book.lock()
+        {
+            for elem in assigned.elements() {
+                book.assign(elem.topic(), elem.partition());
+                tracing::info!(topic = elem.topic(), partition = elem.partition(), "partition assigned");
             }
         }
     }
