@@ -12,7 +12,16 @@ fn check(config: Option<&Path>, env: &[(&str, &str)]) -> Output {
     if let Some(c) = config {
         cmd.arg("--config").arg(c);
     }
-    for var in ["KAFKA_BOOTSTRAP_SERVER", "KAFKA_REQUEST_TOPIC", "KAFKA_RESPONSE_TOPIC", "KAFKA_DLQ_TOPIC", "KAFKA_CONSUMER_GROUP", "THUMBNAIL_OUTPUT_BUCKET", "PORT", "WSI_THUMBNAIL_CONFIG"] {
+    for var in [
+        "KAFKA_BOOTSTRAP_SERVER",
+        "KAFKA_REQUEST_TOPIC",
+        "KAFKA_RESPONSE_TOPIC",
+        "KAFKA_DLQ_TOPIC",
+        "KAFKA_CONSUMER_GROUP",
+        "THUMBNAIL_OUTPUT_BUCKET",
+        "PORT",
+        "WSI_THUMBNAIL_CONFIG",
+    ] {
         cmd.env_remove(var);
     }
     for (k, v) in env {
@@ -23,7 +32,11 @@ fn check(config: Option<&Path>, env: &[(&str, &str)]) -> Output {
 
 fn effective(config: Option<&Path>, env: &[(&str, &str)]) -> Value {
     let out = check(config, env);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -70,12 +83,42 @@ fn each_environment_variable_overrides_its_key() {
     let path = dir.path().join("c.toml");
     std::fs::write(&path, FILE).unwrap();
     let cases: &[(&str, &str, &[&str], Value)] = &[
-        ("KAFKA_BOOTSTRAP_SERVER", "env-broker:9093", &["kafka", "bootstrap_servers"], "env-broker:9093".into()),
-        ("KAFKA_REQUEST_TOPIC", "env-req", &["kafka", "request_topic"], "env-req".into()),
-        ("KAFKA_RESPONSE_TOPIC", "env-resp", &["kafka", "response_topic"], "env-resp".into()),
-        ("KAFKA_DLQ_TOPIC", "env-dlq", &["kafka", "dlq_topic"], "env-dlq".into()),
-        ("KAFKA_CONSUMER_GROUP", "env-group", &["kafka", "consumer_group"], "env-group".into()),
-        ("THUMBNAIL_OUTPUT_BUCKET", "env-bucket", &["storage", "output"], "env-bucket".into()),
+        (
+            "KAFKA_BOOTSTRAP_SERVER",
+            "env-broker:9093",
+            &["kafka", "bootstrap_servers"],
+            "env-broker:9093".into(),
+        ),
+        (
+            "KAFKA_REQUEST_TOPIC",
+            "env-req",
+            &["kafka", "request_topic"],
+            "env-req".into(),
+        ),
+        (
+            "KAFKA_RESPONSE_TOPIC",
+            "env-resp",
+            &["kafka", "response_topic"],
+            "env-resp".into(),
+        ),
+        (
+            "KAFKA_DLQ_TOPIC",
+            "env-dlq",
+            &["kafka", "dlq_topic"],
+            "env-dlq".into(),
+        ),
+        (
+            "KAFKA_CONSUMER_GROUP",
+            "env-group",
+            &["kafka", "consumer_group"],
+            "env-group".into(),
+        ),
+        (
+            "THUMBNAIL_OUTPUT_BUCKET",
+            "env-bucket",
+            &["storage", "output"],
+            "env-bucket".into(),
+        ),
         ("PORT", "7070", &["http", "listen"], "127.0.0.1:7070".into()),
     ];
     for (var, value, key, expected) in cases {

@@ -142,10 +142,16 @@ pub fn run(cmd: Command) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn enqueue(config: Option<PathBuf>, links: &[String], repeat: usize, verbose: bool) -> Result<(), Error> {
+fn enqueue(
+    config: Option<PathBuf>,
+    links: &[String],
+    repeat: usize,
+    verbose: bool,
+) -> Result<(), Error> {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     let config = wsi_thumbnail::config::Config::load(config.as_deref())?;
-    let producer: BaseProducer = settings::producer(&config.kafka, &settings::client_id()).create()?;
+    let producer: BaseProducer =
+        settings::producer(&config.kafka, &settings::client_id()).create()?;
     let run: u32 = rand::random();
     let created_on = wsi_thumbnail::messages::payload::now_rfc3339();
     let mut n = 0;
@@ -177,14 +183,20 @@ fn enqueue(config: Option<PathBuf>, links: &[String], repeat: usize, verbose: bo
                 }
             }
             if verbose {
-                println!("{}", serde_json::json!({"id": id, "timestamp_ms": sent_ms as i64}));
+                println!(
+                    "{}",
+                    serde_json::json!({"id": id, "timestamp_ms": sent_ms as i64})
+                );
             }
             n += 1;
         }
     }
     producer.flush(std::time::Duration::from_secs(30))?;
     if !verbose {
-        println!("{}", serde_json::json!({"enqueued": n, "topic": config.kafka.request_topic}));
+        println!(
+            "{}",
+            serde_json::json!({"enqueued": n, "topic": config.kafka.request_topic})
+        );
     }
     Ok(())
 }
@@ -204,7 +216,10 @@ fn responses(config: Option<PathBuf>, count: usize, timeout: u64) -> Result<(), 
             let value: serde_json::Value =
                 serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or_default();
             let timestamp_ms = m.timestamp().to_millis();
-            println!("{}", serde_json::json!({"topic": m.topic(), "timestamp_ms": timestamp_ms, "value": value}));
+            println!(
+                "{}",
+                serde_json::json!({"topic": m.topic(), "timestamp_ms": timestamp_ms, "value": value})
+            );
             got += 1;
         }
     }

@@ -57,7 +57,11 @@ impl ConsumerContext for ServiceContext {
         {
             for elem in assigned.elements() {
                 book.assign(elem.topic(), elem.partition());
-                tracing::info!(topic = elem.topic(), partition = elem.partition(), "partition assigned");
+                tracing::info!(
+                    topic = elem.topic(),
+                    partition = elem.partition(),
+                    "partition assigned"
+                );
             }
         }
     }
