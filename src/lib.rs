@@ -12,11 +12,14 @@ pub mod actors;
 pub mod config;
 pub mod error_kind;
 pub mod fixtures;
+pub mod health;
+pub mod http;
 pub mod kafka;
 pub mod messages;
 pub mod pipeline;
 pub mod slide;
 pub mod storage;
+pub mod telemetry;
 pub mod tiff;
 
 pub use error_kind::ErrorKind;

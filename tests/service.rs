@@ -57,6 +57,15 @@ fn stage_slides(data: &Path) -> Vec<Slide> {
 }
 
 fn write_config(dir: &Path, broker: &Broker, output: &str) -> PathBuf {
+    write_config_at(
+        dir,
+        &broker.bootstrap(),
+        output,
+        common::services::free_port(),
+    )
+}
+
+fn write_config_at(dir: &Path, bootstrap: &str, output: &str, http_port: u16) -> PathBuf {
     let path = dir.join("service.toml");
     std::fs::write(
         &path,
@@ -79,8 +88,10 @@ temp_dir = "{}"
 max_in_flight = 12
 max_in_flight_per_partition = 3
 shutdown_grace_ms = 20000
+[http]
+listen = "127.0.0.1:{http_port}"
 "#,
-            broker.bootstrap(),
+            bootstrap,
             dir.join("tmp").display()
         ),
     )
@@ -383,5 +394,106 @@ async fn requests_for_one_slide_are_answered_in_offset_order() {
         answered, same_order,
         "responses for one slide_id out of order"
     );
+    assert!(service.terminate(Duration::from_secs(30)).success());
+}
+
+/// Reads one metric's value from a Prometheus text exposition.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[actix_rt::test]
+async fn probes_and_metrics_tell_the_truth() {
+    let dir = tempfile::tempdir().unwrap();
+
+    // No broker yet: alive, not ready.
+    let dead = format!("127.0.0.1:{}", common::services::free_port());
+    let port = common::services::free_port();
+    let config = write_config_at(dir.path(), &dead, "gs://thumbs/", port);
+    let mut service = Service::start(&config, &[]);
+    assert!(eventually(Duration::from_secs(20), || http_get(
+        port, "/healthz"
+    )
+    .is_some_and(|(s, _)| s == 200)));
+    let (status, _) = http_get(port, "/readyz").unwrap();
+    assert_eq!(status, 503, "ready without a broker");
+    assert!(service.terminate(Duration::from_secs(30)).success());
+
+    // With a broker: ready, and after N requests every contract metric is there with
+    // counters equal to N and lag back to 0.
+    let slides = stage_slides(&dir.path().join("gcs"));
+    let gcs = Gcs::start(&dir.path().join("gcs"));
+    let broker = Broker::start();
+    let port = common::services::free_port();
+    let config = write_config_at(dir.path(), &broker.bootstrap(), "gs://thumbs/", port);
+    ensure_topics(&config);
+    let mut service = Service::start(&config, &[("STORAGE_EMULATOR_HOST", gcs.url())]);
+    assert!(eventually(Duration::from_secs(30), || http_get(
+        port, "/readyz"
+    )
+    .is_some_and(|(s, _)| s == 200)));
+    let n = 20;
+    let requests: Vec<(i32, String, Vec<u8>)> = (0..n)
+        .map(|i| {
+            let link = format!("gs://slides-in/{}", slides[i % slides.len()].object);
+            (
+                (i % PARTITIONS as usize) as i32,
+                format!("m{i}"),
+                request(i, &format!("m{i}"), &link),
+            )
+        })
+        .collect();
+    produce(&broker.bootstrap(), "wsi-thumbnail-req", &requests);
+    let responses = read_all(
+        &broker.bootstrap(),
+        "wsi-thumbnail-resp",
+        PARTITIONS,
+        n,
+        Duration::from_secs(120),
+    );
+    assert_eq!(responses.len(), n);
+
+    let settled = eventually(Duration::from_secs(30), || {
+        let Some((200, text)) = http_get(port, "/metrics") else {
+            return false;
+        };
+        metric(&text, "wsi_thumbnail_completed_total") == Some(n as f64)
+            && (0..PARTITIONS).all(|p| {
+                let series = format!("wsi_thumbnail_consumer_lag{{partition=\"{p}\"}}");
+                metric(&text, &series).is_none_or(|lag| lag == 0.0)
+            })
+            && text.contains("wsi_thumbnail_consumer_lag{")
+    });
+    let (_, text) = http_get(port, "/metrics").unwrap();
+    assert!(settled, "metrics never settled:\n{text}");
+    for name in [
+        "wsi_thumbnail_requests_total",
+        "wsi_thumbnail_completed_total",
+        "wsi_thumbnail_failed_total{kind=\"corrupt_slide\"}",
+        "wsi_thumbnail_retries_total",
+        "wsi_thumbnail_in_flight",
+        "wsi_thumbnail_stage_seconds_bucket{stage=\"decode\"",
+        "wsi_thumbnail_stage_seconds_count{stage=\"publish\"}",
+        "wsi_thumbnail_end_to_end_seconds_count",
+        "wsi_thumbnail_committed_offset{partition=",
+        "wsi_thumbnail_consumer_lag{partition=",
+        "wsi_thumbnail_slide_bytes_fetched_total",
+    ] {
+        assert!(text.contains(name), "missing {name} in:\n{text}");
+    }
+    assert_eq!(
+        metric(&text, "wsi_thumbnail_requests_total"),
+        Some(n as f64)
+    );
+    assert_eq!(
+        metric(&text, "wsi_thumbnail_stage_seconds_count{stage=\"fetch\"}"),
+        Some(n as f64)
+    );
+    assert_eq!(metric(&text, "wsi_thumbnail_in_flight"), Some(0.0));
+    assert!(metric(&text, "wsi_thumbnail_slide_bytes_fetched_total").unwrap() > 1_000_000.0);
+    assert_eq!(http_get(port, "/healthz").unwrap().0, 200);
     assert!(service.terminate(Duration::from_secs(30)).success());
 }

@@ -15,12 +15,15 @@ use rdkafka::producer::FutureProducer;
 
 use super::decoder::Decoder;
 use super::fetcher::Fetcher;
+use super::monitor::Monitor;
 use super::publisher::{Publisher, SetTracker};
 use super::reader::{PartitionReader, StopReading};
 use super::resizer::Resizer;
 use super::tracker::{Drain, Limits, OffsetTracker};
 use super::uploader::Uploader;
 use crate::config::Config;
+use crate::health::Health;
+use crate::http::{self, Liveness};
 use crate::kafka::context::ServiceContext;
 use crate::kafka::settings;
 use crate::pipeline::book::Book;
@@ -29,6 +32,7 @@ use crate::storage::fetch::{WholeObjectFetcher, sweep_stale};
 use crate::storage::gcs;
 use crate::storage::location::OutputLocation;
 use crate::storage::output::OutputSink;
+use crate::telemetry;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -50,12 +54,22 @@ pub enum ServiceError {
     Storage(#[from] crate::storage::StorageError),
     #[error("actor system error: {0}")]
     Mailbox(#[from] MailboxError),
+    #[error("cannot start metrics: {0}")]
+    Metrics(String),
+    #[error("cannot listen on {listen} (http.listen / PORT): {source}")]
+    Http {
+        listen: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Runs the service until a termination signal; returns after draining.
 pub async fn run(config: Config) -> Result<(), ServiceError> {
     let output = config.output_location().map_err(ServiceError::Config)?;
     let client_id = settings::client_id();
+    let metrics_handle = telemetry::install().map_err(ServiceError::Metrics)?;
+    let health = Arc::new(Health::default());
 
     // A GCS client is needed for gs:// outputs and any gs:// input; a purely local run
     // (file:// in and out) can do without credentials.
@@ -135,6 +149,15 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
         publisher.clone(),
     )
     .start();
+    Monitor {
+        consumer: consumer.clone(),
+        book: book.clone(),
+        health: health.clone(),
+        topic: config.kafka.request_topic.clone(),
+        metrics: metrics_handle.clone(),
+        interval: Duration::from_secs(5),
+    }
+    .start();
     let tracker = OffsetTracker::new(
         consumer.clone(),
         book,
@@ -155,7 +178,20 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
         config.storage.object_name.clone(),
     )
     .start();
+    let alive: Liveness = {
+        let (tracker, reader) = (tracker.clone(), reader.clone());
+        Arc::new(move || tracker.connected() && reader.connected())
+    };
+    let server = http::server(&config.http.listen, health.clone(), alive, metrics_handle).map_err(
+        |source| ServiceError::Http {
+            listen: config.http.listen.clone(),
+            source,
+        },
+    )?;
+    let server_handle = server.handle();
+    actix_rt::spawn(server);
     tracing::info!(
+        listen = %config.http.listen,
         topic = %config.kafka.request_topic,
         group = %config.kafka.consumer_group,
         client_id = %client_id,
@@ -164,6 +200,7 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
 
     wait_for_signal().await;
     tracing::info!("termination signal: draining");
+    health.start_draining();
     reader.send(StopReading).await?;
     let grace = Duration::from_millis(config.pipeline.shutdown_grace_ms);
     let left = tracker.send(Drain { grace }).await?;
@@ -175,6 +212,7 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
     } else {
         tracing::info!("drained; offsets committed");
     }
+    server_handle.stop(true).await;
     Ok(())
 }
 

@@ -1,0 +1,44 @@
+//! Liveness and readiness, as the HTTP probes report them: alive while the pipeline's
+//! actors run; ready once the broker answers and until draining starts.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+#[derive(Debug, Default)]
+pub struct Health {
+    broker_reachable: AtomicBool,
+    draining: AtomicBool,
+}
+
+impl Health {
+    pub fn set_broker_reachable(&self, ok: bool) {
+        self.broker_reachable.store(ok, Ordering::Relaxed);
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Ready to take work: connected to Kafka and not shutting down.
+    pub fn is_ready(&self) -> bool {
+        self.broker_reachable.load(Ordering::Relaxed) && !self.is_draining()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_when_reachable_and_not_draining() {
+        let h = Health::default();
+        assert!(!h.is_ready());
+        h.set_broker_reachable(true);
+        assert!(h.is_ready());
+        h.start_draining();
+        assert!(!h.is_ready());
+    }
+}
