@@ -102,6 +102,9 @@ pub fn parse_input(link: &str, policy: &InputPolicy) -> Result<InputLink, LinkEr
     if object.chars().any(char::is_control) {
         return Err(invalid("the object name contains control characters"));
     }
+    if object.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err(invalid("the object name has `.` or `..` segments"));
+    }
     if !policy.allowed_buckets.is_empty() && !policy.allowed_buckets.contains(&bucket) {
         return Err(LinkError {
             kind: ErrorKind::InputNotAllowed,
