@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::slide::{DEFAULT_MAX_SLIDE_PIXELS, Decoder};
 use crate::storage::location::{InputPolicy, OutputLocation, parse_output};
+use crate::storage::retry::RetryConfig;
 
 /// Environment variables of the contract and the keys they override.
 pub const ENV_OVERRIDES: &[(&str, &str)] = &[
@@ -34,6 +35,17 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     pub http: HttpConfig,
     pub log: LogConfig,
+    pub retry: RetryConfig,
+    pub timeouts: TimeoutConfig,
+}
+
+/// Per-attempt bounds on storage stages; a stage past its bound fails that attempt
+/// with `timeout` (retried within the retry budget).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutConfig {
+    pub fetch_ms: u64,
+    pub upload_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -173,6 +185,11 @@ impl Default for Config {
             log: LogConfig {
                 level: "info".into(),
                 json: false,
+            },
+            retry: RetryConfig::default(),
+            timeouts: TimeoutConfig {
+                fetch_ms: 600_000,
+                upload_ms: 120_000,
             },
         }
     }

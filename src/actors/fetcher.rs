@@ -6,7 +6,7 @@
 //! Fetches run concurrently; the tracker's budgets bound how many.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
@@ -14,25 +14,14 @@ use super::decoder::Decoder;
 use super::publisher::Publisher;
 use crate::messages::pipeline::{Decode, Fail, Failure, Fetch};
 use crate::storage::fetch::SlideFetcher;
+use crate::storage::retry::{RetryConfig, with_retries};
 
 pub struct Fetcher {
-    strategy: Arc<dyn SlideFetcher>,
-    decoder: Addr<Decoder>,
-    publisher: Addr<Publisher>,
-}
-
-impl Fetcher {
-    pub fn new(
-        strategy: Arc<dyn SlideFetcher>,
-        decoder: Addr<Decoder>,
-        publisher: Addr<Publisher>,
-    ) -> Self {
-        Fetcher {
-            strategy,
-            decoder,
-            publisher,
-        }
-    }
+    pub strategy: Arc<dyn SlideFetcher>,
+    pub retry: RetryConfig,
+    pub timeout: Duration,
+    pub decoder: Addr<Decoder>,
+    pub publisher: Addr<Publisher>,
 }
 
 impl Actor for Fetcher {
@@ -46,9 +35,12 @@ impl Handler<Fetch> for Fetcher {
         let strategy = self.strategy.clone();
         let decoder = self.decoder.clone();
         let publisher = self.publisher.clone();
+        let (retry, timeout) = (self.retry.clone(), self.timeout);
         Box::pin(async move {
             let started = Instant::now();
-            match strategy.fetch(&job.input).await {
+            let (result, attempts) =
+                with_retries(&retry, timeout, "fetch", || strategy.fetch(&job.input)).await;
+            match result {
                 Ok(slide) => {
                     metrics::histogram!("wsi_thumbnail_stage_seconds", "stage" => "fetch")
                         .record(started.elapsed().as_secs_f64());
@@ -58,7 +50,9 @@ impl Handler<Fetch> for Fetcher {
                 }
                 Err(e) => {
                     tracing::warn!(slide_id = %job.request.slide_id, partition = job.ticket.partition, offset = job.ticket.offset, error = %e, "fetch failed");
-                    publisher.do_send(Fail(Failure::of_job(&job, e.kind(), e.to_string())));
+                    let mut failure = Failure::of_job(&job, e.kind(), e.to_string());
+                    failure.attempts = attempts;
+                    publisher.do_send(Fail(failure));
                 }
             }
         })

@@ -120,6 +120,8 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
     .start();
     let uploader = Uploader {
         sink: Arc::new(OutputSink::new(output, gcs.clone())),
+        retry: config.retry.clone(),
+        timeout: Duration::from_millis(config.timeouts.upload_ms),
         publisher: publisher.clone(),
     }
     .start();
@@ -143,11 +145,13 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
             publisher: publisher.clone(),
         })
     };
-    let fetcher = Fetcher::new(
-        Arc::new(WholeObjectFetcher::new(gcs, temp_dir)),
+    let fetcher = Fetcher {
+        strategy: Arc::new(WholeObjectFetcher::new(gcs, temp_dir)),
+        retry: config.retry.clone(),
+        timeout: Duration::from_millis(config.timeouts.fetch_ms),
         decoder,
-        publisher.clone(),
-    )
+        publisher: publisher.clone(),
+    }
     .start();
     Monitor {
         consumer: consumer.clone(),

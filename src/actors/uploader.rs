@@ -4,7 +4,7 @@
 //! Sends: `Publish` to the publisher, or `Fail` to it.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
@@ -12,9 +12,12 @@ use super::publisher::Publisher;
 use crate::messages::payload::ThumbnailResponse;
 use crate::messages::pipeline::{Fail, Failure, Publish, Upload};
 use crate::storage::output::OutputSink;
+use crate::storage::retry::{RetryConfig, with_retries};
 
 pub struct Uploader {
     pub sink: Arc<OutputSink>,
+    pub retry: RetryConfig,
+    pub timeout: Duration,
     pub publisher: Addr<Publisher>,
 }
 
@@ -32,9 +35,14 @@ impl Handler<Upload> for Uploader {
     ) -> Self::Result {
         let sink = self.sink.clone();
         let publisher = self.publisher.clone();
+        let (retry, timeout) = (self.retry.clone(), self.timeout);
         Box::pin(async move {
             let started = Instant::now();
-            match sink.put(&job.object_name, png).await {
+            let (result, attempts) = with_retries(&retry, timeout, "upload", || {
+                sink.put(&job.object_name, png.clone())
+            })
+            .await;
+            match result {
                 Ok(link) => {
                     metrics::histogram!("wsi_thumbnail_stage_seconds", "stage" => "upload")
                         .record(started.elapsed().as_secs_f64());
@@ -43,7 +51,9 @@ impl Handler<Upload> for Uploader {
                 }
                 Err(e) => {
                     tracing::warn!(slide_id = %job.request.slide_id, partition = job.ticket.partition, offset = job.ticket.offset, error = %e, "upload failed");
-                    publisher.do_send(Fail(Failure::of_job(&job, e.kind(), e.to_string())));
+                    let mut failure = Failure::of_job(&job, e.kind(), e.to_string());
+                    failure.attempts = attempts;
+                    publisher.do_send(Fail(failure));
                 }
             }
         })

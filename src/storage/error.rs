@@ -18,6 +18,8 @@ pub enum StorageError {
     },
     #[error("cannot create the storage client: {0}")]
     Client(String),
+    #[error("storage did not answer within {0:?}")]
+    Timeout(std::time::Duration),
 }
 
 impl StorageError {
@@ -26,6 +28,7 @@ impl StorageError {
             StorageError::NotFound(_) => ErrorKind::SlideNotFound,
             StorageError::Forbidden { .. } => ErrorKind::InputNotAllowed,
             StorageError::Unavailable { .. } => ErrorKind::StorageUnavailable,
+            StorageError::Timeout(_) => ErrorKind::Timeout,
             StorageError::Local { .. } | StorageError::Client(_) => ErrorKind::Internal,
         }
     }

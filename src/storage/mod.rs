@@ -7,5 +7,6 @@ pub mod fetch;
 pub mod gcs;
 pub mod location;
 pub mod output;
+pub mod retry;
 
 pub use error::StorageError;

@@ -113,7 +113,11 @@ pub struct Gcs {
 impl Gcs {
     /// fake-gcs-server in memory, preloaded from `data` (each subfolder is a bucket).
     pub fn start(data: &Path) -> Gcs {
-        let port = free_port();
+        Gcs::start_on(data, free_port())
+    }
+
+    /// The same on a given port (to restart an emulator where clients expect it).
+    pub fn start_on(data: &Path, port: u16) -> Gcs {
         let mut child = Command::new(fake_gcs_binary())
             .args([
                 "-scheme",

@@ -1,0 +1,196 @@
+//! A storage outage: the emulator stops for 10 s in the middle of a run and comes back.
+//! Nothing is lost and the retries show in /metrics; then, with storage gone for good,
+//! requests whose retry budget runs out become retryable `storage_unavailable` records.
+
+mod common;
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use common::kafka::{committed, end_offsets, produce, read_all};
+use common::service::Service;
+use common::services::{Broker, Gcs, free_port};
+use common::*;
+
+const PARTITIONS: i32 = 4;
+
+fn request(n: usize) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "id": format!("req-{n}"), "created_on": "2026-02-25T10:00:00Z",
+        "image_bucket_link": "gs://slides-in/CMU-1-Small-Region.svs",
+        "patient_id": "p", "slide_id": format!("s{n}"), "block_id": "b",
+    }))
+    .unwrap()
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn a_storage_outage_loses_nothing_and_an_endless_one_becomes_failure_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("gcs");
+    std::fs::create_dir_all(data.join("slides-in")).unwrap();
+    std::fs::create_dir_all(data.join("thumbs")).unwrap();
+    std::fs::write(data.join("thumbs/.keep"), b"").unwrap();
+    std::fs::copy(
+        cmu_small_region(),
+        data.join("slides-in/CMU-1-Small-Region.svs"),
+    )
+    .unwrap();
+    let gcs_port = free_port();
+    let gcs = Gcs::start_on(&data, gcs_port);
+    let broker = Broker::start();
+    let http = free_port();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[kafka]
+bootstrap_servers = "{}"
+commit_interval_ms = 200
+[kafka.consumer]
+"session.timeout.ms" = "6000"
+[kafka.producer]
+"compression.type" = "none"
+[kafka.topics]
+partitions = {PARTITIONS}
+[storage]
+output = "gs://thumbs/"
+[pipeline]
+max_in_flight = 6
+max_in_flight_per_partition = 2
+[retry]
+max_attempts = 1000
+initial_delay_ms = 200
+max_delay_ms = 1000
+max_total_delay_ms = 20000
+[timeouts]
+fetch_ms = 5000
+upload_ms = 5000
+[http]
+listen = "127.0.0.1:{http}"
+"#,
+            broker.bootstrap()
+        ),
+    )
+    .unwrap();
+    assert!(
+        Command::new(env!("CARGO_BIN_EXE_wsi-thumbnail"))
+            .args(["topics", "ensure", "--config"])
+            .arg(&config)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut service = Service::start(
+        &config,
+        &[(
+            "STORAGE_EMULATOR_HOST",
+            format!("http://127.0.0.1:{gcs_port}"),
+        )],
+    );
+
+    let total = 60;
+    let requests: Vec<_> = (0..total)
+        .map(|n| {
+            (
+                (n % PARTITIONS as usize) as i32,
+                format!("s{n}"),
+                request(n),
+            )
+        })
+        .collect();
+    produce(&broker.bootstrap(), "wsi-thumbnail-req", &requests);
+    let early = read_all(
+        &broker.bootstrap(),
+        "wsi-thumbnail-resp",
+        PARTITIONS,
+        5,
+        Duration::from_secs(60),
+    );
+    assert!(early.len() >= 5, "the run did not start");
+
+    drop(gcs);
+    std::thread::sleep(Duration::from_secs(10));
+    let gcs = Gcs::start_on(&data, gcs_port);
+
+    let responses = read_all(
+        &broker.bootstrap(),
+        "wsi-thumbnail-resp",
+        PARTITIONS,
+        total,
+        Duration::from_secs(120),
+    );
+    let ids: HashSet<String> = responses
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<Value>(&r.value).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(ids.len(), total, "every request answered after the outage");
+    assert!(
+        read_all(
+            &broker.bootstrap(),
+            "wsi-thumbnail-dlq",
+            PARTITIONS,
+            1,
+            Duration::from_secs(1)
+        )
+        .is_empty()
+    );
+    let (_, text) = http_get(http, "/metrics").unwrap();
+    let retries = metric(&text, "wsi_thumbnail_retries_total");
+    println!("retries during the outage: {retries}");
+    assert!(retries > 0.0, "retries not visible in /metrics");
+
+    // Storage gone for good: the budget (20 s of backoff) runs out.
+    drop(gcs);
+    let more: Vec<_> = (total..total + 3)
+        .map(|n| {
+            (
+                (n % PARTITIONS as usize) as i32,
+                format!("s{n}"),
+                request(n),
+            )
+        })
+        .collect();
+    produce(&broker.bootstrap(), "wsi-thumbnail-req", &more);
+    let failures = read_all(
+        &broker.bootstrap(),
+        "wsi-thumbnail-dlq",
+        PARTITIONS,
+        3,
+        Duration::from_secs(90),
+    );
+    assert_eq!(failures.len(), 3);
+    for f in &failures {
+        let rec: Value = serde_json::from_slice(&f.value).unwrap();
+        assert_eq!(rec["error"]["kind"], "storage_unavailable", "{rec}");
+        assert_eq!(rec["error"]["retryable"], true);
+        assert!(rec["attempts"].as_u64().unwrap() > 1, "{rec}");
+    }
+    assert!(service.terminate(Duration::from_secs(30)).success());
+    let ends = end_offsets(&broker.bootstrap(), "wsi-thumbnail-req", PARTITIONS);
+    let done = committed(
+        &broker.bootstrap(),
+        "wsi-thumbnail-processor",
+        "wsi-thumbnail-req",
+        PARTITIONS,
+    );
+    for p in 0..PARTITIONS as usize {
+        assert_eq!(done[p], Some(ends[p]), "partition {p}");
+    }
+}
