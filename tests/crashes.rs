@@ -1,0 +1,199 @@
+//! The service killed and stopped under load: SIGTERM drains and exits 0 without
+//! leaving anything to redo; `kill -9` at random moments loses nothing (duplicates are
+//! allowed by at-least-once, and counted).
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use common::kafka::{produce, read_all};
+use common::service::Service;
+use common::services::{Broker, Gcs, free_port};
+use common::*;
+
+const PARTITIONS: i32 = 4;
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    _gcs: Gcs,
+    broker: Broker,
+    config: PathBuf,
+    env: Vec<(&'static str, String)>,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("gcs");
+    std::fs::create_dir_all(data.join("slides-in")).unwrap();
+    std::fs::create_dir_all(data.join("thumbs")).unwrap();
+    std::fs::write(data.join("thumbs/.keep"), b"").unwrap();
+    std::fs::copy(
+        cmu_small_region(),
+        data.join("slides-in/CMU-1-Small-Region.svs"),
+    )
+    .unwrap();
+    let gcs = Gcs::start(&data);
+    let broker = Broker::start();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[kafka]
+bootstrap_servers = "{}"
+commit_interval_ms = 200
+[kafka.consumer]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "1000"
+[kafka.producer]
+"compression.type" = "none"
+[kafka.topics]
+partitions = {PARTITIONS}
+[storage]
+output = "gs://thumbs/"
+[pipeline]
+max_in_flight = 8
+max_in_flight_per_partition = 2
+shutdown_grace_ms = 20000
+[http]
+listen = "127.0.0.1:{}"
+"#,
+            broker.bootstrap(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    assert!(
+        Command::new(env!("CARGO_BIN_EXE_wsi-thumbnail"))
+            .args(["topics", "ensure", "--config"])
+            .arg(&config)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let env = vec![("STORAGE_EMULATOR_HOST", gcs.url())];
+    Setup {
+        _dir: dir,
+        _gcs: gcs,
+        broker,
+        config,
+        env,
+    }
+}
+
+fn enqueue(bootstrap: &str, total: usize) {
+    let requests: Vec<_> = (0..total)
+        .map(|n| {
+            let value = serde_json::to_vec(&json!({
+                "id": format!("req-{n}"), "created_on": "2026-02-25T10:00:00Z",
+                "image_bucket_link": "gs://slides-in/CMU-1-Small-Region.svs",
+                "patient_id": "p", "slide_id": format!("s{n}"), "block_id": "b",
+            }))
+            .unwrap();
+            ((n % PARTITIONS as usize) as i32, format!("s{n}"), value)
+        })
+        .collect();
+    produce(bootstrap, "wsi-thumbnail-req", &requests);
+}
+
+/// Response count per request id, reading the response topic for up to `timeout` or
+/// until `want` distinct ids are seen.
+fn answered(bootstrap: &str, want: usize, timeout: Duration) -> HashMap<String, usize> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let records = read_all(
+            bootstrap,
+            "wsi-thumbnail-resp",
+            PARTITIONS,
+            usize::MAX,
+            Duration::from_secs(2),
+        );
+        let mut counts = HashMap::new();
+        for r in records {
+            let id = serde_json::from_slice::<Value>(&r.value).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            *counts.entry(id).or_insert(0) += 1;
+        }
+        if counts.len() >= want || Instant::now() > deadline {
+            return counts;
+        }
+    }
+}
+
+fn start(s: &Setup) -> Service {
+    Service::start(
+        &s.config,
+        &s.env
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect::<Vec<_>>(),
+    )
+}
+
+#[test]
+fn sigterm_drains_exits_zero_and_a_restart_redoes_nothing() {
+    let s = setup();
+    let total = 80;
+    enqueue(&s.broker.bootstrap(), total);
+    let mut service = start(&s);
+    let seen = answered(&s.broker.bootstrap(), 10, Duration::from_secs(60));
+    assert!(seen.len() >= 10);
+    let signalled = Instant::now();
+    let status = service.terminate(Duration::from_secs(25));
+    println!("exited {status} after {:?}", signalled.elapsed());
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(20),
+        "past the grace period"
+    );
+    let before = answered(&s.broker.bootstrap(), 0, Duration::ZERO);
+
+    let mut service = start(&s);
+    let after = answered(&s.broker.bootstrap(), total, Duration::from_secs(120));
+    assert_eq!(after.len(), total, "every request answered");
+    let redone: Vec<_> = before.keys().filter(|id| after[*id] > 1).collect();
+    assert!(
+        redone.is_empty(),
+        "requests answered before SIGTERM were redone: {redone:?}"
+    );
+    assert!(service.terminate(Duration::from_secs(25)).success());
+}
+
+#[test]
+fn kill_nine_at_random_moments_loses_nothing() {
+    let s = setup();
+    let total = 300;
+    enqueue(&s.broker.bootstrap(), total);
+    let seed: u64 = rand::random();
+    println!("seed {seed}");
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
+    let mut service = start(&s);
+    for kill in 0..3 {
+        // Kill after a random number of further responses.
+        let done = answered(&s.broker.bootstrap(), 0, Duration::ZERO).len();
+        let target = (done + rand::RngExt::random_range(&mut rng, 10..50)).min(total - 1);
+        answered(&s.broker.bootstrap(), target, Duration::from_secs(120));
+        // SAFETY: kill(2) with SIGKILL on our own child.
+        unsafe {
+            libc::kill(service.pid(), libc::SIGKILL);
+        }
+        drop(service);
+        println!("kill {kill} after {target} answered");
+        service = start(&s);
+    }
+    let counts = answered(&s.broker.bootstrap(), total, Duration::from_secs(240));
+    let duplicates: usize = counts.values().map(|c| c - 1).sum();
+    println!(
+        "answered {} of {total}, {duplicates} duplicate responses",
+        counts.len()
+    );
+    assert_eq!(counts.len(), total, "requests lost");
+    assert!(service.terminate(Duration::from_secs(25)).success());
+}
