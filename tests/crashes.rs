@@ -197,3 +197,31 @@ fn kill_nine_at_random_moments_loses_nothing() {
     assert_eq!(counts.len(), total, "requests lost");
     assert!(service.terminate(Duration::from_secs(25)).success());
 }
+
+#[test]
+fn when_one_of_two_instances_stops_the_other_takes_over() {
+    let s = setup();
+    let total = 200;
+    enqueue(&s.broker.bootstrap(), total);
+    let with_port = |port: u16| {
+        let mut env: Vec<(&str, String)> = s.env.iter().map(|(k, v)| (*k, v.clone())).collect();
+        env.push(("PORT", port.to_string()));
+        Service::start(&s.config, &env)
+    };
+    let mut first = with_port(free_port());
+    let mut second = with_port(free_port());
+    answered(&s.broker.bootstrap(), 40, Duration::from_secs(120));
+    assert!(first.terminate(Duration::from_secs(25)).success());
+    let counts = answered(&s.broker.bootstrap(), total, Duration::from_secs(180));
+    let duplicates: usize = counts.values().map(|c| c - 1).sum();
+    println!(
+        "answered {} of {total}, {duplicates} duplicates",
+        counts.len()
+    );
+    assert_eq!(
+        counts.len(),
+        total,
+        "requests lost when an instance left the group"
+    );
+    assert!(second.terminate(Duration::from_secs(25)).success());
+}
