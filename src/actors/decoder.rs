@@ -20,6 +20,22 @@ pub struct Decoder {
     pub options: ThumbnailOptions,
     pub resizer: Addr<Resizer>,
     pub publisher: Addr<Publisher>,
+    /// This decoder thread's own pool for the engine's parallel chunks. With one shared
+    /// pool, a huge slide's chunks queue ahead of every other slide's (rayon serves its
+    /// workers' own queues before injected work), so one slide would stall the pipeline;
+    /// with a pool per decoder the OS shares the cores between slides instead.
+    pub pool: Option<rayon::ThreadPool>,
+}
+
+impl Decoder {
+    pub fn pool(threads: usize) -> Option<rayon::ThreadPool> {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("wsi-decode-{i}"))
+            .build()
+            .map_err(|e| tracing::warn!(error = %e, "no per-decoder thread pool; sharing the global one"))
+            .ok()
+    }
 }
 
 impl Actor for Decoder {

@@ -139,10 +139,12 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
             max_slide_pixels: config.thumbnail.max_slide_pixels,
             decoder: config.thumbnail.decoder,
         };
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         SyncArbiter::start(config.decoder_threads(), move || Decoder {
             options: options.clone(),
             resizer: resizer.clone(),
             publisher: publisher.clone(),
+            pool: Decoder::pool(cores),
         })
     };
     let fetcher = Fetcher {

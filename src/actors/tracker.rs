@@ -72,14 +72,11 @@ impl OffsetTracker {
         if pending.is_empty() {
             return;
         }
-        let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), offset) in &pending {
-            let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset));
-        }
+        let tpl = commit_list(&pending);
         match self.consumer.commit(&tpl, mode) {
             Ok(()) => {
-                for (tp, offset) in &pending {
-                    book.mark_committed(tp, *offset);
+                for (tp, offset, metadata) in &pending {
+                    book.mark_committed(tp, *offset, metadata.clone());
                     metrics::gauge!("wsi_thumbnail_committed_offset", "partition" => tp.1.to_string())
                         .set(*offset as f64);
                 }
@@ -137,17 +134,46 @@ impl Actor for OffsetTracker {
     }
 }
 
+/// The offsets (and their commit metadata) to commit, as librdkafka wants them.
+pub fn commit_list(pending: &[((String, i32), i64, String)]) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), offset, metadata) in pending {
+        let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset));
+        if let Some(mut elem) = tpl.find_partition(topic, *partition) {
+            elem.set_metadata(metadata.as_str());
+        }
+    }
+    tpl
+}
+
 impl Handler<Admit> for OffsetTracker {
     type Result = ();
 
     fn handle(&mut self, Admit(item): Admit, _: &mut Self::Context) {
-        let accepted = self
+        let (accepted, already_done) = self
             .book
             .lock()
-            .map(|mut b| b.begin(item.ticket()))
-            .unwrap_or(false);
+            .map(|mut b| {
+                let done = b.already_done(item.ticket());
+                let accepted = b.begin(item.ticket());
+                if accepted && done {
+                    b.finish(item.ticket());
+                }
+                (accepted, done)
+            })
+            .unwrap_or((false, false));
         if !accepted {
             // Read just before its partition was revoked: the new owner will read it.
+            return;
+        }
+        if already_done {
+            // Finished by an earlier owner (commit metadata): nothing to redo.
+            metrics::counter!("wsi_thumbnail_skipped_total").increment(1);
+            tracing::debug!(
+                partition = item.ticket().partition,
+                offset = item.ticket().offset,
+                "already done; skipped"
+            );
             return;
         }
         metrics::counter!("wsi_thumbnail_requests_total").increment(1);

@@ -5,10 +5,14 @@
 
 use std::sync::{Arc, Mutex};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::time::Duration;
 
+use rdkafka::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+
+use crate::actors::tracker::commit_list;
 use crate::pipeline::book::Book;
+use crate::pipeline::commit_metadata::decode;
 
 pub struct ServiceContext {
     pub book: Arc<Mutex<Book>>,
@@ -21,19 +25,19 @@ impl ConsumerContext for ServiceContext {
         let Rebalance::Revoke(revoked) = rebalance else {
             return;
         };
-        let mut commit = TopicPartitionList::new();
+        let mut pending = Vec::new();
         {
             let Ok(mut book) = self.book.lock() else {
                 return;
             };
             for elem in revoked.elements() {
                 if let Some(state) = book.revoke(elem.topic(), elem.partition()) {
-                    if let Some(next) = state.offsets.pending_commit() {
-                        let _ = commit.add_partition_offset(
-                            elem.topic(),
-                            elem.partition(),
-                            Offset::Offset(next),
-                        );
+                    if let Some((next, metadata)) = state.offsets.pending_commit_with_metadata() {
+                        pending.push((
+                            (elem.topic().to_string(), elem.partition()),
+                            next,
+                            metadata,
+                        ));
                     }
                     tracing::info!(
                         topic = elem.topic(),
@@ -44,6 +48,7 @@ impl ConsumerContext for ServiceContext {
                 }
             }
         }
+        let commit = commit_list(&pending);
         if commit.count() > 0
             && let Err(e) = consumer.commit(&commit, CommitMode::Sync)
         {
@@ -51,12 +56,35 @@ impl ConsumerContext for ServiceContext {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(assigned) = rebalance
-            && let Ok(mut book) = self.book.lock()
-        {
-            for elem in assigned.elements() {
-                book.assign(elem.topic(), elem.partition());
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Assign(assigned) = rebalance else {
+            return;
+        };
+        // What earlier owners finished above their commit (commit metadata), read before
+        // any record of these partitions is delivered.
+        let committed = consumer
+            .committed_offsets((*assigned).clone(), Duration::from_secs(10))
+            .map_err(|e| tracing::warn!(error = %e, "cannot read commit metadata; finished work may be redone"))
+            .ok();
+        let Ok(mut book) = self.book.lock() else {
+            return;
+        };
+        for elem in assigned.elements() {
+            book.assign(elem.topic(), elem.partition());
+            let finished = committed
+                .as_ref()
+                .and_then(|c| c.find_partition(elem.topic(), elem.partition()))
+                .and_then(|c| decode(c.metadata()));
+            if let Some(finished) = finished {
+                tracing::info!(
+                    topic = elem.topic(),
+                    partition = elem.partition(),
+                    highest = finished.highest,
+                    pending = finished.pending.len(),
+                    "partition assigned; skipping work finished by the previous owner"
+                );
+                book.set_finished(elem.topic(), elem.partition(), finished);
+            } else {
                 tracing::info!(
                     topic = elem.topic(),
                     partition = elem.partition(),

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use super::commit_metadata::Finished;
 use super::offsets::PartitionOffsets;
 use crate::messages::ticket::Ticket;
 
@@ -14,6 +15,9 @@ pub struct PartitionState {
     pub offsets: PartitionOffsets,
     pub generation: u64,
     pub paused: bool,
+    /// Offsets at or above the committed one that an earlier owner already finished,
+    /// from the commit metadata; they are skipped, not redone.
+    pub finished: Option<Finished>,
 }
 
 #[derive(Debug, Default)]
@@ -44,6 +48,22 @@ impl Book {
     /// Stops tracking a revoked partition, returning its final state.
     pub fn revoke(&mut self, topic: &str, partition: i32) -> Option<PartitionState> {
         self.partitions.remove(&(topic.to_string(), partition))
+    }
+
+    /// Records what the committed metadata says is already finished for a partition.
+    pub fn set_finished(&mut self, topic: &str, partition: i32, finished: Finished) {
+        if let Some(state) = self.partitions.get_mut(&(topic.to_string(), partition)) {
+            state.finished = Some(finished);
+        }
+    }
+
+    /// Whether an earlier owner already finished this record (so it must not be redone).
+    pub fn already_done(&self, ticket: &Ticket) -> bool {
+        self.partitions
+            .get(&(ticket.topic.clone(), ticket.partition))
+            .filter(|s| s.generation == ticket.generation)
+            .and_then(|s| s.finished.as_ref())
+            .is_some_and(|f| f.contains(ticket.offset))
     }
 
     pub fn generation(&self, topic: &str, partition: i32) -> Option<u64> {
@@ -79,17 +99,22 @@ impl Book {
         self.generation(&ticket.topic, ticket.partition) == Some(ticket.generation)
     }
 
-    /// Offsets whose commit point moved since the last commit.
-    pub fn pending_commits(&self) -> Vec<(TopicPartition, i64)> {
+    /// Commits to make: partitions whose commit point or finished set moved, with the
+    /// commit metadata that records the finished offsets above the commit point.
+    pub fn pending_commits(&self) -> Vec<(TopicPartition, i64, String)> {
         self.partitions
             .iter()
-            .filter_map(|(tp, s)| s.offsets.pending_commit().map(|o| (tp.clone(), o)))
+            .filter_map(|(tp, s)| {
+                s.offsets
+                    .pending_commit_with_metadata()
+                    .map(|(o, m)| (tp.clone(), o, m))
+            })
             .collect()
     }
 
-    pub fn mark_committed(&mut self, tp: &TopicPartition, offset: i64) {
+    pub fn mark_committed(&mut self, tp: &TopicPartition, offset: i64, metadata: String) {
         if let Some(s) = self.partitions.get_mut(tp) {
-            s.offsets.mark_committed(offset);
+            s.offsets.mark_committed_with_metadata(offset, metadata);
         }
     }
 
@@ -116,7 +141,31 @@ impl Book {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::commit_metadata::decode;
     use std::time::Instant;
+
+    #[test]
+    fn finished_offsets_above_a_slow_head_survive_in_metadata() {
+        let mut book = Book::default();
+        let g = book.assign("t", 0);
+        for o in 0..5 {
+            book.begin(&ticket(0, o, g));
+        }
+        for o in 1..5 {
+            book.finish(&ticket(0, o, g));
+        }
+        let commits = book.pending_commits();
+        assert_eq!(commits.len(), 1);
+        let (_, point, metadata) = &commits[0];
+        assert_eq!(*point, 0, "the slow head holds the commit point");
+        // A new owner reads the metadata and skips 1..=4 but redoes 0.
+        book.revoke("t", 0);
+        let g2 = book.assign("t", 0);
+        book.set_finished("t", 0, decode(metadata).unwrap());
+        assert!(!book.already_done(&ticket(0, 0, g2)));
+        assert!((1..5).all(|o| book.already_done(&ticket(0, o, g2))));
+        assert!(!book.already_done(&ticket(0, 5, g2)));
+    }
 
     fn ticket(partition: i32, offset: i64, generation: u64) -> Ticket {
         Ticket {
@@ -141,6 +190,9 @@ mod tests {
         assert!(!book.finish(&ticket(0, 5, g1)), "stale completion");
         assert!(book.begin(&ticket(0, 5, g2)));
         assert!(book.finish(&ticket(0, 5, g2)));
-        assert_eq!(book.pending_commits(), vec![(("t".to_string(), 0), 6)]);
+        assert_eq!(
+            book.pending_commits(),
+            vec![(("t".to_string(), 0), 6, String::new())]
+        );
     }
 }

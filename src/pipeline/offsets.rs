@@ -12,6 +12,7 @@ pub struct PartitionOffsets {
     in_flight: BTreeSet<i64>,
     highest_seen: Option<i64>,
     committed: Option<i64>,
+    committed_metadata: String,
 }
 
 impl PartitionOffsets {
@@ -50,6 +51,30 @@ impl PartitionOffsets {
 
     pub fn mark_committed(&mut self, offset: i64) {
         self.committed = Some(self.committed.map_or(offset, |c| c.max(offset)));
+    }
+
+    /// The commit metadata for the current commit point: which offsets above it are
+    /// already done (see `commit_metadata`).
+    pub fn metadata(&self) -> String {
+        match self.commit_point() {
+            Some(point) => {
+                super::commit_metadata::encode(point, self.highest_seen, &self.in_flight)
+            }
+            None => String::new(),
+        }
+    }
+
+    /// The commit to make, if the commit point or the finished set above it changed.
+    pub fn pending_commit_with_metadata(&self) -> Option<(i64, String)> {
+        let point = self.commit_point()?;
+        let metadata = self.metadata();
+        let moved = self.committed.is_none_or(|c| point > c);
+        (moved || metadata != self.committed_metadata).then_some((point, metadata))
+    }
+
+    pub fn mark_committed_with_metadata(&mut self, offset: i64, metadata: String) {
+        self.mark_committed(offset);
+        self.committed_metadata = metadata;
     }
 
     pub fn committed(&self) -> Option<i64> {
