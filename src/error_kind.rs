@@ -21,6 +21,19 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, in the contract's order.
+    pub const ALL: [ErrorKind; 9] = [
+        ErrorKind::InvalidRequest,
+        ErrorKind::InputNotAllowed,
+        ErrorKind::SlideNotFound,
+        ErrorKind::UnsupportedFormat,
+        ErrorKind::CorruptSlide,
+        ErrorKind::SlideTooLarge,
+        ErrorKind::StorageUnavailable,
+        ErrorKind::Timeout,
+        ErrorKind::Internal,
+    ];
+
     /// The contract's spelling, as used in metric labels and failure records.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -54,17 +67,7 @@ mod tests {
 
     #[test]
     fn serde_spelling_matches_as_str() {
-        for kind in [
-            ErrorKind::InvalidRequest,
-            ErrorKind::InputNotAllowed,
-            ErrorKind::SlideNotFound,
-            ErrorKind::UnsupportedFormat,
-            ErrorKind::CorruptSlide,
-            ErrorKind::SlideTooLarge,
-            ErrorKind::StorageUnavailable,
-            ErrorKind::Timeout,
-            ErrorKind::Internal,
-        ] {
+        for kind in ErrorKind::ALL {
             let json = serde_json::to_string(&kind).unwrap();
             assert_eq!(json, format!("\"{}\"", kind.as_str()));
         }

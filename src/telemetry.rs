@@ -8,17 +8,6 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use crate::error_kind::ErrorKind;
 
 const STAGES: [&str; 6] = ["fetch", "decode", "resize", "encode", "upload", "publish"];
-const KINDS: [ErrorKind; 9] = [
-    ErrorKind::InvalidRequest,
-    ErrorKind::InputNotAllowed,
-    ErrorKind::SlideNotFound,
-    ErrorKind::UnsupportedFormat,
-    ErrorKind::CorruptSlide,
-    ErrorKind::SlideTooLarge,
-    ErrorKind::StorageUnavailable,
-    ErrorKind::Timeout,
-    ErrorKind::Internal,
-];
 
 /// Installs the global recorder; call once per process.
 pub fn install() -> Result<PrometheusHandle, String> {
@@ -94,7 +83,7 @@ fn describe() {
     ] {
         metrics::counter!(name).absolute(0);
     }
-    for kind in KINDS {
+    for kind in ErrorKind::ALL {
         metrics::counter!("wsi_thumbnail_failed_total", "kind" => kind.as_str()).absolute(0);
     }
     metrics::gauge!("wsi_thumbnail_in_flight").set(0.0);

@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::HashSet;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -14,7 +13,7 @@ use wsi_thumbnail::fixtures::broken;
 
 use common::kafka::{committed, end_offsets, produce, read_all};
 use common::service::Service;
-use common::services::{Broker, Gcs, free_port};
+use common::services::{Broker, Gcs, ensure_topics, free_port, service_config};
 use common::*;
 
 fn good(id: &str, link: &str) -> Vec<u8> {
@@ -59,37 +58,13 @@ fn every_bad_request_gets_one_failure_record_and_nothing_stalls() {
     let gcs = Gcs::start(&data);
     let broker = Broker::start();
 
-    let config = dir.path().join("c.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[kafka]
-bootstrap_servers = "{}"
-commit_interval_ms = 200
-[kafka.consumer]
-"session.timeout.ms" = "6000"
-[kafka.producer]
-"compression.type" = "none"
-[kafka.topics]
-partitions = 1
-[storage]
-output = "gs://thumbs/"
-allowed_buckets = ["slides-in"]
-[http]
-listen = "127.0.0.1:{}"
-"#,
-            broker.bootstrap(),
-            free_port()
-        ),
-    )
-    .unwrap();
-    let ensure = Command::new(env!("CARGO_BIN_EXE_wsi-thumbnail"))
-        .args(["topics", "ensure", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(ensure.status.success());
+    let config = service_config(
+        dir.path(),
+        &broker.bootstrap(),
+        free_port(),
+        "[kafka.topics]\npartitions = 1\n[storage]\noutput = \"gs://thumbs/\"\nallowed_buckets = [\"slides-in\"]\n",
+    );
+    ensure_topics(&config);
 
     let long = "x".repeat(5000);
     // (value, expected kind or None for a good request)

@@ -6,14 +6,13 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use common::kafka::{produce, read_all};
 use common::service::Service;
-use common::services::{Broker, Gcs, free_port};
+use common::services::{Broker, Gcs, ensure_topics, free_port, service_config};
 use common::*;
 
 const PARTITIONS: i32 = 4;
@@ -39,43 +38,16 @@ fn setup() -> Setup {
     .unwrap();
     let gcs = Gcs::start(&data);
     let broker = Broker::start();
-    let config = dir.path().join("c.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[kafka]
-bootstrap_servers = "{}"
-commit_interval_ms = 200
-[kafka.consumer]
-"session.timeout.ms" = "6000"
-"heartbeat.interval.ms" = "1000"
-[kafka.producer]
-"compression.type" = "none"
-[kafka.topics]
-partitions = {PARTITIONS}
-[storage]
-output = "gs://thumbs/"
-[pipeline]
-max_in_flight = 8
-max_in_flight_per_partition = 2
-shutdown_grace_ms = 20000
-[http]
-listen = "127.0.0.1:{}"
-"#,
-            broker.bootstrap(),
-            free_port()
+    let config = service_config(
+        dir.path(),
+        &broker.bootstrap(),
+        free_port(),
+        &format!(
+            "[kafka.topics]\npartitions = {PARTITIONS}\n[storage]\noutput = \"gs://thumbs/\"\n\
+             [pipeline]\nmax_in_flight = 8\nmax_in_flight_per_partition = 2\nshutdown_grace_ms = 20000\n"
         ),
-    )
-    .unwrap();
-    assert!(
-        Command::new(env!("CARGO_BIN_EXE_wsi-thumbnail"))
-            .args(["topics", "ensure", "--config"])
-            .arg(&config)
-            .status()
-            .unwrap()
-            .success()
     );
+    ensure_topics(&config);
     let env = vec![("STORAGE_EMULATOR_HOST", gcs.url())];
     Setup {
         _dir: dir,

@@ -5,14 +5,13 @@
 mod common;
 
 use std::collections::HashSet;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use common::kafka::{committed, end_offsets, produce, read_all};
 use common::service::Service;
-use common::services::{Broker, Gcs, free_port};
+use common::services::{Broker, Gcs, ensure_topics, free_port, service_config};
 use common::*;
 
 const PARTITIONS: i32 = 4;
@@ -50,48 +49,18 @@ fn a_storage_outage_loses_nothing_and_an_endless_one_becomes_failure_records() {
     let gcs = Gcs::start_on(&data, gcs_port);
     let broker = Broker::start();
     let http = free_port();
-    let config = dir.path().join("c.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[kafka]
-bootstrap_servers = "{}"
-commit_interval_ms = 200
-[kafka.consumer]
-"session.timeout.ms" = "6000"
-[kafka.producer]
-"compression.type" = "none"
-[kafka.topics]
-partitions = {PARTITIONS}
-[storage]
-output = "gs://thumbs/"
-[pipeline]
-max_in_flight = 6
-max_in_flight_per_partition = 2
-[retry]
-max_attempts = 1000
-initial_delay_ms = 200
-max_delay_ms = 1000
-max_total_delay_ms = 20000
-[timeouts]
-fetch_ms = 5000
-upload_ms = 5000
-[http]
-listen = "127.0.0.1:{http}"
-"#,
-            broker.bootstrap()
+    let config = service_config(
+        dir.path(),
+        &broker.bootstrap(),
+        http,
+        &format!(
+            "[kafka.topics]\npartitions = {PARTITIONS}\n[storage]\noutput = \"gs://thumbs/\"\n\
+             [pipeline]\nmax_in_flight = 6\nmax_in_flight_per_partition = 2\n\
+             [retry]\nmax_attempts = 1000\ninitial_delay_ms = 200\nmax_delay_ms = 1000\nmax_total_delay_ms = 20000\n\
+             [timeouts]\nfetch_ms = 5000\nupload_ms = 5000\n"
         ),
-    )
-    .unwrap();
-    assert!(
-        Command::new(env!("CARGO_BIN_EXE_wsi-thumbnail"))
-            .args(["topics", "ensure", "--config"])
-            .arg(&config)
-            .status()
-            .unwrap()
-            .success()
     );
+    ensure_topics(&config);
     let mut service = Service::start(
         &config,
         &[(

@@ -6,7 +6,6 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -15,7 +14,7 @@ use wsi_thumbnail::slide::plan::thumbnail_dims;
 
 use common::kafka::{committed, end_offsets, produce, read_all};
 use common::service::Service;
-use common::services::{Broker, Gcs};
+use common::services::{Broker, Gcs, ensure_topics, service_config};
 use common::*;
 
 const PARTITIONS: i32 = 10;
@@ -66,55 +65,12 @@ fn write_config(dir: &Path, broker: &Broker, output: &str) -> PathBuf {
 }
 
 fn write_config_at(dir: &Path, bootstrap: &str, output: &str, http_port: u16) -> PathBuf {
-    let path = dir.join("service.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[kafka]
-bootstrap_servers = "{}"
-commit_interval_ms = 200
-[kafka.consumer]
-"session.timeout.ms" = "6000"
-"heartbeat.interval.ms" = "1000"
-[kafka.producer]
-"compression.type" = "none"
-[kafka.topics]
-partitions = {PARTITIONS}
-[storage]
-output = "{output}"
-temp_dir = "{}"
-[pipeline]
-max_in_flight = 12
-max_in_flight_per_partition = 3
-shutdown_grace_ms = 20000
-[http]
-listen = "127.0.0.1:{http_port}"
-"#,
-            bootstrap,
-            dir.join("tmp").display()
-        ),
-    )
-    .unwrap();
-    path
-}
-
-fn ensure_topics(config: &Path) {
-    let out = Command::new(env!("CARGO_BIN_EXE_wsi-thumbnail"))
-        .args(["topics", "ensure", "--config"])
-        .arg(config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let extra = format!(
+        "[kafka.topics]\npartitions = {PARTITIONS}\n[storage]\noutput = \"{output}\"\ntemp_dir = \"{}\"\n\
+         [pipeline]\nmax_in_flight = 12\nmax_in_flight_per_partition = 3\nshutdown_grace_ms = 20000\n",
+        dir.join("tmp").display()
     );
-    let created: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(created.len(), 3);
+    service_config(dir, bootstrap, http_port, &extra)
 }
 
 fn request(n: usize, slide_id: &str, link: &str) -> Vec<u8> {

@@ -161,3 +161,33 @@ fn fake_gcs_binary() -> PathBuf {
     let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
     PathBuf::from(dir).join("vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64")
 }
+
+/// Writes a service configuration for a test: this broker, this HTTP port, commits every
+/// 200 ms, a 6 s session timeout (fast group joins on tansu), uncompressed records;
+/// `extra` adds the test's own sections (`[kafka.topics]`, `[storage]`, ...).
+pub fn service_config(dir: &Path, bootstrap: &str, http_port: u16, extra: &str) -> PathBuf {
+    let path = dir.join("service.toml");
+    let text = format!(
+        "[kafka]\nbootstrap_servers = \"{bootstrap}\"\ncommit_interval_ms = 200\n\
+         [kafka.consumer]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n\
+         [kafka.producer]\n\"compression.type\" = \"none\"\n\
+         [http]\nlisten = \"127.0.0.1:{http_port}\"\n{extra}"
+    );
+    std::fs::write(&path, text).expect("write the test config");
+    path
+}
+
+/// `wsi-thumbnail topics ensure --config FILE`, which must succeed for all three topics.
+pub fn ensure_topics(config: &Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wsi-thumbnail"))
+        .args(["topics", "ensure", "--config"])
+        .arg(config)
+        .output()
+        .expect("run topics ensure");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+}
