@@ -13,7 +13,7 @@ use wsi_thumbnail::fixtures::broken;
 
 use common::kafka::{committed, end_offsets, produce, read_all};
 use common::service::Service;
-use common::services::{Broker, Gcs, ensure_topics, free_port, service_config};
+use common::services::{Broker, Gcs, ensure_topics, free_port, service_config, stage_buckets};
 use common::*;
 
 fn good(id: &str, link: &str) -> Vec<u8> {
@@ -45,11 +45,7 @@ fn link(l: &str) -> Vec<(&'static str, Value)> {
 fn every_bad_request_gets_one_failure_record_and_nothing_stalls() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("gcs");
-    let input = data.join("slides-in");
-    std::fs::create_dir_all(&input).unwrap();
-    std::fs::create_dir_all(data.join("thumbs")).unwrap();
-    std::fs::write(data.join("thumbs/.keep"), b"").unwrap();
-    std::fs::copy(cmu_small_region(), input.join("CMU-1-Small-Region.svs")).unwrap();
+    let input = stage_buckets(&data);
     broken::write_empty(&input.join("empty.svs")).unwrap();
     broken::write_truncated(&cmu_small_region(), &input.join("truncated.svs"), 300_000).unwrap();
     broken::write_random(&input.join("random.svs"), 50_000, 3).unwrap();

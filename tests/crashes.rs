@@ -12,8 +12,7 @@ use serde_json::{Value, json};
 
 use common::kafka::{produce, read_all};
 use common::service::Service;
-use common::services::{Broker, Gcs, ensure_topics, free_port, service_config};
-use common::*;
+use common::services::{Broker, Gcs, ensure_topics, free_port, service_config, stage_buckets};
 
 const PARTITIONS: i32 = 4;
 
@@ -28,14 +27,7 @@ struct Setup {
 fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("gcs");
-    std::fs::create_dir_all(data.join("slides-in")).unwrap();
-    std::fs::create_dir_all(data.join("thumbs")).unwrap();
-    std::fs::write(data.join("thumbs/.keep"), b"").unwrap();
-    std::fs::copy(
-        cmu_small_region(),
-        data.join("slides-in/CMU-1-Small-Region.svs"),
-    )
-    .unwrap();
+    stage_buckets(&data);
     let gcs = Gcs::start(&data);
     let broker = Broker::start();
     let config = service_config(

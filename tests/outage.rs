@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 
 use common::kafka::{committed, end_offsets, produce, read_all};
 use common::service::Service;
-use common::services::{Broker, Gcs, ensure_topics, free_port, service_config};
+use common::services::{
+    Broker, Gcs, ensure_topics, free_port, metric, service_config, stage_buckets,
+};
 use common::*;
 
 const PARTITIONS: i32 = 4;
@@ -25,26 +27,11 @@ fn request(n: usize) -> Vec<u8> {
     .unwrap()
 }
 
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[test]
 fn a_storage_outage_loses_nothing_and_an_endless_one_becomes_failure_records() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("gcs");
-    std::fs::create_dir_all(data.join("slides-in")).unwrap();
-    std::fs::create_dir_all(data.join("thumbs")).unwrap();
-    std::fs::write(data.join("thumbs/.keep"), b"").unwrap();
-    std::fs::copy(
-        cmu_small_region(),
-        data.join("slides-in/CMU-1-Small-Region.svs"),
-    )
-    .unwrap();
+    stage_buckets(&data);
     let gcs_port = free_port();
     let gcs = Gcs::start_on(&data, gcs_port);
     let broker = Broker::start();
@@ -121,7 +108,7 @@ fn a_storage_outage_loses_nothing_and_an_endless_one_becomes_failure_records() {
         .is_empty()
     );
     let (_, text) = http_get(http, "/metrics").unwrap();
-    let retries = metric(&text, "wsi_thumbnail_retries_total");
+    let retries = metric(&text, "wsi_thumbnail_retries_total").unwrap_or(0.0);
     println!("retries during the outage: {retries}");
     assert!(retries > 0.0, "retries not visible in /metrics");
 

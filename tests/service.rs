@@ -14,7 +14,7 @@ use wsi_thumbnail::slide::plan::thumbnail_dims;
 
 use common::kafka::{committed, end_offsets, produce, read_all};
 use common::service::Service;
-use common::services::{Broker, Gcs, ensure_topics, service_config};
+use common::services::{Broker, Gcs, ensure_topics, metric, service_config};
 use common::*;
 
 const PARTITIONS: i32 = 10;
@@ -351,14 +351,6 @@ async fn requests_for_one_slide_are_answered_in_offset_order() {
         "responses for one slide_id out of order"
     );
     assert!(service.terminate(Duration::from_secs(30)).success());
-}
-
-/// Reads one metric's value from a Prometheus text exposition.
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 #[actix_rt::test]

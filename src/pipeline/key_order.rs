@@ -49,13 +49,6 @@ impl<T> KeyOrder<T> {
         }
     }
 
-    /// Drops every waiting item matching `pred` (e.g. of a revoked partition).
-    pub fn drop_waiting(&mut self, pred: impl Fn(&T) -> bool) {
-        for queue in self.waiting.values_mut() {
-            queue.retain(|item| !pred(item));
-        }
-    }
-
     pub fn waiting(&self) -> usize {
         self.waiting.values().map(VecDeque::len).sum()
     }

@@ -40,16 +40,7 @@ impl PartitionOffsets {
         }
     }
 
-    /// The commit point, if it moved since the last [`mark_committed`](Self::mark_committed).
-    pub fn pending_commit(&self) -> Option<i64> {
-        let point = self.commit_point()?;
-        match self.committed {
-            Some(c) if c >= point => None,
-            _ => Some(point),
-        }
-    }
-
-    pub fn mark_committed(&mut self, offset: i64) {
+    fn mark_committed(&mut self, offset: i64) {
         self.committed = Some(self.committed.map_or(offset, |c| c.max(offset)));
     }
 
@@ -72,6 +63,7 @@ impl PartitionOffsets {
         (moved || metadata != self.committed_metadata).then_some((point, metadata))
     }
 
+    /// Records a successful commit of `offset` with `metadata`.
     pub fn mark_committed_with_metadata(&mut self, offset: i64, metadata: String) {
         self.mark_committed(offset);
         self.committed_metadata = metadata;
@@ -93,18 +85,20 @@ mod tests {
         for o in 10..15 {
             p.begin(o);
         }
-        assert_eq!(p.pending_commit(), Some(10));
+        let point = |p: &PartitionOffsets| p.pending_commit_with_metadata().map(|(o, _)| o);
+        assert_eq!(point(&p), Some(10));
         p.finish(12);
         p.finish(13);
-        assert_eq!(p.pending_commit(), Some(10), "10 is still running");
+        assert_eq!(point(&p), Some(10), "10 is still running");
         p.finish(10);
-        assert_eq!(p.pending_commit(), Some(11));
-        p.mark_committed(11);
-        assert_eq!(p.pending_commit(), None);
+        assert_eq!(point(&p), Some(11));
+        let (o, m) = p.pending_commit_with_metadata().unwrap();
+        p.mark_committed_with_metadata(o, m);
+        assert_eq!(point(&p), None, "nothing new to commit");
         p.finish(11);
-        assert_eq!(p.pending_commit(), Some(14));
+        assert_eq!(point(&p), Some(14));
         p.finish(14);
-        assert_eq!(p.pending_commit(), Some(15));
+        assert_eq!(point(&p), Some(15));
         assert!(!p.finish(14), "a second completion is reported");
     }
 
@@ -138,11 +132,15 @@ mod tests {
                     prop_assert!(p.finish(done));
                 }
                 step += 1;
-                if let Some(c) = p.pending_commit() {
+                if let Some((c, metadata)) = p.pending_commit_with_metadata() {
                     prop_assert!(running.iter().all(|r| *r >= c), "commit {c} passes running {running:?}");
                     prop_assert!(c >= last_commit);
+                    // The metadata never claims a running offset is finished.
+                    if let Some(finished) = super::super::commit_metadata::decode(&metadata) {
+                        prop_assert!(running.iter().all(|r| !finished.contains(*r)));
+                    }
                     last_commit = c;
-                    p.mark_committed(c);
+                    p.mark_committed_with_metadata(c, metadata);
                 }
             }
             prop_assert_eq!(p.committed(), Some(offsets[offsets.len() - 1] + 1));

@@ -21,10 +21,6 @@ impl OutputSink {
         OutputSink { location, client }
     }
 
-    pub fn location(&self) -> &OutputLocation {
-        &self.location
-    }
-
     /// Writes `png` under `name` (already checked by `location::object_name`) and
     /// returns the link to report.
     pub async fn put(&self, name: &str, png: Bytes) -> Result<String, StorageError> {

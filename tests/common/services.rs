@@ -191,3 +191,26 @@ pub fn ensure_topics(config: &Path) {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
 }
+
+/// A fake-gcs-server data directory: bucket `slides-in` holding CMU-1-Small-Region.svs
+/// and an empty `thumbs` output bucket (a folder needs one object to become a bucket).
+pub fn stage_buckets(data: &Path) -> PathBuf {
+    let input = data.join("slides-in");
+    std::fs::create_dir_all(&input).expect("input bucket");
+    std::fs::create_dir_all(data.join("thumbs")).expect("output bucket");
+    std::fs::write(data.join("thumbs/.keep"), b"").expect("output bucket marker");
+    std::fs::copy(
+        super::cmu_small_region(),
+        input.join("CMU-1-Small-Region.svs"),
+    )
+    .expect("copy slide");
+    input
+}
+
+/// One series' value in a Prometheus text exposition (`name` or `name{labels}`).
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
