@@ -75,6 +75,14 @@ fn describe() {
         Unit::Bytes,
         "Slide bytes read from storage"
     );
+    metrics::describe_counter!(
+        "wsi_thumbnail_actor_panics_total",
+        "Panics caught in a stage actor, by stage (each failed one job)"
+    );
+    metrics::describe_counter!(
+        "wsi_thumbnail_http_process_total",
+        "POST /process requests answered, by outcome (ok or the error kind)"
+    );
     for name in [
         "wsi_thumbnail_requests_total",
         "wsi_thumbnail_completed_total",

@@ -4,12 +4,14 @@
 //! Receives: `Decode` from the fetcher.
 //! Sends: `Resize` to the resizer pool, or `Fail` to the publisher.
 //! Owns: nothing between jobs; the downloaded file is deleted as soon as it is read.
-//! A panic inside the slide engine fails that job (`internal`) instead of losing it.
+//! A panic inside the slide engine fails that job (`internal`) instead of losing it
+//! (see [`super::guard`]).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use actix::prelude::*;
 
+use super::guard::{inject_fault, record_panic};
 use super::publisher::Publisher;
 use super::resizer::Resizer;
 use crate::error_kind::ErrorKind;
@@ -46,7 +48,9 @@ impl Handler<Decode> for Decoder {
     type Result = ();
 
     fn handle(&mut self, Decode { job, slide }: Decode, _: &mut Self::Context) {
+        let _in_job = job.ticket.span.clone().entered();
         let result = catch_unwind(AssertUnwindSafe(|| {
+            inject_fault("decode", &job.request.slide_id);
             reduce_slide(&slide.path, &self.options)
         }));
         drop(slide);
@@ -58,17 +62,14 @@ impl Handler<Decode> for Decoder {
                 self.resizer.do_send(Resize { job, reduced });
             }
             Ok(Err(e)) => {
-                tracing::warn!(slide_id = %job.request.slide_id, partition = job.ticket.partition, offset = job.ticket.offset, error = %e, "slide failed");
+                tracing::warn!(error = %e, "slide failed");
                 self.publisher
                     .do_send(Fail(Failure::of_job(&job, e.kind(), e.to_string())));
             }
-            Err(_) => {
-                tracing::error!(slide_id = %job.request.slide_id, partition = job.ticket.partition, offset = job.ticket.offset, "the slide engine panicked");
-                self.publisher.do_send(Fail(Failure::of_job(
-                    &job,
-                    ErrorKind::Internal,
-                    "the slide engine panicked on this slide".into(),
-                )));
+            Err(panic) => {
+                let message = record_panic("decode", panic.as_ref());
+                self.publisher
+                    .do_send(Fail(Failure::of_job(&job, ErrorKind::Internal, message)));
             }
         }
     }

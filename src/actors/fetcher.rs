@@ -9,9 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use tracing::Instrument;
 
 use super::decoder::Decoder;
+use super::guard::{guarded, inject_fault};
 use super::publisher::Publisher;
+use crate::error_kind::ErrorKind;
 use crate::messages::pipeline::{Decode, Fail, Failure, Fetch};
 use crate::storage::fetch::SlideFetcher;
 use crate::storage::retry::{RetryConfig, with_retries};
@@ -36,7 +39,10 @@ impl Handler<Fetch> for Fetcher {
         let decoder = self.decoder.clone();
         let publisher = self.publisher.clone();
         let (retry, timeout) = (self.retry.clone(), self.timeout);
-        Box::pin(async move {
+        let span = job.ticket.span.clone();
+        let held = job.clone();
+        let stage = async move {
+            inject_fault("fetch", &job.request.slide_id);
             let started = Instant::now();
             let (result, attempts) =
                 with_retries(&retry, timeout, "fetch", || strategy.fetch(&job.input)).await;
@@ -49,12 +55,21 @@ impl Handler<Fetch> for Fetcher {
                     decoder.do_send(Decode { job, slide });
                 }
                 Err(e) => {
-                    tracing::warn!(slide_id = %job.request.slide_id, partition = job.ticket.partition, offset = job.ticket.offset, error = %e, "fetch failed");
+                    tracing::warn!(error = %e, attempts, "fetch failed");
                     let mut failure = Failure::of_job(&job, e.kind(), e.to_string());
                     failure.attempts = attempts;
                     publisher.do_send(Fail(failure));
                 }
             }
-        })
+        };
+        let publisher = self.publisher.clone();
+        Box::pin(
+            async move {
+                if let Err(message) = guarded("fetch", stage).await {
+                    publisher.do_send(Fail(Failure::of_job(&held, ErrorKind::Internal, message)));
+                }
+            }
+            .instrument(span),
+        )
     }
 }

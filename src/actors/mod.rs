@@ -6,6 +6,7 @@
 
 pub mod decoder;
 pub mod fetcher;
+pub mod guard;
 pub mod monitor;
 pub mod publisher;
 pub mod reader;

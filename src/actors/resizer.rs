@@ -8,6 +8,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use actix::prelude::*;
 use bytes::Bytes;
 
+use super::guard::{inject_fault, record_panic};
 use super::publisher::Publisher;
 use super::uploader::Uploader;
 use crate::error_kind::ErrorKind;
@@ -27,7 +28,12 @@ impl Handler<Resize> for Resizer {
     type Result = ();
 
     fn handle(&mut self, Resize { job, reduced }: Resize, _: &mut Self::Context) {
-        match catch_unwind(AssertUnwindSafe(|| finish(reduced))) {
+        let _in_job = job.ticket.span.clone().entered();
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            inject_fault("resize", &job.request.slide_id);
+            finish(reduced)
+        }));
+        match result {
             Ok(Ok(thumb)) => {
                 let t = thumb.timings;
                 metrics::histogram!("wsi_thumbnail_stage_seconds", "stage" => "resize")
@@ -44,11 +50,11 @@ impl Handler<Resize> for Resizer {
                 self.publisher
                     .do_send(Fail(Failure::of_job(&job, e.kind(), e.to_string())))
             }
-            Err(_) => self.publisher.do_send(Fail(Failure::of_job(
-                &job,
-                ErrorKind::Internal,
-                "resizing panicked on this slide".into(),
-            ))),
+            Err(panic) => {
+                let message = record_panic("resize", panic.as_ref());
+                self.publisher
+                    .do_send(Fail(Failure::of_job(&job, ErrorKind::Internal, message)));
+            }
         }
     }
 }

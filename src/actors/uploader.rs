@@ -7,8 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use tracing::Instrument;
 
+use super::guard::{guarded, inject_fault};
 use super::publisher::Publisher;
+use crate::error_kind::ErrorKind;
 use crate::messages::payload::ThumbnailResponse;
 use crate::messages::pipeline::{Fail, Failure, Publish, Upload};
 use crate::storage::output::OutputSink;
@@ -36,7 +39,10 @@ impl Handler<Upload> for Uploader {
         let sink = self.sink.clone();
         let publisher = self.publisher.clone();
         let (retry, timeout) = (self.retry.clone(), self.timeout);
-        Box::pin(async move {
+        let span = job.ticket.span.clone();
+        let held = job.clone();
+        let stage = async move {
+            inject_fault("upload", &job.request.slide_id);
             let started = Instant::now();
             let (result, attempts) = with_retries(&retry, timeout, "upload", || {
                 sink.put(&job.object_name, png.clone())
@@ -50,12 +56,21 @@ impl Handler<Upload> for Uploader {
                     publisher.do_send(Publish { job, response });
                 }
                 Err(e) => {
-                    tracing::warn!(slide_id = %job.request.slide_id, partition = job.ticket.partition, offset = job.ticket.offset, error = %e, "upload failed");
+                    tracing::warn!(error = %e, attempts, "upload failed");
                     let mut failure = Failure::of_job(&job, e.kind(), e.to_string());
                     failure.attempts = attempts;
                     publisher.do_send(Fail(failure));
                 }
             }
-        })
+        };
+        let publisher = self.publisher.clone();
+        Box::pin(
+            async move {
+                if let Err(message) = guarded("upload", stage).await {
+                    publisher.do_send(Fail(Failure::of_job(&held, ErrorKind::Internal, message)));
+                }
+            }
+            .instrument(span),
+        )
     }
 }

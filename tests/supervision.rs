@@ -1,0 +1,140 @@
+//! Supervision on a real run: a stage that panics (injected with
+//! `WSI_THUMBNAIL_INJECT_PANIC`) fails the job it held with one `internal` failure
+//! record, goes on serving the requests behind it, and the process stays alive and
+//! commits to the end offsets.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use common::kafka::{committed, end_offsets, produce, read_all};
+use common::service::Service;
+use common::services::{
+    Broker, Gcs, ensure_topics, free_port, metric, service_config, stage_buckets,
+};
+use common::*;
+
+const STAGES: [&str; 4] = ["fetch", "decode", "resize", "upload"];
+
+#[test]
+fn a_panicking_stage_fails_its_job_and_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("gcs");
+    stage_buckets(&data);
+    let gcs = Gcs::start(&data);
+    let broker = Broker::start();
+    let port = free_port();
+    let config = service_config(
+        dir.path(),
+        &broker.bootstrap(),
+        port,
+        "[kafka.topics]\npartitions = 1\n[storage]\noutput = \"gs://thumbs/\"\n",
+    );
+    ensure_topics(&config);
+    let inject: Vec<String> = STAGES.iter().map(|s| format!("{s}:panic-{s}")).collect();
+    let mut service = Service::start(
+        &config,
+        &[
+            ("STORAGE_EMULATOR_HOST", gcs.url()),
+            ("WSI_THUMBNAIL_INJECT_PANIC", inject.join(",")),
+        ],
+    );
+
+    // Good requests around and between the poisoned ones, all on one partition, so the
+    // ones after a panic prove the stage still serves.
+    let mut records = Vec::new();
+    for (i, stage) in STAGES.iter().enumerate() {
+        for j in 0..3 {
+            records.push(format!("good-{i}-{j}"));
+        }
+        records.push(format!("panic-{stage}"));
+    }
+    records.extend((0..3).map(|j| format!("good-tail-{j}")));
+    let values: Vec<(i32, String, Vec<u8>)> = records
+        .iter()
+        .map(|slide| {
+            let value = serde_json::to_vec(&json!({
+                "id": format!("id-{slide}"), "created_on": "2026-02-25T10:00:00Z",
+                "image_bucket_link": "gs://slides-in/CMU-1-Small-Region.svs",
+                "patient_id": "p", "slide_id": slide, "block_id": "b",
+            }))
+            .unwrap();
+            (0, slide.clone(), value)
+        })
+        .collect();
+    produce(&broker.bootstrap(), "wsi-thumbnail-req", &values);
+    let good = records.len() - STAGES.len();
+
+    let responses = read_all(
+        &broker.bootstrap(),
+        "wsi-thumbnail-resp",
+        1,
+        good,
+        Duration::from_secs(120),
+    );
+    let failures = read_all(
+        &broker.bootstrap(),
+        "wsi-thumbnail-dlq",
+        1,
+        STAGES.len(),
+        Duration::from_secs(60),
+    );
+    let answered: Vec<String> = responses
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<Value>(&r.value).unwrap()["slide_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        answered.len(),
+        good,
+        "every good request answered: {answered:?}"
+    );
+    assert!(answered.iter().all(|s| s.starts_with("good-")));
+    let mut by_slide: HashMap<String, Value> = HashMap::new();
+    for f in &failures {
+        let v: Value = serde_json::from_slice(&f.value).unwrap();
+        let slide = v["slide_id"].as_str().unwrap().to_string();
+        assert!(
+            by_slide.insert(slide.clone(), v).is_none(),
+            "two records for {slide}"
+        );
+    }
+    for stage in STAGES {
+        let record = &by_slide[&format!("panic-{stage}")];
+        assert_eq!(record["error"]["kind"], "internal", "{record}");
+        assert_eq!(record["error"]["retryable"], false);
+        let message = record["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("the {stage} stage panicked")),
+            "{message}"
+        );
+    }
+
+    assert_eq!(
+        http_get(port, "/healthz").map(|r| r.0),
+        Some(200),
+        "still alive"
+    );
+    let (_, text) = http_get(port, "/metrics").unwrap();
+    for stage in STAGES {
+        let series = format!("wsi_thumbnail_actor_panics_total{{stage=\"{stage}\"}}");
+        assert_eq!(metric(&text, &series), Some(1.0), "{series} in:\n{text}");
+    }
+    let end = end_offsets(&broker.bootstrap(), "wsi-thumbnail-req", 1)[0];
+    assert!(eventually(Duration::from_secs(20), || {
+        committed(
+            &broker.bootstrap(),
+            "wsi-thumbnail-processor",
+            "wsi-thumbnail-req",
+            1,
+        )[0] == Some(end)
+    }));
+    assert!(service.terminate(Duration::from_secs(30)).success());
+}
