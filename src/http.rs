@@ -1,6 +1,7 @@
 //! The HTTP side of the service (actix-web): `/metrics` (Prometheus text), `/healthz`
 //! (200 while the actors run) and `/readyz` (200 once the broker answers, 503 before
-//! and while draining).
+//! and while draining) and `POST /process` (the synchronous API, see
+//! [`crate::process_api`]).
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::health::Health;
+use crate::process_api::ProcessApi;
 
 /// Whether the pipeline's actors are still running.
 pub type Liveness = Arc<dyn Fn() -> bool + Send + Sync>;
@@ -17,6 +19,7 @@ struct State {
     health: Arc<Health>,
     alive: Liveness,
     metrics: PrometheusHandle,
+    process: Arc<ProcessApi>,
 }
 
 async fn metrics(state: web::Data<State>) -> HttpResponse {
@@ -43,17 +46,33 @@ async fn readyz(state: web::Data<State>) -> HttpResponse {
     }
 }
 
+async fn process(state: web::Data<State>, body: web::Bytes) -> HttpResponse {
+    if state.health.is_draining() {
+        return HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", "5"))
+            .body("draining\n");
+    }
+    let answer = state.process.process(&body).await;
+    let status = actix_web::http::StatusCode::from_u16(answer.status)
+        .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+    HttpResponse::build(status)
+        .content_type("application/json")
+        .body(answer.body)
+}
+
 /// Binds `listen` and returns the server future (run it with `actix_rt::spawn`).
 pub fn server(
     listen: &str,
     health: Arc<Health>,
     alive: Liveness,
     metrics_handle: PrometheusHandle,
+    process_api: Arc<ProcessApi>,
 ) -> std::io::Result<actix_web::dev::Server> {
     let state = State {
         health,
         alive,
         metrics: metrics_handle,
+        process: process_api,
     };
     Ok(HttpServer::new(move || {
         App::new()
@@ -61,6 +80,8 @@ pub fn server(
             .route("/metrics", web::get().to(metrics))
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))
+            .route("/process", web::post().to(process))
+            .app_data(web::PayloadConfig::new(1 << 20))
     })
     .workers(1)
     .disable_signals()

@@ -17,6 +17,7 @@ pub mod http;
 pub mod kafka;
 pub mod messages;
 pub mod pipeline;
+pub mod process_api;
 pub mod slide;
 pub mod storage;
 pub mod telemetry;

@@ -6,7 +6,7 @@ use actix::Message;
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::payload::{ThumbnailRequest, ThumbnailResponse};
+use super::payload::{ErrorInfo, FailureRecord, ThumbnailRequest, ThumbnailResponse};
 use super::ticket::Ticket;
 use crate::error_kind::ErrorKind;
 use crate::slide::{Reduced, SlideMetadata};
@@ -49,6 +49,24 @@ impl Failure {
             message,
             attempts: 1,
         }
+    }
+
+    /// The contract's failure record for this failure (the dead-letter value, and the
+    /// body of a failed `POST /process`).
+    pub fn record(&self) -> FailureRecord {
+        FailureRecord::new(
+            self.id.clone(),
+            self.slide_id.clone(),
+            self.request.clone(),
+            &self.raw_value,
+            ErrorInfo {
+                kind: self.kind,
+                message: self.message.clone(),
+                retryable: self.kind.retryable(),
+            },
+            self.attempts,
+            self.ticket.source(),
+        )
     }
 }
 

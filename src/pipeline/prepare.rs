@@ -11,6 +11,7 @@ pub fn prepare(ticket: Ticket, value: &[u8], policy: &InputPolicy, template: &st
     let request = match parse_request(value) {
         Ok(r) => r,
         Err(e) => {
+            ticket.identify(e.id.as_deref(), e.slide_id.as_deref());
             return Admitted::Failure(Failure {
                 ticket,
                 id: e.id,
@@ -23,6 +24,7 @@ pub fn prepare(ticket: Ticket, value: &[u8], policy: &InputPolicy, template: &st
             });
         }
     };
+    ticket.identify(Some(&request.id), Some(&request.slide_id));
     let fail = |ticket: Ticket, kind: ErrorKind, message: String| {
         Admitted::Failure(Failure {
             ticket,

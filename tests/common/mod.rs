@@ -66,16 +66,28 @@ pub fn max_abs_diff(a: &[u8], b: &[u8]) -> u8 {
 /// A minimal HTTP/1.1 GET against 127.0.0.1: (status code, body), or None if nothing
 /// listens yet.
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http_request(port, "GET", path, b"")
+}
+
+/// `POST path` with a JSON body: (status code, body).
+pub fn http_post(port: u16, path: &str, body: &[u8]) -> Option<(u16, String)> {
+    http_request(port, "POST", path, body)
+}
+
+fn http_request(port: u16, method: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .set_read_timeout(Some(std::time::Duration::from_secs(120)))
         .ok()?;
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
     )
     .ok()?;
+    stream.write_all(body).ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.split_whitespace().nth(1)?.parse().ok()?;

@@ -11,17 +11,32 @@ pub struct Service {
 
 impl Service {
     pub fn start(config: &Path, env: &[(&str, String)]) -> Service {
+        Service::spawn(config, env, Stdio::inherit())
+    }
+
+    /// Like `start`, with the service's log (stderr) written to `log` for inspection.
+    pub fn start_logged(config: &Path, env: &[(&str, String)], log: &Path) -> Service {
+        let file = std::fs::File::create(log).expect("create the log file");
+        Service::spawn(config, env, Stdio::from(file))
+    }
+
+    fn spawn(config: &Path, env: &[(&str, String)], stderr: Stdio) -> Service {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsi-thumbnail"));
         cmd.arg("serve").arg("--config").arg(config);
+        // An empty value removes the variable from the child's environment.
         for (k, v) in env {
-            cmd.env(k, v);
+            if v.is_empty() {
+                cmd.env_remove(k);
+            } else {
+                cmd.env(k, v);
+            }
         }
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "warn,wsi_thumbnail=info");
         }
         let child = cmd
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start service");
         Service { child: Some(child) }

@@ -1,0 +1,141 @@
+//! `POST /process`: the original synchronous API, kept for callers migrating to Kafka.
+//! The body is prepared exactly like a Kafka record (same validation, input policy and
+//! object naming), runs through the same fetcher, decoder, resizer and uploader actors,
+//! and the outcome comes back on a reply channel instead of the response topic: the
+//! same ThumbnailResponse JSON, or the contract's failure record with a 4xx/5xx status.
+//! Nothing is produced to Kafka and no offset is involved.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use actix::Addr;
+use tokio::sync::Semaphore;
+
+use crate::actors::fetcher::Fetcher;
+use crate::error_kind::ErrorKind;
+use crate::messages::payload::FailureRecord;
+use crate::messages::pipeline::{Admitted, Failure, Fetch};
+use crate::messages::ticket::{Reply, Ticket};
+use crate::pipeline::prepare::prepare;
+use crate::storage::location::InputPolicy;
+
+/// What the route needs from the pipeline.
+pub struct ProcessApi {
+    pub fetcher: Addr<Fetcher>,
+    pub policy: InputPolicy,
+    pub template: String,
+    /// Bounds concurrent `POST /process` jobs (the Kafka path has its own budgets).
+    pub permits: Arc<Semaphore>,
+    /// Longest a caller waits for its thumbnail before a 504.
+    pub deadline: Duration,
+    sequence: AtomicI64,
+}
+
+/// An HTTP answer: status and JSON body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+impl ProcessApi {
+    pub fn new(
+        fetcher: Addr<Fetcher>,
+        policy: InputPolicy,
+        template: String,
+        max_in_flight: usize,
+        deadline: Duration,
+    ) -> Self {
+        ProcessApi {
+            fetcher,
+            policy,
+            template,
+            permits: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            deadline,
+            sequence: AtomicI64::new(0),
+        }
+    }
+
+    /// Runs one request body through the pipeline and waits for its outcome.
+    pub async fn process(&self, body: &[u8]) -> Answer {
+        let (reply, outcome) = Reply::channel();
+        let ticket = Ticket::http(self.sequence.fetch_add(1, Ordering::Relaxed), reply);
+        let span = ticket.span.clone();
+        let job = match prepare(ticket, body, &self.policy, &self.template) {
+            Admitted::Job(job) => job,
+            Admitted::Failure(f) => {
+                let _in_job = span.enter();
+                tracing::info!(kind = %f.kind, reason = %f.message, "POST /process refused");
+                metrics::counter!("wsi_thumbnail_http_process_total", "outcome" => f.kind.as_str())
+                    .increment(1);
+                return failed(&f);
+            }
+        };
+        // For answers the pipeline cannot give; it must not hold the reply sender, or a
+        // job the pipeline dropped would look like one still running.
+        let mut unanswered = Failure::of_job(&job, ErrorKind::Internal, String::new());
+        unanswered.ticket.reply = None;
+        let Ok(_permit) = self.permits.acquire().await else {
+            unanswered.message = "the /process queue is closed".into();
+            return failed(&unanswered);
+        };
+        self.fetcher.do_send(Fetch(job));
+        match tokio::time::timeout(self.deadline, outcome).await {
+            Ok(Ok(Ok(response))) => Answer {
+                status: 200,
+                body: serde_json::to_vec(&response).unwrap_or_default(),
+            },
+            Ok(Ok(Err(failure))) => failed(&failure),
+            Ok(Err(_)) => {
+                unanswered.message = "the pipeline dropped the job".into();
+                failed(&unanswered)
+            }
+            Err(_) => {
+                unanswered.kind = ErrorKind::Timeout;
+                unanswered.message = "no thumbnail within the /process deadline".into();
+                failed(&unanswered)
+            }
+        }
+    }
+}
+
+fn failed(f: &Failure) -> Answer {
+    let record: FailureRecord = f.record();
+    Answer {
+        status: status_of(f.kind),
+        body: serde_json::to_vec(&record).unwrap_or_default(),
+    }
+}
+
+/// The HTTP status for a failure kind: the caller's fault is a 4xx, ours or the
+/// storage's a 5xx (so retrying clients and load balancers do the right thing).
+pub fn status_of(kind: ErrorKind) -> u16 {
+    match kind {
+        ErrorKind::InvalidRequest => 400,
+        ErrorKind::InputNotAllowed => 403,
+        ErrorKind::SlideNotFound => 404,
+        ErrorKind::UnsupportedFormat | ErrorKind::CorruptSlide | ErrorKind::SlideTooLarge => 422,
+        ErrorKind::StorageUnavailable => 503,
+        ErrorKind::Timeout => 504,
+        ErrorKind::Internal => 500,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_callers_mistakes_are_4xx_and_ours_5xx() {
+        for kind in ErrorKind::ALL {
+            let status = status_of(kind);
+            let callers_fault = !kind.retryable() && kind != ErrorKind::Internal;
+            assert_eq!(
+                (400..500).contains(&status),
+                callers_fault,
+                "{kind} -> {status}"
+            );
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! `POST /process`, the synchronous API, against the real broker and emulator: the same
+//! ThumbnailResponse JSON as the Kafka path for the same request, a 4xx with the
+//! failure record's error kind for bad requests, nothing on the dead-letter topic; and,
+//! from the same run's JSON log, every line about a job carries its request id, slide
+//! id, partition and offset.
+
+mod common;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use common::kafka::{produce, read_all};
+use common::service::Service;
+use common::services::{Broker, Gcs, ensure_topics, free_port, service_config, stage_buckets};
+use common::*;
+
+fn request(id: &str, slide_id: &str, link: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "id": id, "created_on": "2026-02-25T10:00:00Z", "image_bucket_link": link,
+        "patient_id": "patient-1", "slide_id": slide_id, "block_id": "block-A",
+    }))
+    .unwrap()
+}
+
+#[test]
+fn process_answers_like_the_kafka_path_and_logs_carry_job_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("gcs");
+    stage_buckets(&data);
+    let gcs = Gcs::start(&data);
+    let broker = Broker::start();
+    let port = free_port();
+    let config = service_config(
+        dir.path(),
+        &broker.bootstrap(),
+        port,
+        "[kafka.topics]\npartitions = 2\n[storage]\noutput = \"gs://thumbs/\"\n\
+         allowed_buckets = [\"slides-in\"]\n[log]\njson = true\n",
+    );
+    ensure_topics(&config);
+    let log = dir.path().join("service.log");
+    let mut service = Service::start_logged(&config, &[("STORAGE_EMULATOR_HOST", gcs.url())], &log);
+    assert!(eventually(Duration::from_secs(30), || {
+        http_get(port, "/readyz").is_some_and(|(s, _)| s == 200)
+    }));
+
+    let body = request(
+        "sync-1",
+        "slide-sync",
+        "gs://slides-in/CMU-1-Small-Region.svs",
+    );
+    let (status, text) = http_post(port, "/process", &body).expect("POST /process");
+    assert_eq!(status, 200, "{text}");
+    let via_http: Value = serde_json::from_str(&text).unwrap();
+    produce(
+        &broker.bootstrap(),
+        "wsi-thumbnail-req",
+        &[(0, "slide-sync".into(), body)],
+    );
+    let responses = read_all(
+        &broker.bootstrap(),
+        "wsi-thumbnail-resp",
+        2,
+        1,
+        Duration::from_secs(60),
+    );
+    assert_eq!(responses.len(), 1, "the Kafka path answered");
+    let via_kafka: Value = serde_json::from_slice(&responses[0].value).unwrap();
+    assert_eq!(via_http, via_kafka, "same request, same response JSON");
+    assert_eq!(via_http["metadata"]["width"], 2220);
+    assert_eq!(
+        via_http["thumbnail_image_link"],
+        "gs://thumbs/CMU-1-Small-Region_thumbnail.png"
+    );
+
+    let mut missing_field: Value = serde_json::from_slice(&request("b2", "s", "gs://x/y")).unwrap();
+    missing_field.as_object_mut().unwrap().remove("slide_id");
+    let bad = [
+        (b"not json".to_vec(), 400, "invalid_request"),
+        (
+            serde_json::to_vec(&missing_field).unwrap(),
+            400,
+            "invalid_request",
+        ),
+        (
+            request("b3", "s3", "gs://other-bucket/a.svs"),
+            403,
+            "input_not_allowed",
+        ),
+        (
+            request("b4", "s4", "file:///etc/passwd"),
+            403,
+            "input_not_allowed",
+        ),
+        (
+            request("b5", "s5", "gs://slides-in/missing.svs"),
+            404,
+            "slide_not_found",
+        ),
+    ];
+    for (body, want_status, want_kind) in bad {
+        let (status, text) = http_post(port, "/process", &body).expect("POST /process");
+        let answer: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+        assert_eq!(
+            (status, answer["error"]["kind"].as_str()),
+            (want_status, Some(want_kind)),
+            "{}: {text}",
+            String::from_utf8_lossy(&body)
+        );
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+    let dead_letters = read_all(
+        &broker.bootstrap(),
+        "wsi-thumbnail-dlq",
+        2,
+        usize::MAX,
+        Duration::from_secs(3),
+    );
+    assert!(
+        dead_letters.is_empty(),
+        "/process failures are answered, not dead-lettered"
+    );
+    assert!(service.terminate(Duration::from_secs(30)).success());
+
+    // Every log line about a job carries its ids and coordinates (from the job span).
+    let text = std::fs::read_to_string(&log).unwrap();
+    let job_lines: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["span"]["name"] == "job")
+        .collect();
+    let done: Vec<&Value> = job_lines
+        .iter()
+        .filter(|v| {
+            v["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("thumbnail done"))
+        })
+        .collect();
+    assert_eq!(
+        done.len(),
+        2,
+        "one Kafka and one HTTP completion logged:\n{text}"
+    );
+    for line in &done {
+        assert_eq!(line["span"]["id"], "sync-1", "{line}");
+        assert_eq!(line["span"]["slide_id"], "slide-sync", "{line}");
+        assert!(line["span"]["partition"].is_i64() && line["span"]["offset"].is_i64());
+    }
+    assert!(
+        done.iter()
+            .any(|l| l["span"]["topic"] == "wsi-thumbnail-req"
+                && l["span"]["partition"] == 0
+                && l["span"]["offset"] == 0),
+        "the Kafka job's coordinates are on its lines"
+    );
+    let refused = job_lines
+        .iter()
+        .filter(|v| v["fields"]["message"] == "POST /process refused")
+        .count();
+    assert!(
+        refused >= 4,
+        "refusals are logged inside their job span:\n{text}"
+    );
+}
