@@ -189,3 +189,33 @@ fn when_one_of_two_instances_stops_the_other_takes_over() {
     );
     assert!(second.terminate(Duration::from_secs(25)).success());
 }
+
+/// Invariant 7: when a second instance joins, the first gives up partitions only after
+/// their in-flight requests are done and committed, so the newcomer redoes nothing.
+#[test]
+fn a_joining_instance_redoes_nothing_the_first_had_in_flight() {
+    let s = setup();
+    let total = 200;
+    enqueue(&s.broker.bootstrap(), total);
+    let with_port = |port: u16| {
+        let mut env: Vec<(&str, String)> = s.env.iter().map(|(k, v)| (*k, v.clone())).collect();
+        env.push(("PORT", port.to_string()));
+        Service::start(&s.config, &env)
+    };
+    let mut first = with_port(free_port());
+    answered(&s.broker.bootstrap(), 30, Duration::from_secs(120));
+    let mut second = with_port(free_port());
+    let counts = answered(&s.broker.bootstrap(), total, Duration::from_secs(180));
+    let duplicates: usize = counts.values().map(|c| c - 1).sum();
+    println!(
+        "answered {} of {total}, {duplicates} duplicates",
+        counts.len()
+    );
+    assert_eq!(counts.len(), total, "requests lost in the rebalance");
+    assert_eq!(
+        duplicates, 0,
+        "revoked partitions were handed over before their in-flight work was committed"
+    );
+    assert!(first.terminate(Duration::from_secs(25)).success());
+    assert!(second.terminate(Duration::from_secs(25)).success());
+}

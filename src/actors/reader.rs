@@ -8,7 +8,6 @@
 //! partition (librdkafka fetches per partition anyway).
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use actix::prelude::*;
 use rdkafka::Message as _;
@@ -50,56 +49,81 @@ impl PartitionReader {
 impl Actor for PartitionReader {
     type Context = Context<Self>;
 
-    fn started(&mut self, ctx: &mut Self::Context) {
+    fn started(&mut self, _: &mut Self::Context) {
         let consumer = self.consumer.clone();
         let tracker = self.tracker.clone();
         let policy = self.policy.clone();
         let template = self.template.clone();
-        let mut stop = self.stop.subscribe();
-        ctx.spawn(
-            async move {
-                loop {
-                    let message = tokio::select! {
-                        m = consumer.recv() => m,
-                        _ = stop.changed() => break,
-                    };
-                    let message = match message {
-                        Ok(m) => m,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "consumer error");
-                            continue;
-                        }
-                    };
-                    let generation = consumer
-                        .context()
-                        .book
-                        .lock()
-                        .ok()
-                        .and_then(|b| b.generation(message.topic(), message.partition()));
-                    let Some(generation) = generation else {
-                        continue;
-                    };
-                    let ticket = Ticket {
-                        topic: message.topic().to_string(),
-                        partition: message.partition(),
-                        offset: message.offset(),
-                        key: message.key().map(<[u8]>::to_vec),
-                        generation,
-                        kafka_timestamp_ms: message.timestamp().to_millis(),
-                        received: Instant::now(),
-                    };
-                    let value = message.payload().unwrap_or_default();
-                    let item = prepare(ticket, value, &policy, &template);
-                    // Awaiting the tracker keeps offsets in order and gives backpressure.
-                    if tracker.send(Admit(item)).await.is_err() {
-                        break;
+        let stop = self.stop.subscribe();
+        // The consumer is polled on a thread of its own, because librdkafka runs the
+        // rebalance and OAuth callbacks inside the poll: a revocation waits there for the
+        // partition's in-flight work (invariant 7), which the actors on the main runtime
+        // must be free to finish meanwhile.
+        let spawned = std::thread::Builder::new()
+            .name("wsi-reader".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot start the reader's runtime");
+                        return;
                     }
-                }
-                tracing::info!("stopped reading requests");
-            }
-            .into_actor(self),
-        );
+                };
+                runtime.block_on(read_loop(consumer, tracker, policy, template, stop));
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the reader thread");
+        }
     }
+}
+
+async fn read_loop(
+    consumer: Arc<StreamConsumer<ServiceContext>>,
+    tracker: Addr<OffsetTracker>,
+    policy: InputPolicy,
+    template: String,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let message = tokio::select! {
+            m = consumer.recv() => m,
+            _ = stop.changed() => break,
+        };
+        let message = match message {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "consumer error");
+                continue;
+            }
+        };
+        let generation = consumer
+            .context()
+            .book
+            .lock()
+            .ok()
+            .and_then(|b| b.generation(message.topic(), message.partition()));
+        let Some(generation) = generation else {
+            continue;
+        };
+        let ticket = Ticket::kafka(
+            message.topic(),
+            message.partition(),
+            message.offset(),
+            message.key().map(<[u8]>::to_vec),
+            generation,
+            message.timestamp().to_millis(),
+        );
+        let value = message.payload().unwrap_or_default();
+        let item = prepare(ticket, value, &policy, &template);
+        // Awaiting the tracker keeps offsets in order and gives backpressure.
+        if tracker.send(Admit(item)).await.is_err() {
+            break;
+        }
+    }
+    tracing::info!("stopped reading requests");
 }
 
 #[derive(Message)]

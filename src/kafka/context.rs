@@ -1,30 +1,87 @@
-//! The consumer's rebalance hooks. On revocation the contiguous done prefix of each
-//! revoked partition is committed and the partition leaves the ledger, so work still in
-//! flight for it is never committed by us (its new owner redoes it: at least once). On
-//! assignment the partition enters the ledger under a new generation.
+//! The consumer's rebalance hooks (design invariant 7). On revocation the reader has
+//! stopped (the hook runs inside its poll), the revoked partitions' in-flight work gets
+//! until the revocation deadline to finish, then their contiguous done prefix is
+//! committed and they leave the ledger; whatever missed the deadline is never committed
+//! by us (its new owner redoes it: at least once). On assignment a partition enters the
+//! ledger under a new generation, with what earlier owners recorded as finished.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
+use rdkafka::client::OAuthToken;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 
+use super::oauth::AuthContext;
 use crate::actors::tracker::commit_list;
 use crate::pipeline::book::Book;
 use crate::pipeline::commit_metadata::decode;
 
 pub struct ServiceContext {
     pub book: Arc<Mutex<Book>>,
+    /// How long a revoked partition's in-flight work may take to finish.
+    pub revocation_deadline: Duration,
+    /// Set once the pipeline has drained for shutdown: nothing in flight will finish
+    /// any more, so revocations at close do not wait.
+    pub closing: Arc<AtomicBool>,
+    pub auth: AuthContext,
 }
 
-impl ClientContext for ServiceContext {}
+impl ServiceContext {
+    /// Waits until the given partitions have nothing in flight, the deadline passes or
+    /// the service is closing; returns what is still in flight.
+    fn wait_for_in_flight(&self, partitions: &[(String, i32)]) -> usize {
+        let deadline = Instant::now() + self.revocation_deadline;
+        loop {
+            let left = self
+                .book
+                .lock()
+                .map(|b| b.in_flight_of(partitions))
+                .unwrap_or(0);
+            if left == 0 || Instant::now() >= deadline || self.closing.load(Ordering::Relaxed) {
+                return left;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl ClientContext for ServiceContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        _config: Option<&str>,
+    ) -> Result<OAuthToken, Box<dyn std::error::Error>> {
+        self.auth.generate()
+    }
+}
 
 impl ConsumerContext for ServiceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Revoke(revoked) = rebalance else {
             return;
         };
+        let partitions: Vec<(String, i32)> = revoked
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        let started = Instant::now();
+        let left = self.wait_for_in_flight(&partitions);
+        if left > 0 {
+            tracing::warn!(
+                left,
+                deadline_ms = self.revocation_deadline.as_millis() as u64,
+                "revocation deadline passed; unfinished requests will be redone by the new owner"
+            );
+        } else {
+            tracing::info!(
+                waited_ms = started.elapsed().as_millis() as u64,
+                "revoked partitions drained"
+            );
+        }
         let mut pending = Vec::new();
         {
             let Ok(mut book) = self.book.lock() else {

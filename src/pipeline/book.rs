@@ -125,6 +125,15 @@ impl Book {
             .sum()
     }
 
+    /// In flight (admitted, not done) across the given partitions that are still ours.
+    pub fn in_flight_of(&self, partitions: &[TopicPartition]) -> usize {
+        partitions
+            .iter()
+            .filter_map(|tp| self.partitions.get(tp))
+            .map(|s| s.offsets.in_flight())
+            .sum()
+    }
+
     pub fn partitions_mut(
         &mut self,
     ) -> impl Iterator<Item = (&TopicPartition, &mut PartitionState)> {
@@ -142,7 +151,6 @@ impl Book {
 mod tests {
     use super::*;
     use crate::pipeline::commit_metadata::decode;
-    use std::time::Instant;
 
     #[test]
     fn finished_offsets_above_a_slow_head_survive_in_metadata() {
@@ -168,15 +176,7 @@ mod tests {
     }
 
     fn ticket(partition: i32, offset: i64, generation: u64) -> Ticket {
-        Ticket {
-            topic: "t".into(),
-            partition,
-            offset,
-            key: None,
-            generation,
-            kafka_timestamp_ms: None,
-            received: Instant::now(),
-        }
+        Ticket::kafka("t", partition, offset, None, generation, None)
     }
 
     #[test]
