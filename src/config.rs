@@ -65,6 +65,20 @@ pub struct KafkaConfig {
     /// How often contiguous offsets are committed.
     pub commit_interval_ms: u64,
     pub topics: TopicsConfig,
+    /// `google`: SASL_SSL + OAUTHBEARER with tokens from Google Application Default
+    /// Credentials (GCP Managed Kafka); `none`: whatever `[kafka.consumer]` and
+    /// `[kafka.producer]` say (PLAINTEXT, SSL, SCRAM, librdkafka's own OIDC).
+    pub oauth: OAuthProvider,
+    /// The service account email the token is for; found from the credentials (key
+    /// file or metadata server) when empty.
+    pub oauth_principal: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OAuthProvider {
+    None,
+    Google,
 }
 
 /// What `wsi-thumbnail topics ensure` creates (the seed's defaults).
@@ -123,12 +137,18 @@ pub struct PipelineConfig {
     pub resizer_threads: usize,
     /// Drain time on SIGTERM/SIGINT before in-flight work is abandoned (uncommitted).
     pub shutdown_grace_ms: u64,
+    /// How long a revoked partition's in-flight requests may take to finish before it
+    /// is released (what misses it is redone by the new owner). Keep it well below the
+    /// consumer's `max.poll.interval.ms`.
+    pub revocation_deadline_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     pub listen: String,
+    /// Longest a `POST /process` caller waits for its thumbnail (then 504 `timeout`).
+    pub process_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -152,6 +172,8 @@ impl Default for Config {
                 consumer: BTreeMap::new(),
                 producer: BTreeMap::new(),
                 commit_interval_ms: 1000,
+                oauth: OAuthProvider::None,
+                oauth_principal: String::new(),
                 topics: TopicsConfig {
                     partitions: 10,
                     replication_factor: 1,
@@ -178,9 +200,11 @@ impl Default for Config {
                 decoder_threads: 0,
                 resizer_threads: 1,
                 shutdown_grace_ms: 30_000,
+                revocation_deadline_ms: 20_000,
             },
             http: HttpConfig {
                 listen: "0.0.0.0:8080".into(),
+                process_timeout_ms: 300_000,
             },
             log: LogConfig {
                 level: "info".into(),
@@ -255,6 +279,32 @@ impl Config {
         Ok(())
     }
 
+    /// A copy safe to print: librdkafka properties that hold secrets (SASL and SSL
+    /// passwords, OIDC client secrets, keys) are replaced, so `--check` output and
+    /// logs never carry them.
+    pub fn redacted(&self) -> Config {
+        let mut copy = self.clone();
+        for props in [&mut copy.kafka.consumer, &mut copy.kafka.producer] {
+            for (key, value) in props.iter_mut() {
+                let key = key.to_ascii_lowercase();
+                if [
+                    "password",
+                    "secret",
+                    "sasl.jaas",
+                    "key.pem",
+                    "certificate.pem",
+                    "token",
+                ]
+                .iter()
+                .any(|s| key.contains(s))
+                {
+                    *value = "<redacted>".into();
+                }
+            }
+        }
+        copy
+    }
+
     pub fn output_location(&self) -> Result<OutputLocation, String> {
         parse_output(&self.storage.output)
     }
@@ -295,6 +345,24 @@ mod tests {
         assert_eq!(c.thumbnail.max_size, 1024);
         assert_eq!(c.http.listen, "0.0.0.0:8080");
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn secrets_are_redacted_for_printing() {
+        let mut config = Config::default();
+        for (k, v) in [
+            ("sasl.password", "hunter2"),
+            ("sasl.oauthbearer.client.secret", "s3cr3t-value"),
+            ("ssl.key.pem", "-----BEGIN"),
+            ("sasl.username", "svc"),
+        ] {
+            config.kafka.producer.insert(k.into(), v.into());
+        }
+        let printed = serde_json::to_string(&config.redacted()).unwrap();
+        for secret in ["hunter2", "s3cr3t-value", "-----BEGIN"] {
+            assert!(!printed.contains(secret), "{secret} printed");
+        }
+        assert!(printed.contains("svc"), "non-secrets stay readable");
     }
 
     #[test]

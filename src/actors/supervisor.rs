@@ -2,10 +2,17 @@
 //! runs it until SIGTERM or SIGINT, then drains: stop reading, let in-flight requests
 //! finish within the grace period, commit, return.
 //!
+//! Supervision: stage actors survive their own panics (see [`super::guard`]). The
+//! actors that hold offsets or the producer (reader, tracker, publisher) cannot be
+//! restarted in place without losing track of what is in flight, so when one of them
+//! stops, `run` returns an error: the process exits non-zero, the orchestrator restarts
+//! it, and the broker redelivers everything uncommitted (nothing is dropped).
+//!
 //! The tree, in the order a request meets it:
 //! PartitionReader -> OffsetTracker -> Fetcher -> Decoder pool -> Resizer pool ->
 //! Uploader -> Publisher -> (Completed) -> OffsetTracker.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,8 +32,10 @@ use crate::config::Config;
 use crate::health::Health;
 use crate::http::{self, Liveness};
 use crate::kafka::context::ServiceContext;
+use crate::kafka::oauth::{AuthContext, OAuthError};
 use crate::kafka::settings;
 use crate::pipeline::book::Book;
+use crate::process_api::ProcessApi;
 use crate::slide::ThumbnailOptions;
 use crate::storage::fetch::{WholeObjectFetcher, sweep_stale};
 use crate::storage::gcs;
@@ -52,10 +61,17 @@ pub enum ServiceError {
     },
     #[error(transparent)]
     Storage(#[from] crate::storage::StorageError),
+    #[error(transparent)]
+    OAuth(#[from] OAuthError),
     #[error("actor system error: {0}")]
     Mailbox(#[from] MailboxError),
     #[error("cannot start metrics: {0}")]
     Metrics(String),
+    #[error(
+        "the {0} actor stopped unexpectedly (see the panic above); exiting so the \
+         orchestrator restarts the service and uncommitted requests are redelivered"
+    )]
+    ActorStopped(&'static str),
     #[error("cannot listen on {listen} (http.listen / PORT): {source}")]
     Http {
         listen: String,
@@ -91,9 +107,17 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
         tracing::info!(swept, dir = %temp_dir.display(), "removed stale temporary slides");
     }
 
+    let auth = AuthContext::from_config(&config.kafka)?;
     let book = Arc::new(Mutex::new(Book::default()));
+    let closing = Arc::new(AtomicBool::new(false));
+    let context = ServiceContext {
+        book: book.clone(),
+        revocation_deadline: Duration::from_millis(config.pipeline.revocation_deadline_ms),
+        closing: closing.clone(),
+        auth: auth.clone(),
+    };
     let consumer: StreamConsumer<ServiceContext> = settings::consumer(&config.kafka, &client_id)
-        .create_with_context(ServiceContext { book: book.clone() })
+        .create_with_context(context)
         .map_err(|source| ServiceError::Kafka {
             what: "consumer",
             source,
@@ -105,8 +129,8 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
             source,
         })?;
     let consumer = Arc::new(consumer);
-    let producer: FutureProducer = settings::producer(&config.kafka, &client_id)
-        .create()
+    let producer: FutureProducer<AuthContext> = settings::producer(&config.kafka, &client_id)
+        .create_with_context(auth)
         .map_err(|source| ServiceError::Kafka {
             what: "producer",
             source,
@@ -164,10 +188,17 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
         interval: Duration::from_secs(5),
     }
     .start();
+    let process_api = Arc::new(ProcessApi::new(
+        fetcher.clone(),
+        config.storage.input_policy(),
+        config.storage.object_name.clone(),
+        config.pipeline.max_in_flight,
+        Duration::from_millis(config.http.process_timeout_ms),
+    ));
     let tracker = OffsetTracker::new(
         consumer.clone(),
         book,
-        fetcher,
+        fetcher.clone(),
         publisher.clone(),
         Limits {
             max_in_flight: config.pipeline.max_in_flight,
@@ -184,16 +215,42 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
         config.storage.object_name.clone(),
     )
     .start();
-    let alive: Liveness = {
-        let (tracker, reader) = (tracker.clone(), reader.clone());
-        Arc::new(move || tracker.connected() && reader.connected())
+    let stopped_actor: Arc<dyn Fn() -> Option<&'static str> + Send + Sync> = {
+        let (tracker, reader, publisher, fetcher, uploader) = (
+            tracker.clone(),
+            reader.clone(),
+            publisher.clone(),
+            fetcher,
+            uploader,
+        );
+        Arc::new(move || {
+            [
+                ("offset tracker", tracker.connected()),
+                ("partition reader", reader.connected()),
+                ("response publisher", publisher.connected()),
+                ("fetcher", fetcher.connected()),
+                ("uploader", uploader.connected()),
+            ]
+            .into_iter()
+            .find(|(_, up)| !up)
+            .map(|(name, _)| name)
+        })
     };
-    let server = http::server(&config.http.listen, health.clone(), alive, metrics_handle).map_err(
-        |source| ServiceError::Http {
-            listen: config.http.listen.clone(),
-            source,
-        },
-    )?;
+    let alive: Liveness = {
+        let stopped_actor = stopped_actor.clone();
+        Arc::new(move || stopped_actor().is_none())
+    };
+    let server = http::server(
+        &config.http.listen,
+        health.clone(),
+        alive,
+        metrics_handle,
+        process_api,
+    )
+    .map_err(|source| ServiceError::Http {
+        listen: config.http.listen.clone(),
+        source,
+    })?;
     let server_handle = server.handle();
     actix_rt::spawn(server);
     tracing::info!(
@@ -204,12 +261,30 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
         "serving"
     );
 
-    wait_for_signal().await;
+    let watchdog = async {
+        loop {
+            actix_rt::time::sleep(Duration::from_millis(500)).await;
+            if let Some(name) = stopped_actor() {
+                return name;
+            }
+        }
+    };
+    tokio::select! {
+        _ = wait_for_signal() => {}
+        name = watchdog => {
+            health.start_draining();
+            closing.store(true, Ordering::Relaxed);
+            server_handle.stop(false).await;
+            return Err(ServiceError::ActorStopped(name));
+        }
+    }
     tracing::info!("termination signal: draining");
     health.start_draining();
     reader.send(StopReading).await?;
     let grace = Duration::from_millis(config.pipeline.shutdown_grace_ms);
     let left = tracker.send(Drain { grace }).await?;
+    // Nothing more will finish: revocations at close must not wait for it.
+    closing.store(true, Ordering::Relaxed);
     if left > 0 {
         tracing::warn!(
             left,

@@ -43,7 +43,7 @@ pub fn serve(args: ServeArgs, log_level: Option<&str>) -> Result<ExitCode, Error
     if args.check {
         println!(
             "{}",
-            serde_json::to_string_pretty(&config).unwrap_or_default()
+            serde_json::to_string_pretty(&config.redacted()).unwrap_or_default()
         );
         eprintln!("configuration OK");
         return Ok(ExitCode::SUCCESS);

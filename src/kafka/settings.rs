@@ -3,12 +3,13 @@
 //! poll interval (a slide can take a while), an idempotent `acks=all` producer with
 //! compression. Properties from `[kafka.consumer]`/`[kafka.producer]` are applied last,
 //! verbatim, so operators can override anything (security settings in particular).
+//! With `kafka.oauth = "google"` the defaults also say SASL_SSL + OAUTHBEARER.
 
 use std::collections::BTreeMap;
 
 use rdkafka::ClientConfig;
 
-use crate::config::KafkaConfig;
+use crate::config::{KafkaConfig, OAuthProvider};
 
 /// `wsi-thumbnail-<host>-<random>`: unique per process, recognisable in broker logs.
 pub fn client_id() -> String {
@@ -20,10 +21,18 @@ pub fn client_id() -> String {
     format!("wsi-thumbnail-{host}-{suffix:08x}")
 }
 
-fn build(base: &[(&str, String)], overrides: &BTreeMap<String, String>) -> ClientConfig {
+fn build(
+    kafka: &KafkaConfig,
+    base: &[(&str, String)],
+    overrides: &BTreeMap<String, String>,
+) -> ClientConfig {
     let mut cfg = ClientConfig::new();
     for (k, v) in base {
         cfg.set(*k, v);
+    }
+    if kafka.oauth == OAuthProvider::Google {
+        cfg.set("security.protocol", "SASL_SSL");
+        cfg.set("sasl.mechanism", "OAUTHBEARER");
     }
     for (k, v) in overrides {
         cfg.set(k, v);
@@ -33,6 +42,7 @@ fn build(base: &[(&str, String)], overrides: &BTreeMap<String, String>) -> Clien
 
 pub fn consumer(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
     build(
+        kafka,
         &[
             ("bootstrap.servers", kafka.bootstrap_servers.clone()),
             ("group.id", kafka.consumer_group.clone()),
@@ -50,6 +60,7 @@ pub fn consumer(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
 
 pub fn producer(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
     build(
+        kafka,
         &[
             ("bootstrap.servers", kafka.bootstrap_servers.clone()),
             ("client.id", client_id.to_string()),
@@ -66,6 +77,7 @@ pub fn producer(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
 /// Admin operations (topic creation) use the producer's connection settings.
 pub fn admin(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
     build(
+        kafka,
         &[
             ("bootstrap.servers", kafka.bootstrap_servers.clone()),
             ("client.id", client_id.to_string()),
@@ -94,5 +106,22 @@ mod tests {
         assert_eq!(cfg.get("enable.auto.commit"), Some("false"));
         assert_eq!(producer(&kafka, "c").get("acks"), Some("all"));
         assert!(client_id().starts_with("wsi-thumbnail-"));
+        assert_eq!(cfg.get("sasl.mechanism"), None);
+        kafka.oauth = OAuthProvider::Google;
+        kafka
+            .producer
+            .insert("security.protocol".into(), "SASL_PLAINTEXT".into());
+        assert_eq!(
+            consumer(&kafka, "c").get("sasl.mechanism"),
+            Some("OAUTHBEARER")
+        );
+        assert_eq!(
+            consumer(&kafka, "c").get("security.protocol"),
+            Some("SASL_SSL")
+        );
+        assert_eq!(
+            producer(&kafka, "c").get("security.protocol"),
+            Some("SASL_PLAINTEXT")
+        );
     }
 }

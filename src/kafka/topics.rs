@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+
+use super::oauth::AuthContext;
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::KafkaConfig;
@@ -20,6 +21,8 @@ pub enum TopicsError {
         #[source]
         source: rdkafka::error::KafkaError,
     },
+    #[error(transparent)]
+    OAuth(#[from] super::oauth::OAuthError),
     #[error("creating topic {topic} failed: {code}")]
     Create { topic: String, code: String },
 }
@@ -29,8 +32,9 @@ pub async fn ensure(
     kafka: &KafkaConfig,
     client_id: &str,
 ) -> Result<Vec<(String, bool)>, TopicsError> {
-    let admin: AdminClient<DefaultClientContext> = super::settings::admin(kafka, client_id)
-        .create()
+    let auth = AuthContext::from_config(kafka)?;
+    let admin: AdminClient<AuthContext> = super::settings::admin(kafka, client_id)
+        .create_with_context(auth)
         .map_err(|source| TopicsError::Client {
             servers: kafka.bootstrap_servers.clone(),
             source,
