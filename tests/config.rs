@@ -159,3 +159,67 @@ fn invalid_configs_are_refused_with_the_key_named() {
     let out = check(Some(&dir.path().join("missing.toml")), &[]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
 }
+
+/// The README's configuration reference lists exactly the keys `--check` prints, with
+/// the defaults it prints.
+#[test]
+fn the_readme_reference_matches_the_effective_defaults() {
+    fn leaves(prefix: &str, value: &Value, out: &mut Vec<(String, Value)>) {
+        match value.as_object() {
+            // librdkafka pass-through maps are one key each.
+            Some(map)
+                if !prefix.ends_with("kafka.consumer") && !prefix.ends_with("kafka.producer") =>
+            {
+                for (k, v) in map {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    leaves(&key, v, out);
+                }
+            }
+            _ => out.push((prefix.to_string(), value.clone())),
+        }
+    }
+    let mut defaults = Vec::new();
+    leaves("", &effective(None, &[]), &mut defaults);
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let table: std::collections::HashMap<String, String> = readme
+        .split("### Configuration reference")
+        .nth(1)
+        .expect("a configuration reference in the README")
+        .split("\n#")
+        .next()
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            let key = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+            Some((key.to_string(), cells.get(2)?.trim_matches('`').to_string()))
+        })
+        .collect();
+    for (key, value) in &defaults {
+        let documented = table.get(key).unwrap_or_else(|| {
+            panic!("`{key}` is missing from the README's configuration reference")
+        });
+        let printed = match value {
+            Value::String(s) => s.clone(),
+            Value::Null => "null".into(),
+            other => other.to_string(),
+        };
+        let free_text = ["system temp dir", "empty", "null"];
+        assert!(
+            *documented == printed
+                || (printed.is_empty() && free_text.contains(&documented.as_str()))
+                || (value.is_null() && free_text.contains(&documented.as_str())),
+            "`{key}`: README says {documented}, the code's default is {printed}"
+        );
+    }
+    assert_eq!(
+        table.len(),
+        defaults.len(),
+        "README lists keys the code does not have"
+    );
+}

@@ -1,0 +1,331 @@
+//! The deployment kit, checked without a container engine: the runtime image installs
+//! every shared library the release binary links (ldd + dpkg on this Debian 12
+//! machine); the compose file, Kubernetes manifests and Grafana dashboard parse and
+//! carry what the service needs; the config the ConfigMap ships passes `--check`.
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn run(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The packages the Dockerfile's final stage installs with apt-get.
+fn runtime_packages() -> BTreeSet<String> {
+    let dockerfile = std::fs::read_to_string(repo("Dockerfile")).unwrap();
+    let runtime = dockerfile.split("\nFROM ").last().expect("a runtime stage");
+    assert!(
+        runtime.starts_with("debian:bookworm-slim"),
+        "runtime stage base: {runtime:.40}"
+    );
+    let install = runtime
+        .split("apt-get install")
+        .nth(1)
+        .expect("the runtime stage installs packages");
+    install
+        .split("&&")
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .filter(|w| !w.starts_with('-') && *w != "\\")
+        .map(str::to_string)
+        .collect()
+}
+
+/// Which Debian package ships `path` (trying the /usr-merged spelling too).
+fn owner(path: &str) -> Option<String> {
+    let real = std::fs::canonicalize(path).ok()?;
+    let real = real.to_string_lossy().to_string();
+    let mut candidates = vec![path.to_string(), real.clone()];
+    for p in [path, real.as_str()] {
+        if let Some(rest) = p.strip_prefix("/usr") {
+            candidates.push(rest.to_string());
+        } else {
+            candidates.push(format!("/usr{p}"));
+        }
+    }
+    candidates.iter().find_map(|c| {
+        let out = run("dpkg", &["-S", c]);
+        out.lines()
+            .next()
+            .and_then(|l| l.split_once(':'))
+            .map(|(pkg, _)| pkg.split(',').next().unwrap_or(pkg).trim().to_string())
+            .filter(|p| !p.is_empty())
+    })
+}
+
+#[test]
+fn the_runtime_image_provides_every_linked_library() {
+    let packages = runtime_packages();
+    // What apt installs with them (dependencies, recursively), plus what every
+    // debian:bookworm-slim image has (the Essential and Priority: required packages).
+    let mut args = vec![
+        "depends",
+        "--recurse",
+        "--no-recommends",
+        "--no-suggests",
+        "--no-conflicts",
+        "--no-breaks",
+        "--no-replaces",
+        "--no-enhances",
+    ];
+    args.extend(packages.iter().map(String::as_str));
+    let mut provided: HashSet<String> = run("apt-cache", &args)
+        .lines()
+        .map(|l| {
+            l.trim()
+                .trim_start_matches("Depends:")
+                .trim()
+                .trim_start_matches("PreDepends:")
+                .trim()
+        })
+        .map(|l| {
+            l.trim_matches(|c| c == '<' || c == '>')
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+        .filter(|l| !l.is_empty())
+        .collect();
+    for line in run(
+        "dpkg-query",
+        &["-W", "-f", "${Package} ${Essential} ${Priority}\\n"],
+    )
+    .lines()
+    {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(1) == Some(&"yes") || fields.get(2) == Some(&"required") {
+            provided.insert(fields[0].to_string());
+        }
+    }
+    assert!(
+        provided.len() > 50,
+        "apt-cache and dpkg-query gave too little: is apt set up?"
+    );
+
+    let binary = env!("CARGO_BIN_EXE_wsi-thumbnail");
+    let ldd = run("ldd", &[binary]);
+    let libraries: Vec<&str> = ldd
+        .lines()
+        .filter_map(|l| l.split("=>").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter(|p| p.starts_with('/'))
+        .collect();
+    assert!(libraries.len() > 5, "ldd listed too little:\n{ldd}");
+    assert!(libraries.iter().any(|l| l.contains("libopenslide")));
+    let mut missing = Vec::new();
+    for lib in &libraries {
+        match owner(lib) {
+            Some(pkg) if provided.contains(&pkg) => {}
+            Some(pkg) => missing.push(format!("{lib} (package {pkg})")),
+            None => missing.push(format!("{lib} (no Debian package owns it)")),
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "the Dockerfile's runtime stage ({packages:?}) lacks: {missing:#?}"
+    );
+}
+
+fn yaml_documents(path: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(repo(path)).unwrap();
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("{path}: {e}")))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+#[test]
+fn the_compose_stack_has_broker_emulator_topics_service_and_prometheus() {
+    let compose = &yaml_documents("deploy/compose/docker-compose.yml")[0];
+    let services = &compose["services"];
+    let kafka = &services["kafka"];
+    assert!(
+        kafka["image"]
+            .as_str()
+            .unwrap()
+            .starts_with("apache/kafka:4.")
+    );
+    assert_eq!(
+        kafka["environment"]["KAFKA_PROCESS_ROLES"],
+        "broker,controller"
+    );
+    assert!(
+        services["gcs"]["image"]
+            .as_str()
+            .unwrap()
+            .contains("fake-gcs-server")
+    );
+    assert_eq!(
+        services["topics"]["command"],
+        serde_json::json!(["topics", "ensure"])
+    );
+    let service = &services["wsi-thumbnail"];
+    assert_eq!(
+        service["environment"]["KAFKA_BOOTSTRAP_SERVER"],
+        "kafka:9092"
+    );
+    assert!(service["environment"]["STORAGE_EMULATOR_HOST"].is_string());
+    assert_eq!(
+        service["depends_on"]["topics"]["condition"],
+        "service_completed_successfully"
+    );
+    let prometheus = &yaml_documents("deploy/compose/prometheus.yml")[0];
+    let scrape = &prometheus["scrape_configs"][0];
+    assert_eq!(scrape["metrics_path"], "/metrics");
+    assert_eq!(
+        scrape["static_configs"][0]["targets"][0],
+        "wsi-thumbnail:8080"
+    );
+}
+
+#[test]
+fn the_kubernetes_manifests_carry_probes_budgets_and_scaling() {
+    let mut kinds = HashSet::new();
+    let mut docs = Vec::new();
+    for entry in std::fs::read_dir(repo("deploy/k8s")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = format!("deploy/k8s/{}", path.file_name().unwrap().to_string_lossy());
+        for doc in yaml_documents(&name) {
+            assert!(
+                doc["apiVersion"].is_string() && doc["metadata"]["name"].is_string(),
+                "{name}"
+            );
+            kinds.insert(doc["kind"].as_str().unwrap().to_string());
+            docs.push(doc);
+        }
+    }
+    for kind in [
+        "Deployment",
+        "ConfigMap",
+        "Service",
+        "PodMonitor",
+        "NetworkPolicy",
+        "PodDisruptionBudget",
+        "ScaledObject",
+    ] {
+        assert!(kinds.contains(kind), "no {kind} in deploy/k8s");
+    }
+    let of = |kind: &str| docs.iter().find(|d| d["kind"] == kind).unwrap();
+
+    // The ConfigMap's config is a valid service config.
+    let config_text = of("ConfigMap")["data"]["config.toml"].as_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("config.toml");
+    std::fs::write(&config_path, config_text).unwrap();
+    let check = Command::new(env!("CARGO_BIN_EXE_wsi-thumbnail"))
+        .args(["serve", "--check", "--config"])
+        .arg(&config_path)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    // `--check` prints the effective configuration.
+    let config: Value = serde_json::from_slice(&check.stdout).unwrap();
+    assert_eq!(
+        config["kafka"]["oauth"], "google",
+        "the GKE example uses Google tokens"
+    );
+
+    let pod = &of("Deployment")["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert!(container["resources"]["requests"]["cpu"].is_string());
+    assert!(container["resources"]["limits"]["memory"].is_string());
+    let grace_s = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
+    assert!(
+        grace_s * 1000 > config["pipeline"]["shutdown_grace_ms"].as_u64().unwrap(),
+        "the pod is killed before the service's drain ends"
+    );
+    assert!(
+        container["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["mountPath"] == "/etc/wsi-thumbnail")
+    );
+
+    let scaled = &of("ScaledObject")["spec"];
+    assert_eq!(
+        scaled["maxReplicaCount"], config["kafka"]["topics"]["partitions"],
+        "max replicas = request topic partitions"
+    );
+    let trigger = &scaled["triggers"][0];
+    assert_eq!(trigger["type"], "kafka");
+    assert_eq!(
+        trigger["metadata"]["consumerGroup"],
+        config["kafka"]["consumer_group"]
+    );
+    assert_eq!(
+        trigger["metadata"]["topic"],
+        config["kafka"]["request_topic"]
+    );
+    assert_eq!(
+        of("PodMonitor")["spec"]["podMetricsEndpoints"][0]["path"],
+        "/metrics"
+    );
+    assert!(of("PodDisruptionBudget")["spec"]["maxUnavailable"].is_number());
+}
+
+#[test]
+fn the_grafana_dashboard_uses_only_metrics_the_service_exports() {
+    let text = std::fs::read_to_string(repo("deploy/grafana/wsi-thumbnail.json")).unwrap();
+    let dashboard: Value = serde_json::from_str(&text).unwrap();
+    let telemetry = std::fs::read_to_string(repo("src/telemetry.rs")).unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.len() >= 8);
+    let mut used = BTreeSet::new();
+    for panel in panels {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for (i, _) in expr.match_indices("wsi_thumbnail_") {
+                let name: String = expr[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                let base = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .fold(name.clone(), |n, s| {
+                        n.strip_suffix(s).map_or(n.clone(), str::to_string)
+                    });
+                used.insert(base);
+            }
+        }
+    }
+    for contract in [
+        "wsi_thumbnail_completed_total",
+        "wsi_thumbnail_failed_total",
+        "wsi_thumbnail_consumer_lag",
+        "wsi_thumbnail_stage_seconds",
+        "wsi_thumbnail_end_to_end_seconds",
+        "wsi_thumbnail_in_flight",
+    ] {
+        assert!(
+            used.contains(contract),
+            "the dashboard does not show {contract}"
+        );
+    }
+    for name in &used {
+        assert!(
+            telemetry.contains(&format!("\"{name}\"")),
+            "the dashboard queries {name}, which src/telemetry.rs does not describe"
+        );
+    }
+}
