@@ -13,7 +13,7 @@ use wsi_thumbnail::fixtures::broken;
 
 use common::kafka::{committed, end_offsets, produce, read_all};
 use common::service::Service;
-use common::services::{Broker, Gcs, ensure_topics, free_port, service_config, stage_buckets};
+use common::services::Stack;
 use common::*;
 
 fn good(id: &str, link: &str) -> Vec<u8> {
@@ -43,24 +43,18 @@ fn link(l: &str) -> Vec<(&'static str, Value)> {
 
 #[test]
 fn every_bad_request_gets_one_failure_record_and_nothing_stalls() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("gcs");
-    let input = stage_buckets(&data);
-    broken::write_empty(&input.join("empty.svs")).unwrap();
-    broken::write_truncated(&cmu_small_region(), &input.join("truncated.svs"), 300_000).unwrap();
-    broken::write_random(&input.join("random.svs"), 50_000, 3).unwrap();
-    std::fs::copy(cmu_reference_png(), input.join("picture.png")).unwrap();
-    broken::write_bomb(&input.join("bomb.tif"), u32::MAX, u32::MAX).unwrap();
-    let gcs = Gcs::start(&data);
-    let broker = Broker::start();
-
-    let config = service_config(
-        dir.path(),
-        &broker.bootstrap(),
-        free_port(),
+    let stack = Stack::start(
         "[kafka.topics]\npartitions = 1\n[storage]\noutput = \"gs://thumbs/\"\nallowed_buckets = [\"slides-in\"]\n",
+        |input| {
+            broken::write_empty(&input.join("empty.svs")).unwrap();
+            broken::write_truncated(&cmu_small_region(), &input.join("truncated.svs"), 300_000)
+                .unwrap();
+            broken::write_random(&input.join("random.svs"), 50_000, 3).unwrap();
+            std::fs::copy(cmu_reference_png(), input.join("picture.png")).unwrap();
+            broken::write_bomb(&input.join("bomb.tif"), u32::MAX, u32::MAX).unwrap();
+        },
     );
-    ensure_topics(&config);
+    let broker = &stack.broker;
 
     let long = "x".repeat(5000);
     // (value, expected kind or None for a good request)
@@ -173,7 +167,7 @@ fn every_bad_request_gets_one_failure_record_and_nothing_stalls() {
     }
     produce(&broker.bootstrap(), "wsi-thumbnail-req", &records);
 
-    let mut service = Service::start(&config, &[("STORAGE_EMULATOR_HOST", gcs.url())]);
+    let mut service = Service::start(&stack.config, &stack.env(&[]));
     let goods = expected_kind.iter().filter(|k| k.is_none()).count();
     let responses = read_all(
         &broker.bootstrap(),

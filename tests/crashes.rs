@@ -5,49 +5,24 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use common::kafka::{produce, read_all};
 use common::service::Service;
-use common::services::{Broker, Gcs, ensure_topics, free_port, service_config, stage_buckets};
+use common::services::{Stack, free_port};
 
 const PARTITIONS: i32 = 4;
 
-struct Setup {
-    _dir: tempfile::TempDir,
-    _gcs: Gcs,
-    broker: Broker,
-    config: PathBuf,
-    env: Vec<(&'static str, String)>,
-}
-
-fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("gcs");
-    stage_buckets(&data);
-    let gcs = Gcs::start(&data);
-    let broker = Broker::start();
-    let config = service_config(
-        dir.path(),
-        &broker.bootstrap(),
-        free_port(),
+fn setup() -> Stack {
+    Stack::start(
         &format!(
             "[kafka.topics]\npartitions = {PARTITIONS}\n[storage]\noutput = \"gs://thumbs/\"\n\
              [pipeline]\nmax_in_flight = 8\nmax_in_flight_per_partition = 2\nshutdown_grace_ms = 20000\n"
         ),
-    );
-    ensure_topics(&config);
-    let env = vec![("STORAGE_EMULATOR_HOST", gcs.url())];
-    Setup {
-        _dir: dir,
-        _gcs: gcs,
-        broker,
-        config,
-        env,
-    }
+        |_| {},
+    )
 }
 
 fn enqueue(bootstrap: &str, total: usize) {
@@ -91,14 +66,13 @@ fn answered(bootstrap: &str, want: usize, timeout: Duration) -> HashMap<String, 
     }
 }
 
-fn start(s: &Setup) -> Service {
-    Service::start(
-        &s.config,
-        &s.env
-            .iter()
-            .map(|(k, v)| (*k, v.clone()))
-            .collect::<Vec<_>>(),
-    )
+fn start(s: &Stack) -> Service {
+    Service::start(&s.config, &s.env(&[]))
+}
+
+/// Another instance of the same group, with its own HTTP port.
+fn start_another(s: &Stack) -> Service {
+    Service::start(&s.config, &s.env(&[("PORT", free_port().to_string())]))
 }
 
 #[test]
@@ -167,13 +141,8 @@ fn when_one_of_two_instances_stops_the_other_takes_over() {
     let s = setup();
     let total = 200;
     enqueue(&s.broker.bootstrap(), total);
-    let with_port = |port: u16| {
-        let mut env: Vec<(&str, String)> = s.env.iter().map(|(k, v)| (*k, v.clone())).collect();
-        env.push(("PORT", port.to_string()));
-        Service::start(&s.config, &env)
-    };
-    let mut first = with_port(free_port());
-    let mut second = with_port(free_port());
+    let mut first = start_another(&s);
+    let mut second = start_another(&s);
     answered(&s.broker.bootstrap(), 40, Duration::from_secs(120));
     assert!(first.terminate(Duration::from_secs(25)).success());
     let counts = answered(&s.broker.bootstrap(), total, Duration::from_secs(180));
@@ -197,14 +166,9 @@ fn a_joining_instance_redoes_nothing_the_first_had_in_flight() {
     let s = setup();
     let total = 200;
     enqueue(&s.broker.bootstrap(), total);
-    let with_port = |port: u16| {
-        let mut env: Vec<(&str, String)> = s.env.iter().map(|(k, v)| (*k, v.clone())).collect();
-        env.push(("PORT", port.to_string()));
-        Service::start(&s.config, &env)
-    };
-    let mut first = with_port(free_port());
+    let mut first = start_another(&s);
     answered(&s.broker.bootstrap(), 30, Duration::from_secs(120));
-    let mut second = with_port(free_port());
+    let mut second = start_another(&s);
     let counts = answered(&s.broker.bootstrap(), total, Duration::from_secs(180));
     let duplicates: usize = counts.values().map(|c| c - 1).sum();
     println!(

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use common::kafka::{produce, read_all};
 use common::service::Service;
-use common::services::{Broker, Gcs, ensure_topics, free_port, service_config, stage_buckets};
+use common::services::Stack;
 use common::*;
 
 fn request(id: &str, slide_id: &str, link: &str) -> Vec<u8> {
@@ -25,22 +25,14 @@ fn request(id: &str, slide_id: &str, link: &str) -> Vec<u8> {
 
 #[test]
 fn process_answers_like_the_kafka_path_and_logs_carry_job_ids() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("gcs");
-    stage_buckets(&data);
-    let gcs = Gcs::start(&data);
-    let broker = Broker::start();
-    let port = free_port();
-    let config = service_config(
-        dir.path(),
-        &broker.bootstrap(),
-        port,
+    let stack = Stack::start(
         "[kafka.topics]\npartitions = 2\n[storage]\noutput = \"gs://thumbs/\"\n\
          allowed_buckets = [\"slides-in\"]\n[log]\njson = true\n",
+        |_| {},
     );
-    ensure_topics(&config);
-    let log = dir.path().join("service.log");
-    let mut service = Service::start_logged(&config, &[("STORAGE_EMULATOR_HOST", gcs.url())], &log);
+    let (port, broker) = (stack.http_port, &stack.broker);
+    let log = stack.dir.path().join("service.log");
+    let mut service = Service::start_logged(&stack.config, &stack.env(&[]), &log);
     assert!(eventually(Duration::from_secs(30), || {
         http_get(port, "/readyz").is_some_and(|(s, _)| s == 200)
     }));

@@ -12,35 +12,22 @@ use serde_json::{Value, json};
 
 use common::kafka::{committed, end_offsets, produce, read_all};
 use common::service::Service;
-use common::services::{
-    Broker, Gcs, ensure_topics, free_port, metric, service_config, stage_buckets,
-};
+use common::services::{Stack, metric};
 use common::*;
 
 const STAGES: [&str; 4] = ["fetch", "decode", "resize", "upload"];
 
 #[test]
 fn a_panicking_stage_fails_its_job_and_keeps_serving() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("gcs");
-    stage_buckets(&data);
-    let gcs = Gcs::start(&data);
-    let broker = Broker::start();
-    let port = free_port();
-    let config = service_config(
-        dir.path(),
-        &broker.bootstrap(),
-        port,
+    let stack = Stack::start(
         "[kafka.topics]\npartitions = 1\n[storage]\noutput = \"gs://thumbs/\"\n",
+        |_| {},
     );
-    ensure_topics(&config);
+    let (port, broker) = (stack.http_port, &stack.broker);
     let inject: Vec<String> = STAGES.iter().map(|s| format!("{s}:panic-{s}")).collect();
     let mut service = Service::start(
-        &config,
-        &[
-            ("STORAGE_EMULATOR_HOST", gcs.url()),
-            ("WSI_THUMBNAIL_INJECT_PANIC", inject.join(",")),
-        ],
+        &stack.config,
+        &stack.env(&[("WSI_THUMBNAIL_INJECT_PANIC", inject.join(","))]),
     );
 
     // Good requests around and between the poisoned ones, all on one partition, so the

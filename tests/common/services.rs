@@ -214,3 +214,45 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
+
+/// The usual stack for a service test: a temp dir, the emulator serving the staged
+/// buckets (plus whatever `stage` adds to the input bucket's folder), a broker, a
+/// service config for them on a free HTTP port, and the topics created.
+pub struct Stack {
+    pub dir: tempfile::TempDir,
+    pub gcs: Gcs,
+    pub broker: Broker,
+    pub config: PathBuf,
+    pub http_port: u16,
+}
+
+impl Stack {
+    pub fn start(extra_config: &str, stage: impl FnOnce(&Path)) -> Stack {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("gcs");
+        stage(&stage_buckets(&data));
+        let gcs = Gcs::start(&data);
+        let broker = Broker::start();
+        let http_port = free_port();
+        let config = service_config(dir.path(), &broker.bootstrap(), http_port, extra_config);
+        ensure_topics(&config);
+        Stack {
+            dir,
+            gcs,
+            broker,
+            config,
+            http_port,
+        }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.broker.bootstrap()
+    }
+
+    /// The environment a service needs for this stack, plus `more`.
+    pub fn env(&self, more: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+        let mut env = vec![("STORAGE_EMULATOR_HOST", self.gcs.url())];
+        env.extend(more.iter().cloned());
+        env
+    }
+}
