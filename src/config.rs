@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::slide::{DEFAULT_MAX_SLIDE_PIXELS, Decoder};
 use crate::storage::location::{InputPolicy, OutputLocation, parse_output};
+use crate::storage::ranged::FetchMode;
 use crate::storage::retry::RetryConfig;
 
 /// Environment variables of the contract and the keys they override.
@@ -105,6 +106,10 @@ pub struct StorageConfig {
     pub allowed_buckets: Vec<String>,
     /// Serve `file://` input links (local runs and tests only).
     pub allow_file_inputs: bool,
+    /// How slides are read: `auto` (ranged reads where they pay), `ranged` or `whole`.
+    pub fetch: FetchMode,
+    /// Concurrent range requests per slide.
+    pub fetch_concurrency: usize,
 }
 
 impl StorageConfig {
@@ -188,6 +193,8 @@ impl Default for Config {
                 temp_dir: None,
                 allowed_buckets: Vec::new(),
                 allow_file_inputs: false,
+                fetch: FetchMode::Auto,
+                fetch_concurrency: 8,
             },
             thumbnail: ThumbnailConfig {
                 max_size: 1024,

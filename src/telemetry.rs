@@ -76,6 +76,14 @@ fn describe() {
         "Slide bytes read from storage"
     );
     metrics::describe_counter!(
+        "wsi_thumbnail_fetch_path_total",
+        "Slides fetched, by path: ranged (planned byte ranges), whole, or local (file://)"
+    );
+    metrics::describe_gauge!(
+        "wsi_thumbnail_stage_workers",
+        "Threads serving a CPU stage; rate(stage_seconds_sum) / workers is its utilisation"
+    );
+    metrics::describe_counter!(
         "wsi_thumbnail_actor_panics_total",
         "Panics caught in a stage actor, by stage (each failed one job)"
     );

@@ -2,7 +2,7 @@
 //!
 //! Receives: `Fetch` from the tracker.
 //! Sends: `Decode` to the decoder pool, or `Fail` to the publisher.
-//! Owns: the fetch strategy (whole download today, ranged reads later, one trait).
+//! Owns: the fetch strategy (ranged reads or whole downloads, behind one trait).
 //! Fetches run concurrently; the tracker's budgets bound how many.
 
 use std::sync::Arc;
@@ -52,6 +52,13 @@ impl Handler<Fetch> for Fetcher {
                         .record(started.elapsed().as_secs_f64());
                     metrics::counter!("wsi_thumbnail_slide_bytes_fetched_total")
                         .increment(slide.bytes_fetched);
+                    metrics::counter!("wsi_thumbnail_fetch_path_total", "path" => slide.via.label())
+                        .increment(1);
+                    tracing::debug!(
+                        path = slide.via.label(),
+                        bytes = slide.bytes_fetched,
+                        "slide fetched"
+                    );
                     decoder.do_send(Decode { job, slide });
                 }
                 Err(e) => {

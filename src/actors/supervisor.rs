@@ -41,6 +41,7 @@ use crate::storage::fetch::{WholeObjectFetcher, sweep_stale};
 use crate::storage::gcs;
 use crate::storage::location::OutputLocation;
 use crate::storage::output::OutputSink;
+use crate::storage::ranged::{RangedFetcher, RangedSettings};
 use crate::telemetry;
 
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +152,8 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
     .start();
     let resizer = {
         let (uploader, publisher) = (uploader.clone(), publisher.clone());
+        metrics::gauge!("wsi_thumbnail_stage_workers", "stage" => "resize")
+            .set(config.pipeline.resizer_threads.max(1) as f64);
         SyncArbiter::start(config.pipeline.resizer_threads.max(1), move || Resizer {
             uploader: uploader.clone(),
             publisher: publisher.clone(),
@@ -164,6 +167,8 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
             decoder: config.thumbnail.decoder,
         };
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        metrics::gauge!("wsi_thumbnail_stage_workers", "stage" => "decode")
+            .set(config.decoder_threads() as f64);
         SyncArbiter::start(config.decoder_threads(), move || Decoder {
             options: options.clone(),
             resizer: resizer.clone(),
@@ -172,7 +177,17 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
         })
     };
     let fetcher = Fetcher {
-        strategy: Arc::new(WholeObjectFetcher::new(gcs, temp_dir)),
+        strategy: Arc::new(RangedFetcher {
+            client: gcs.clone(),
+            temp_dir: temp_dir.clone(),
+            settings: RangedSettings {
+                mode: config.storage.fetch,
+                concurrency: config.storage.fetch_concurrency,
+                max_size: config.thumbnail.max_size,
+                max_slide_pixels: config.thumbnail.max_slide_pixels,
+            },
+            whole: WholeObjectFetcher::new(gcs, temp_dir),
+        }),
         retry: config.retry.clone(),
         timeout: Duration::from_millis(config.timeouts.fetch_ms),
         decoder,

@@ -14,13 +14,73 @@ use super::error::StorageError;
 use super::gcs::bucket_path;
 use super::location::InputLink;
 
+/// How a slide reached local disk (a metric label and a log field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchPath {
+    /// Only the planned byte ranges, in a sparse file.
+    Ranged,
+    /// The whole object.
+    Whole,
+    /// A `file://` input used in place.
+    Local,
+}
+
+impl FetchPath {
+    pub fn label(self) -> &'static str {
+        match self {
+            FetchPath::Ranged => "ranged",
+            FetchPath::Whole => "whole",
+            FetchPath::Local => "local",
+        }
+    }
+}
+
 /// A slide available as a local file. A downloaded copy is deleted when this is dropped.
 #[derive(Debug)]
 pub struct LocalSlide {
     pub path: PathBuf,
     /// Bytes read from storage for this request.
     pub bytes_fetched: u64,
+    pub via: FetchPath,
     _temp: Option<TempPath>,
+}
+
+impl LocalSlide {
+    /// A fetched copy, deleted when the returned value is dropped.
+    pub fn temporary(temp: TempPath, bytes_fetched: u64, via: FetchPath) -> LocalSlide {
+        LocalSlide {
+            path: temp.to_path_buf(),
+            bytes_fetched,
+            via,
+            _temp: Some(temp),
+        }
+    }
+}
+
+/// `.ext` of an object or file name, or nothing.
+pub fn suffix_of(name: &str) -> String {
+    Path::new(name)
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| format!(".{e}"))
+        .unwrap_or_default()
+}
+
+/// A new temporary file for a slide, keeping the object's extension (some OpenSlide
+/// drivers look at it) and our prefix (so [`sweep_stale`] finds what a crash left).
+pub fn temp_slide(
+    temp_dir: &Path,
+    suffix: &str,
+) -> Result<(std::fs::File, TempPath), StorageError> {
+    tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .suffix(suffix)
+        .tempfile_in(temp_dir)
+        .map(|t| t.into_parts())
+        .map_err(|source| StorageError::Local {
+            path: temp_dir.display().to_string(),
+            source,
+        })
 }
 
 pub trait SlideFetcher: Send + Sync {
@@ -53,17 +113,7 @@ impl WholeObjectFetcher {
             path: self.temp_dir.display().to_string(),
             source,
         };
-        let suffix = Path::new(object)
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(|e| format!(".{e}"))
-            .unwrap_or_default();
-        let temp = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .suffix(&suffix)
-            .tempfile_in(&self.temp_dir)
-            .map_err(local)?;
-        let (std_file, temp_path) = temp.into_parts();
+        let (std_file, temp_path) = temp_slide(&self.temp_dir, &suffix_of(object))?;
         let mut file = tokio::fs::File::from_std(std_file);
         let mut response = client
             .read_object(bucket_path(bucket), object)
@@ -77,11 +127,7 @@ impl WholeObjectFetcher {
             file.write_all(&chunk).await.map_err(local)?;
         }
         file.flush().await.map_err(local)?;
-        Ok(LocalSlide {
-            path: temp_path.to_path_buf(),
-            bytes_fetched: bytes,
-            _temp: Some(temp_path),
-        })
+        Ok(LocalSlide::temporary(temp_path, bytes, FetchPath::Whole))
     }
 }
 
@@ -108,6 +154,7 @@ impl SlideFetcher for WholeObjectFetcher {
                     Ok(LocalSlide {
                         path: path.clone(),
                         bytes_fetched: meta.len(),
+                        via: FetchPath::Local,
                         _temp: None,
                     })
                 }

@@ -37,3 +37,35 @@ pub async fn client() -> Result<Storage, StorageError> {
 pub fn bucket_path(bucket: &str) -> String {
     format!("projects/_/buckets/{bucket}")
 }
+
+/// The object's size from the emulator's JSON API. Real GCS reports the stored size on
+/// every read (`x-goog-stored-content-length`, which the client exposes as
+/// `ObjectHighlights::size`); fake-gcs-server leaves that header out, so under
+/// `STORAGE_EMULATOR_HOST` the ranged fetcher asks the metadata endpoint instead.
+pub async fn emulator_object_size(bucket: &str, object: &str) -> Option<u64> {
+    let host = std::env::var(EMULATOR_ENV).ok()?;
+    let base = if host.contains("://") {
+        host
+    } else {
+        format!("http://{host}")
+    };
+    let encode = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let url = format!(
+        "{}/storage/v1/b/{}/o/{}",
+        base.trim_end_matches('/'),
+        encode(bucket),
+        encode(object)
+    );
+    let body = reqwest::get(&url)
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .ok()?
+        .bytes()
+        .await
+        .ok()?;
+    let meta: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    // The JSON API writes 64-bit integers as strings.
+    meta.get("size")?.as_str()?.parse().ok()
+}

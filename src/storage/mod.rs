@@ -1,5 +1,5 @@
 //! Slides in, thumbnails out: links and naming ([`location`]), the GCS client
-//! ([`gcs`]), fetching slides to local disk ([`fetch`]) and writing thumbnails
+//! ([`gcs`]), fetching slides to local disk ([`fetch`], whole or [`ranged`]) and writing thumbnails
 //! ([`output`]).
 
 pub mod error;
@@ -7,6 +7,9 @@ pub mod fetch;
 pub mod gcs;
 pub mod location;
 pub mod output;
+pub mod ranged;
+pub mod ranges;
 pub mod retry;
+pub mod sparse;
 
 pub use error::StorageError;

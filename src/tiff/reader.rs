@@ -98,6 +98,9 @@ pub struct Directory {
     pub bits_per_sample: u16,
     pub planar_config: u16,
     pub subfile_type: u32,
+    /// Where the directory itself lies in the file: entry count, entries, next offset.
+    pub ifd_offset: u64,
+    pub ifd_len: u64,
     entries: Vec<Entry>,
 }
 
@@ -108,6 +111,19 @@ impl Directory {
 
     fn entry(&self, tag: u16) -> Option<&Entry> {
         self.entries.iter().find(|e| e.tag == tag)
+    }
+
+    /// `(offset, length)` of every value stored outside its entry (arrays, long
+    /// strings, JPEG tables): what any TIFF library reads when it loads the directory.
+    pub fn out_of_line(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.entries.iter().filter_map(|e| {
+            let offset = e.offset?;
+            Some((offset, type_size(e.field_type)?.saturating_mul(e.count)))
+        })
+    }
+
+    pub fn has_tag(&self, tag: u16) -> bool {
+        self.entry(tag).is_some()
     }
 
     /// Number of tiles across and down, when tiled with non-zero tile sizes.
@@ -205,6 +221,36 @@ impl TiffFile {
             )));
         }
         Ok((offsets, counts))
+    }
+
+    /// The first value of an unsigned integer tag (the first strip or tile's offset or
+    /// byte count), reading only that value, not the whole array.
+    pub fn first_uint<R: Read + Seek>(
+        &self,
+        r: &mut R,
+        dir: &Directory,
+        tag: u16,
+    ) -> Result<Option<u64>, TiffError> {
+        let Some(entry) = dir.entry(tag) else {
+            return Ok(None);
+        };
+        let size = type_size(entry.field_type).unwrap_or(1);
+        if entry.count == 0 {
+            return Ok(None);
+        }
+        let bytes = match entry.offset {
+            None => match entry.inline.get(..size as usize) {
+                Some(b) => b.to_vec(),
+                None => return Ok(None),
+            },
+            Some(offset) => {
+                let mut buf = vec![0u8; size as usize];
+                r.seek(SeekFrom::Start(offset))?;
+                r.read_exact(&mut buf)?;
+                buf
+            }
+        };
+        Ok(decode_uints(self.endian, entry.field_type, &bytes).and_then(|v| v.first().copied()))
     }
 
     /// The raw bytes of a BYTE/UNDEFINED/ASCII tag (such as JPEGTables), if present.
@@ -403,6 +449,8 @@ fn read_directory<R: Read + Seek>(
         bits_per_sample: scalar(tags::BITS_PER_SAMPLE).map_or(8, |v| v as u16),
         planar_config: scalar(tags::PLANAR_CONFIG).map_or(1, |v| v as u16),
         subfile_type: scalar(tags::NEW_SUBFILE_TYPE).map_or(0, |v| v as u32),
+        ifd_offset: offset,
+        ifd_len: (if bigtiff { 8 } else { 2 }) + block.len() as u64,
         entries,
     };
     Ok((dir, next))

@@ -19,3 +19,10 @@ pub const YCBCR_SUBSAMPLING: u16 = 530;
 pub const COMPRESSION_JPEG: u16 = 7;
 pub const PHOTOMETRIC_RGB: u16 = 2;
 pub const PHOTOMETRIC_YCBCR: u16 = 6;
+pub const STRIP_OFFSETS: u16 = 273;
+pub const STRIP_BYTE_COUNTS: u16 = 279;
+pub const SOFTWARE: u16 = 305;
+/// XMP packet: Ventana (Roche) slides carry their metadata here.
+pub const XMP: u16 = 700;
+/// Hamamatsu NDPI's private format tag.
+pub const NDPI_FORMAT_FLAG: u16 = 65420;

