@@ -8,9 +8,10 @@
 # gets one warm-up request, then N requests in a burst. Printed per contender: throughput
 # (N over first request sent to last response), p50/p95 latency (response record time
 # minus request record time), bytes fetched per slide (ours from its metrics; the seed
-# downloads every object whole), peak RSS (VmHWM) and CPU utilisation over the burst
-# (process CPU seconds / wall / cores); then the ratios.
+# downloads every object whole), peak RSS (VmHWM), CPU over the burst (the contender's,
+# and the whole machine's), our per-stage utilisation from /metrics; then the ratios.
 # Usage: benches/end_to_end.sh [N_SMALL] [N_40K] [N_100K]   (default 60 20 5)
+# Env: IN_FLIGHT, IN_FLIGHT_PER_PARTITION (the service's budgets, default 32 and 8).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N_SMALL="${1:-60}"; N_MID="${2:-20}"; N_BIG="${3:-5}"
@@ -60,8 +61,8 @@ commit_interval_ms = 500
 [kafka.topics]
 partitions = 10
 [pipeline]
-max_in_flight = 32
-max_in_flight_per_partition = 8
+max_in_flight = ${IN_FLIGHT:-32}
+max_in_flight_per_partition = ${IN_FLIGHT_PER_PARTITION:-8}
 [http]
 listen = "127.0.0.1:$HPORT"
 [log]
@@ -71,6 +72,9 @@ export WSI_THUMBNAIL_CONFIG="$WORK/bench.toml"
 TICKS=$(getconf CLK_TCK); CORES=$(nproc)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
+machine_ticks() { awk '/^cpu / {busy = $2 + $3 + $4 + $7 + $8 + $9; print busy, busy + $5 + $6}' /proc/stat; }
+scrape() { python3 -c 'import sys, urllib.request as u; print(u.urlopen(sys.argv[1]).read().decode())' "http://127.0.0.1:$HPORT/metrics" >"$1"; }
+
 run_one() { # name link n, then the command that consumes the request topic
   local name=$1 link=$2 n=$3; shift 3
   export KAFKA_REQUEST_TOPIC="bench-req-$name" KAFKA_RESPONSE_TOPIC="bench-resp-$name" KAFKA_DLQ_TOPIC="bench-dlq-$name"
@@ -78,18 +82,15 @@ run_one() { # name link n, then the command that consumes the request topic
   "$@" >"$WORK/$name.log" 2>&1 & local pid=$!; pids+=("$pid")
   "$BIN" dev enqueue "$link" >/dev/null
   "$BIN" dev responses --count 1 --timeout 300 >/dev/null            # warm-up
-  local t0 c0; t0=$(date +%s.%N); c0=$(cpu_ticks "$pid")
+  [[ $name == ours-* ]] && scrape "$WORK/$name.metrics0"
+  local t0 c0 m0; t0=$(date +%s.%N); c0=$(cpu_ticks "$pid"); m0=$(machine_ticks)
   "$BIN" dev enqueue --verbose --repeat "$n" "$link" >"$WORK/$name.sent"
   "$BIN" dev responses --count $((n + 1)) --timeout 1800 >"$WORK/$name.recv"
-  local t1 c1; t1=$(date +%s.%N); c1=$(cpu_ticks "$pid")
+  local t1 c1 m1; t1=$(date +%s.%N); c1=$(cpu_ticks "$pid"); m1=$(machine_ticks)
+  [[ $name == ours-* ]] && scrape "$WORK/$name.metrics1"
   local rss; rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
-  local bytes=""
-  if [[ $name == ours-* ]]; then
-    bytes=$(python3 -c 'import sys, urllib.request as u; print(u.urlopen(sys.argv[1]).read().decode())' "http://127.0.0.1:$HPORT/metrics" \
-      | awk '$1 == "wsi_thumbnail_slide_bytes_fetched_total" {print $2}')
-  fi
-  awk -v rss="$rss" -v c0="$c0" -v c1="$c1" -v tk="$TICKS" -v t0="$t0" -v t1="$t1" -v b="$bytes" \
-    'BEGIN { printf "{\"rss_kb\": %d, \"cpu_s\": %f, \"wall_s\": %f, \"bytes\": \"%s\"}\n", rss, (c1 - c0) / tk, t1 - t0, b }' >"$WORK/$name.stats"
+  awk -v rss="$rss" -v c0="$c0" -v c1="$c1" -v tk="$TICKS" -v t0="$t0" -v t1="$t1" -v m="$m0 $m1" \
+    'BEGIN { split(m, a, " "); printf "{\"rss_kb\": %d, \"cpu_s\": %f, \"wall_s\": %f, \"machine_busy\": %f}\n", rss, (c1 - c0) / tk, t1 - t0, (a[3] - a[1]) / (a[4] - a[2]) }' >"$WORK/$name.stats"
   kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
 }
 
@@ -99,7 +100,7 @@ for class in small mid big; do
   echo "class $class: $n requests each" >&2
   run_one "ours-$class" "$link" "$n" "$BIN" serve
   BS="127.0.0.1:$KPORT" GCS="http://127.0.0.1:$GPORT" REQ="bench-req-seed-$class" RESP="bench-resp-seed-$class" \
-    GROUP="seed-peer-$class" OUT_BUCKET=thumbs MAX=$((n + 1)) IDLE_S=120 run_one "seed-$class" "$link" "$n" python3 "$SEED"
+    GROUP="seed-peer-$class" OUT_BUCKET=thumbs MAX=0 IDLE_S=600 run_one "seed-$class" "$link" "$n" python3 "$SEED"
 done
 
 python3 - "$WORK" "$CORES" <<'PY'
@@ -121,18 +122,42 @@ def load(name):
     q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] / 1000
     stats = json.load(open(os.path.join(work, name + ".stats")))
     return len(sent), len(recv), len(recv) / span, q(0.5), q(0.95), stats
-print(f"{'class':22} {'contender':10} {'answered':>9} {'req/s':>8} {'p50 s':>7} {'p95 s':>7} {'MB/slide':>9} {'peak RSS MB':>12} {'CPU busy':>9}")
+def scraped(name, i):
+    values = {}
+    path = os.path.join(work, f"{name}.metrics{i}")
+    if os.path.exists(path):
+        for line in open(path):
+            if line and not line.startswith("#") and " " in line:
+                key, value = line.rsplit(" ", 1)
+                values[key] = float(value)
+    return values
+def delta(name, key):
+    return scraped(name, 1).get(key, 0.0) - scraped(name, 0).get(key, 0.0)
+print(f"{'class':22} {'contender':10} {'answered':>9} {'req/s':>8} {'p50 s':>7} {'p95 s':>7} {'MB/slide':>9} {'peak RSS MB':>12} {'proc CPU':>9} {'machine':>8}")
+stages = []
 for c in ("small", "mid", "big"):
     res = {}
     for who in ("ours", "seed"):
         n, done, tput, p50, p95, st = load(f"{who}-{c}")
-        # ours: the bytes counter covers warm-up + n requests; the seed downloads whole objects.
-        per = float(st["bytes"]) / (n + 1) if st["bytes"] else sizes[c]
+        name = f"{who}-{c}"
+        # ours: bytes from its counter over the burst; the seed downloads whole objects.
+        per = delta(name, "wsi_thumbnail_slide_bytes_fetched_total") / n if who == "ours" else sizes[c]
         busy = st["cpu_s"] / st["wall_s"] / cores
         res[who] = (tput, p50, per, st["rss_kb"])
-        print(f"{labels[c]:22} {who:10} {done:4d}/{n:<4d} {tput:8.2f} {p50:7.2f} {p95:7.2f} {per / 1e6:9.2f} {st['rss_kb'] / 1024:12.0f} {busy:9.0%}")
+        print(f"{labels[c]:22} {who:10} {done:4d}/{n:<4d} {tput:8.2f} {p50:7.2f} {p95:7.2f} {per / 1e6:9.2f} {st['rss_kb'] / 1024:12.0f} {busy:9.0%} {st['machine_busy']:8.0%}")
+        if who == "ours":
+            util = []
+            for stage in ("fetch", "decode", "resize", "encode", "upload", "publish"):
+                busy_s = delta(name, f'wsi_thumbnail_stage_seconds_sum{{stage="{stage}"}}')
+                workers = scraped(name, 1).get(f'wsi_thumbnail_stage_workers{{stage="{stage}"}}')
+                util.append(f"{stage} {busy_s / st['wall_s'] / workers:.0%}" if workers else f"{stage} {busy_s / st['wall_s']:.2f} s/s")
+            stages.append(f"{labels[c]}: " + ", ".join(util))
     o, s = res["ours"], res["seed"]
     print(f"{'':22} {'ratio':10} {'':9} {o[0] / s[0]:7.1f}x {s[1] / o[1]:6.1f}x {'':7} {s[2] / o[2]:8.0f}x {o[3] / s[3]:11.2f}x")
 print(f"(object sizes: " + ", ".join(f"{labels[c]} {sizes[c] / 1e6:.1f} MB" for c in sizes) + f"; {cores} cores)")
 print("ratios: throughput ours/seed, p50 seed/ours, bytes seed/ours, peak RSS ours/seed")
+print("proc CPU: the contender's CPU over the burst / cores; machine: all processes (broker and emulator included)")
+print("our stage utilisation over the burst (busy seconds per second, / workers for the thread pools):")
+for line in stages:
+    print("  " + line)
 PY

@@ -54,7 +54,7 @@ impl Handler<Fetch> for Fetcher {
                         .increment(slide.bytes_fetched);
                     metrics::counter!("wsi_thumbnail_fetch_path_total", "path" => slide.via.label())
                         .increment(1);
-                    tracing::debug!(
+                    tracing::info!(
                         path = slide.via.label(),
                         bytes = slide.bytes_fetched,
                         "slide fetched"

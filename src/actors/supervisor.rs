@@ -152,8 +152,11 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
     .start();
     let resizer = {
         let (uploader, publisher) = (uploader.clone(), publisher.clone());
-        metrics::gauge!("wsi_thumbnail_stage_workers", "stage" => "resize")
-            .set(config.pipeline.resizer_threads.max(1) as f64);
+        // Resize and encode share the resizer threads.
+        for stage in ["resize", "encode"] {
+            metrics::gauge!("wsi_thumbnail_stage_workers", "stage" => stage)
+                .set(config.pipeline.resizer_threads.max(1) as f64);
+        }
         SyncArbiter::start(config.pipeline.resizer_threads.max(1), move || Resizer {
             uploader: uploader.clone(),
             publisher: publisher.clone(),

@@ -58,7 +58,13 @@ pub async fn emulator_object_size(bucket: &str, object: &str) -> Option<u64> {
         encode(bucket),
         encode(object)
     );
-    let body = reqwest::get(&url)
+    // One client for the process: building one loads the system's root certificates,
+    // which is far more work than the request.
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let body = CLIENT
+        .get_or_init(reqwest::Client::new)
+        .get(&url)
+        .send()
         .await
         .and_then(reqwest::Response::error_for_status)
         .ok()?
