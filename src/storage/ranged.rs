@@ -129,6 +129,14 @@ impl GcsObject {
                     Bytes::new(),
                 ));
             }
+            // A pinned generation that is gone means the object was replaced while we
+            // read it: transient, so the retry starts over on the new version.
+            Err(e) if generation > 0 && e.http_status_code() == Some(404) => {
+                return Err(StorageError::Unavailable {
+                    link,
+                    message: "the object was replaced while it was being read".into(),
+                });
+            }
             Err(e) => return Err(StorageError::from_gcs(&link, &e)),
         };
         let highlights = response.object();
@@ -148,9 +156,16 @@ impl RangeRead for GcsObject {
     fn head(&self, len: u64) -> BoxFuture<'_, Result<(ObjectInfo, Bytes), StorageError>> {
         Box::pin(async move {
             let (mut info, bytes) = self.read(ReadRange::segment(0, len), 0).await?;
-            if (bytes.len() as u64) < len {
-                // The whole object is in hand, so its size is known whatever the headers say.
-                info.size = bytes.len() as u64;
+            let got = bytes.len() as u64;
+            if info.size > 0 && got < len.min(info.size) {
+                return Err(StorageError::Unavailable {
+                    link: self.link(),
+                    message: format!("read {got} bytes of a {}-byte object", info.size),
+                });
+            }
+            if info.size == 0 && got < len {
+                // The whole object is in hand, so its size is known without the header.
+                info.size = got;
             } else if info.size == 0 {
                 info.size = emulator_object_size(&self.bucket, &self.object)
                     .await
@@ -393,6 +408,11 @@ async fn plan(
             &ranges::coalesce(blocks, info.size, COALESCE_GAP),
             &cache.held(),
         );
+        if cache.bytes() + ranges::total(&missing) > MAX_PLAN_BYTES {
+            return Ok(Decision::Whole {
+                reason: "the slide's directories alone are larger than the planning budget".into(),
+            });
+        }
         if missing.is_empty() {
             // The planner asked for bytes we hold: a bug, not a reason to loop.
             return Ok(Decision::Whole {
@@ -410,11 +430,6 @@ async fn plan(
         .await?;
         for (offset, bytes) in got {
             cache.insert(offset, bytes);
-        }
-        if cache.bytes() > MAX_PLAN_BYTES {
-            return Ok(Decision::Whole {
-                reason: "the slide's directories alone are larger than the planning budget".into(),
-            });
         }
     }
     Ok(Decision::Whole {

@@ -11,7 +11,9 @@
 //!   these for every directory when the slide is opened;
 //! - the start of strip or tile 0 of every directory: libtiff's JPEG codec reads it
 //!   while loading a directory, to check the YCbCr subsampling;
-//! - every tile of the smallest level: OpenSlide hashes them for `openslide.quickhash-1`;
+//! - every tile of the smallest level, when they add up to at most 5 MiB: OpenSlide
+//!   hashes them for `openslide.quickhash-1` (and skips the hash otherwise);
+//! - all of tile 0 of every JPEG 2000 (Aperio) directory: OpenSlide test-decodes it;
 //! - every tile of the level the engine will read ([`crate::slide::plan::choose_level`]
 //!   over the same dimensions OpenSlide reports).
 //!
@@ -31,6 +33,15 @@ use crate::storage::sparse::Missing;
 /// libtiff's subsampling check stops at the JPEG start-of-frame marker, a few hundred
 /// bytes in; this bounds the prefix of strip 0 we provide for it.
 const FIRST_STRILE_PREFIX: u64 = 64 * 1024;
+/// OpenSlide skips `quickhash-1` (and so never reads the smallest level's tiles at open)
+/// when those tiles add up to more than this.
+const QUICKHASH_MAX_BYTES: u64 = 5 << 20;
+/// Aperio's JPEG 2000 compressions: OpenSlide decodes tile 0 of each level at open.
+const APERIO_JP2K: [u16; 2] = [33003, 33005];
+/// Compressions whose codecs read only the tile or strip bytes (and the JPEG tables):
+/// none, LZW, JPEG, Deflate (two codes), and Aperio's JPEG 2000. Old-style JPEG (6)
+/// reads tables from offsets stored in other tags, so it is not planned.
+const PLANNED_COMPRESSIONS: [u16; 7] = [1, 5, 7, 8, 32946, 33003, 33005];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flavour {
@@ -105,6 +116,17 @@ pub fn plan<R: Read + Seek>(
     })?;
     let flavour = flavour(r, &tiff)?;
 
+    if let Some(dir) = tiff
+        .directories
+        .iter()
+        .find(|d| !PLANNED_COMPRESSIONS.contains(&d.compression))
+    {
+        return Err(PlanError::Unplannable(format!(
+            "compression {} is not planned",
+            dir.compression
+        )));
+    }
+
     let mut needs = Needs::default();
     let mut ranges = vec![ByteRange::at(0, 16)];
     for dir in &tiff.directories {
@@ -118,10 +140,17 @@ pub fn plan<R: Read + Seek>(
         let offset = needs.take(tiff.first_uint(r, dir, offsets))?.flatten();
         let count = needs.take(tiff.first_uint(r, dir, counts))?.flatten();
         if let (Some(offset), Some(count)) = (offset, count) {
-            ranges.push(ByteRange::at(offset, count.min(FIRST_STRILE_PREFIX)));
+            let len = if APERIO_JP2K.contains(&dir.compression) {
+                count
+            } else {
+                count.min(FIRST_STRILE_PREFIX)
+            };
+            ranges.push(ByteRange::at(offset, len));
         }
     }
 
+    // The levels in OpenSlide's order: the Aperio driver keeps directory order, the
+    // generic driver sorts by width, largest first (a stable sort).
     let mut levels: Vec<&Directory> = tiff
         .directories
         .iter()
@@ -129,7 +158,9 @@ pub fn plan<R: Read + Seek>(
         .filter(|(i, d)| is_level(flavour, *i, d))
         .map(|(_, d)| d)
         .collect();
-    levels.sort_by_key(|d| std::cmp::Reverse(d.width.saturating_mul(d.height)));
+    if flavour == Flavour::GenericTiff {
+        levels.sort_by_key(|d| std::cmp::Reverse(d.width));
+    }
     let Some(level0) = levels.first() else {
         return Err(PlanError::Unplannable("no tiled directory".into()));
     };
@@ -142,16 +173,23 @@ pub fn plan<R: Read + Seek>(
     // A decompression bomb is refused by the engine from its directories alone: fetch
     // no pixels for it.
     if !bomb {
-        for dir in [levels[level], levels[levels.len() - 1]] {
-            if let Some((offsets, counts)) = needs.take(tiff.tile_locations(r, dir))? {
-                ranges.extend(
-                    offsets
-                        .iter()
-                        .zip(&counts)
-                        .filter(|(_, c)| **c > 0)
-                        .map(|(o, c)| ByteRange::at(*o, *c)),
-                );
+        // The direct JPEG path finds its directory by size among all tiled ones, so
+        // every tiled directory of the chosen level's size is read (normally just one).
+        let chosen = tiff
+            .directories
+            .iter()
+            .filter(|d| d.is_tiled() && (d.width, d.height) == dims[level]);
+        for dir in chosen {
+            if let Some(tiles) = needs.take(tile_ranges(r, &tiff, dir))? {
+                ranges.extend(tiles);
             }
+        }
+        // OpenSlide hashes the last level's tiles for quickhash-1, unless they are big.
+        let smallest = levels[levels.len() - 1];
+        if let Some(tiles) = needs.take(tile_ranges(r, &tiff, smallest))?
+            && tiles.iter().map(ByteRange::len).sum::<u64>() <= QUICKHASH_MAX_BYTES
+        {
+            ranges.extend(tiles);
         }
     }
     needs.settle()?;
@@ -161,6 +199,21 @@ pub fn plan<R: Read + Seek>(
         level_dims: dims[level],
         ranges,
     })
+}
+
+/// The byte ranges of a tiled directory's non-empty tiles.
+fn tile_ranges<R: Read + Seek>(
+    r: &mut R,
+    tiff: &TiffFile,
+    dir: &Directory,
+) -> Result<Vec<ByteRange>, TiffError> {
+    let (offsets, counts) = tiff.tile_locations(r, dir)?;
+    Ok(offsets
+        .iter()
+        .zip(&counts)
+        .filter(|(_, c)| **c > 0)
+        .map(|(o, c)| ByteRange::at(*o, *c))
+        .collect())
 }
 
 /// Which directories OpenSlide 3.4 takes as pyramid levels: every tiled one for Aperio;
@@ -199,6 +252,13 @@ fn flavour<R: Read + Seek>(r: &mut R, tiff: &TiffFile) -> Result<Flavour, PlanEr
         .flatten();
     needs.settle()?;
     let description = description.unwrap_or_default();
+    // OpenSlide tries Trestle before Aperio.
+    if software
+        .as_deref()
+        .is_some_and(|s| s.starts_with("MedScan"))
+    {
+        return Err(PlanError::Unplannable("Trestle".into()));
+    }
     if description.starts_with("Aperio") {
         return Ok(Flavour::Aperio);
     }
@@ -206,9 +266,6 @@ fn flavour<R: Read + Seek>(r: &mut R, tiff: &TiffFile) -> Result<Flavour, PlanEr
         return Err(PlanError::Unplannable(
             "XML image description (Philips, Leica or OME)".into(),
         ));
-    }
-    if software.is_some_and(|s| s.starts_with("MedScan")) {
-        return Err(PlanError::Unplannable("Trestle".into()));
     }
     Ok(Flavour::GenericTiff)
 }
@@ -241,6 +298,40 @@ mod tests {
             plan(&mut Cursor::new(Vec::<u8>::new()), 1024, u64::MAX),
             Err(PlanError::Unplannable(_))
         ));
+    }
+
+    /// A one-tile TIFF with the given compression and description.
+    fn one_tile(compression: u16, description: &str) -> Vec<u8> {
+        use crate::tiff::writer::{TiffWriter, Value};
+        let mut w = TiffWriter::new(Cursor::new(Vec::new()), false).unwrap();
+        let at = w.append(&[0u8; 64]).unwrap();
+        w.add_directory(vec![
+            (tags::IMAGE_WIDTH, Value::Long(vec![16])),
+            (tags::IMAGE_LENGTH, Value::Long(vec![16])),
+            (tags::COMPRESSION, Value::Short(vec![compression])),
+            (tags::IMAGE_DESCRIPTION, Value::Ascii(description.into())),
+            (tags::TILE_WIDTH, Value::Long(vec![16])),
+            (tags::TILE_LENGTH, Value::Long(vec![16])),
+            (tags::TILE_OFFSETS, Value::Long(vec![at as u32])),
+            (tags::TILE_BYTE_COUNTS, Value::Long(vec![64])),
+        ]);
+        w.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn old_style_jpeg_and_trestle_are_left_to_the_whole_download() {
+        let ojpeg = one_tile(6, "Aperio Image Library");
+        assert!(matches!(
+            plan(&mut Cursor::new(ojpeg), 1024, u64::MAX),
+            Err(PlanError::Unplannable(reason)) if reason.contains("compression 6")
+        ));
+        let aperio = one_tile(7, "Aperio Image Library");
+        let planned = plan(&mut Cursor::new(aperio), 1024, u64::MAX).expect("planned");
+        assert_eq!(planned.flavour, Flavour::Aperio);
+        assert!(
+            planned.ranges.contains(&ByteRange::at(8, 64)),
+            "the tile is read"
+        );
     }
 
     #[test]

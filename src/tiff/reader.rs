@@ -211,6 +211,16 @@ impl TiffFile {
             .checked_mul(down)
             .filter(|n| *n <= MAX_TILE_ENTRIES)
             .ok_or_else(|| malformed("too many tiles"))?;
+        // Check the declared lengths before reading: a hostile array length must not
+        // decide how much is read or allocated.
+        for tag in [tags::TILE_OFFSETS, tags::TILE_BYTE_COUNTS] {
+            let count = dir.entry(tag).map_or(0, |e| e.count);
+            if count != expected {
+                return Err(malformed(format!(
+                    "tag {tag} holds {count} values for a {across} x {down} grid"
+                )));
+            }
+        }
         let offsets = self.read_uints(r, dir, tags::TILE_OFFSETS, MAX_TILE_ENTRIES)?;
         let counts = self.read_uints(r, dir, tags::TILE_BYTE_COUNTS, MAX_TILE_ENTRIES)?;
         if offsets.len() as u64 != expected || counts.len() as u64 != expected {
