@@ -16,12 +16,7 @@ pub async fn client() -> Result<Storage, StorageError> {
     // backoff and the retry metric, so that an outage becomes a failure record in
     // bounded time rather than an unbounded wait inside the client.
     let mut builder = Storage::builder().with_retry_policy(RetryableErrors.with_attempt_limit(1));
-    if let Ok(host) = std::env::var(EMULATOR_ENV) {
-        let url = if host.contains("://") {
-            host
-        } else {
-            format!("http://{host}")
-        };
+    if let Some(url) = emulator_endpoint() {
         tracing::info!(endpoint = %url, "using a storage emulator");
         builder = builder
             .with_endpoint(url)
@@ -31,6 +26,16 @@ pub async fn client() -> Result<Storage, StorageError> {
         .build()
         .await
         .map_err(|e| StorageError::Client(e.to_string()))
+}
+
+/// The emulator's base URL from `STORAGE_EMULATOR_HOST` (a bare `host:port` means http).
+fn emulator_endpoint() -> Option<String> {
+    let host = std::env::var(EMULATOR_ENV).ok()?;
+    Some(if host.contains("://") {
+        host
+    } else {
+        format!("http://{host}")
+    })
 }
 
 /// The bucket resource name the v2 API expects.
@@ -43,12 +48,7 @@ pub fn bucket_path(bucket: &str) -> String {
 /// `ObjectHighlights::size`); fake-gcs-server leaves that header out, so under
 /// `STORAGE_EMULATOR_HOST` the ranged fetcher asks the metadata endpoint instead.
 pub async fn emulator_object_size(bucket: &str, object: &str) -> Option<u64> {
-    let host = std::env::var(EMULATOR_ENV).ok()?;
-    let base = if host.contains("://") {
-        host
-    } else {
-        format!("http://{host}")
-    };
+    let base = emulator_endpoint()?;
     let encode = |s: &str| {
         percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
     };

@@ -299,41 +299,30 @@ pub async fn fetch_ranged(
     let mut cache = RangeCache::new(info.size);
     cache.insert(0, head);
 
-    let decision = plan(object, info, settings, &mut cache).await?;
+    let mut decision = plan(object, info, settings, &mut cache).await?;
     let size = info.size;
-    let remaining = match &decision {
-        Decision::Ranged { ranges, .. } => {
-            ranges::coalesce(ranges.iter().copied(), size, COALESCE_GAP)
-        }
-        Decision::Whole { .. } => vec![ByteRange {
-            start: 0,
-            end: size,
-        }],
-    };
-    let remaining = ranges::subtract(&remaining, &cache.held());
-    // In auto mode a plan that covers most of the object is not worth its gaps.
-    let decision = match decision {
-        Decision::Ranged { .. }
-            if settings.mode == FetchMode::Auto
-                && (ranges::total(&remaining) + cache.bytes()) as f64
-                    > size as f64 * AUTO_MAX_FRACTION =>
-        {
-            Decision::Whole {
-                reason: "the plan covers most of the object".into(),
-            }
-        }
-        other => other,
-    };
-    let remaining = match &decision {
-        Decision::Ranged { .. } => remaining,
-        Decision::Whole { .. } => ranges::subtract(
-            &[ByteRange {
-                start: 0,
-                end: size,
-            }],
-            &cache.held(),
+    let whole = [ByteRange {
+        start: 0,
+        end: size,
+    }];
+    let held = cache.held();
+    let mut remaining = match &decision {
+        Decision::Ranged { ranges, .. } => ranges::subtract(
+            &ranges::coalesce(ranges.iter().copied(), size, COALESCE_GAP),
+            &held,
         ),
+        Decision::Whole { .. } => ranges::subtract(&whole, &held),
     };
+    // In auto mode a plan that covers most of the object is not worth its gaps.
+    if matches!(decision, Decision::Ranged { .. })
+        && settings.mode == FetchMode::Auto
+        && (ranges::total(&remaining) + cache.bytes()) as f64 > size as f64 * AUTO_MAX_FRACTION
+    {
+        decision = Decision::Whole {
+            reason: "the plan covers most of the object".into(),
+        };
+        remaining = ranges::subtract(&whole, &held);
+    }
 
     let (file, temp) = temp_slide(temp_dir, &object.suffix())?;
     let file = Arc::new(file);

@@ -55,7 +55,6 @@ pub struct ReadPlan {
     pub flavour: Flavour,
     /// Index of the level to be read, counted as OpenSlide counts (largest first).
     pub level: usize,
-    pub level_dims: (u64, u64),
     /// Wanted byte ranges, unsorted and possibly overlapping.
     pub ranges: Vec<ByteRange>,
 }
@@ -196,7 +195,6 @@ pub fn plan<R: Read + Seek>(
     Ok(ReadPlan {
         flavour,
         level,
-        level_dims: dims[level],
         ranges,
     })
 }
