@@ -15,6 +15,7 @@ use crate::slide::{DEFAULT_MAX_SLIDE_PIXELS, Decoder};
 use crate::storage::location::{InputPolicy, OutputLocation, parse_output};
 use crate::storage::ranged::FetchMode;
 use crate::storage::retry::RetryConfig;
+use crate::worker::Isolation;
 
 /// Environment variables of the contract and the keys they override.
 pub const ENV_OVERRIDES: &[(&str, &str)] = &[
@@ -47,6 +48,9 @@ pub struct Config {
 pub struct TimeoutConfig {
     pub fetch_ms: u64,
     pub upload_ms: u64,
+    /// One slide's open + read + reduce in a worker process; past it the worker is
+    /// stopped and the slide becomes a `timeout` failure that is not retryable.
+    pub decode_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -127,6 +131,11 @@ pub struct ThumbnailConfig {
     pub max_size: u32,
     pub max_slide_pixels: u64,
     pub decoder: Decoder,
+    /// `process`: slides are decoded in disposable, limited worker processes; `none`:
+    /// in the service process (trusted input only, or to measure the difference).
+    pub isolation: Isolation,
+    /// Address-space cap of one worker process; a slide past it is `slide_too_large`.
+    pub worker_memory_mb: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -200,6 +209,8 @@ impl Default for Config {
                 max_size: 1024,
                 max_slide_pixels: DEFAULT_MAX_SLIDE_PIXELS,
                 decoder: Decoder::Auto,
+                isolation: Isolation::Process,
+                worker_memory_mb: 2048,
             },
             pipeline: PipelineConfig {
                 max_in_flight: 16,
@@ -221,6 +232,7 @@ impl Default for Config {
             timeouts: TimeoutConfig {
                 fetch_ms: 600_000,
                 upload_ms: 120_000,
+                decode_ms: 600_000,
             },
         }
     }
@@ -276,6 +288,15 @@ impl Config {
             return invalid(
                 "pipeline.max_in_flight and max_in_flight_per_partition must be at least 1".into(),
             );
+        }
+        if self.thumbnail.isolation == Isolation::Process && self.thumbnail.worker_memory_mb < 256 {
+            return invalid(
+                "thumbnail.worker_memory_mb must be at least 256 (a worker needs that much address space to start)"
+                    .into(),
+            );
+        }
+        if self.timeouts.decode_ms == 0 {
+            return invalid("timeouts.decode_ms must be at least 1".into());
         }
         if self.thumbnail.max_size == 0 || self.thumbnail.max_size > 16384 {
             return invalid("thumbnail.max_size must be between 1 and 16384".into());

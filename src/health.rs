@@ -7,11 +7,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub struct Health {
     broker_reachable: AtomicBool,
     draining: AtomicBool,
+    /// Answers cannot be produced (broker down, unauthorised, topic missing).
+    publishing_blocked: AtomicBool,
 }
 
 impl Health {
     pub fn set_broker_reachable(&self, ok: bool) {
         self.broker_reachable.store(ok, Ordering::Relaxed);
+    }
+
+    pub fn set_publishing_blocked(&self, blocked: bool) {
+        self.publishing_blocked.store(blocked, Ordering::Relaxed);
     }
 
     pub fn start_draining(&self) {
@@ -22,9 +28,12 @@ impl Health {
         self.draining.load(Ordering::Relaxed)
     }
 
-    /// Ready to take work: connected to Kafka and not shutting down.
+    /// Ready to take work: connected to Kafka, able to publish answers, and not
+    /// shutting down.
     pub fn is_ready(&self) -> bool {
-        self.broker_reachable.load(Ordering::Relaxed) && !self.is_draining()
+        self.broker_reachable.load(Ordering::Relaxed)
+            && !self.publishing_blocked.load(Ordering::Relaxed)
+            && !self.is_draining()
     }
 }
 
@@ -37,6 +46,10 @@ mod tests {
         let h = Health::default();
         assert!(!h.is_ready());
         h.set_broker_reachable(true);
+        assert!(h.is_ready());
+        h.set_publishing_blocked(true);
+        assert!(!h.is_ready());
+        h.set_publishing_blocked(false);
         assert!(h.is_ready());
         h.start_draining();
         assert!(!h.is_ready());

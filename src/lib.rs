@@ -6,6 +6,7 @@
 //! - [`messages`]: the contract's payloads and the messages between actors.
 //! - [`pipeline`]: offsets, per-key order and request preparation, as plain code.
 //! - [`storage`], [`kafka`], [`config`]: the outside world.
+//! - [`worker`]: disposable, limited worker processes that decode untrusted slides.
 //! - [`fixtures`], [`tiff`]: generated slides for tests and benchmarks.
 
 pub mod actors;
@@ -15,6 +16,7 @@ pub mod fixtures;
 pub mod health;
 pub mod http;
 pub mod kafka;
+pub mod log_throttle;
 pub mod messages;
 pub mod pipeline;
 pub mod process_api;
@@ -22,5 +24,6 @@ pub mod slide;
 pub mod storage;
 pub mod telemetry;
 pub mod tiff;
+pub mod worker;
 
 pub use error_kind::ErrorKind;

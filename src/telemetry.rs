@@ -8,6 +8,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use crate::error_kind::ErrorKind;
 
 const STAGES: [&str; 6] = ["fetch", "decode", "resize", "encode", "upload", "publish"];
+/// The `reason` labels of `wsi_thumbnail_worker_restarts_total` (see `worker::outcome`).
+const WORKER_RESTART_REASONS: [&str; 6] =
+    ["crash", "timeout", "memory", "killed", "exit", "protocol"];
 
 /// Installs the global recorder; call once per process.
 pub fn install() -> Result<PrometheusHandle, String> {
@@ -91,7 +94,26 @@ fn describe() {
         "wsi_thumbnail_http_process_total",
         "POST /process requests answered, by outcome (ok or the error kind)"
     );
+    metrics::describe_counter!(
+        "wsi_thumbnail_worker_restarts_total",
+        "Decoder worker processes replaced, by reason: crash (a signal from a slide library), \
+         timeout (timeouts.decode_ms), memory (thumbnail.worker_memory_mb), killed (SIGKILL \
+         from outside), exit, protocol"
+    );
+    metrics::describe_counter!(
+        "wsi_thumbnail_unpublishable_total",
+        "Requests committed without an answer: the broker refused even their cut failure record"
+    );
+    metrics::describe_counter!(
+        "wsi_thumbnail_restart_loop_total",
+        "Requests failed as `internal` because the service stopped twice while serving them"
+    );
+    for reason in WORKER_RESTART_REASONS {
+        metrics::counter!("wsi_thumbnail_worker_restarts_total", "reason" => reason).absolute(0);
+    }
     for name in [
+        "wsi_thumbnail_unpublishable_total",
+        "wsi_thumbnail_restart_loop_total",
         "wsi_thumbnail_requests_total",
         "wsi_thumbnail_completed_total",
         "wsi_thumbnail_retries_total",

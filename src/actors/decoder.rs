@@ -1,11 +1,13 @@
-//! Decoder pool (SyncArbiter threads): opens each slide and reads its chosen level
-//! through the bounded reduction. CPU work, so never on the async runtime.
+//! Decoder pool (SyncArbiter threads): turns each fetched slide into pixels. CPU work,
+//! so never on the async runtime.
 //!
 //! Receives: `Decode` from the fetcher.
 //! Sends: `Resize` to the resizer pool, or `Fail` to the publisher.
-//! Owns: nothing between jobs; the downloaded file is deleted as soon as it is read.
-//! A panic inside the slide engine fails that job (`internal`) instead of losing it
-//! (see [`super::guard`]).
+//! Owns: with `thumbnail.isolation = "process"` (the default), one worker process per
+//! decoder thread, replaced when a slide kills it (see [`crate::worker`]); with `none`,
+//! a rayon pool of its own. The downloaded file is deleted as soon as it is read,
+//! whatever happened to the worker. A panic inside the in-process engine fails that
+//! job (`internal`) instead of losing it (see [`super::guard`]).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -15,33 +17,61 @@ use super::guard::{inject_fault, record_panic};
 use super::publisher::Publisher;
 use super::resizer::Resizer;
 use crate::error_kind::ErrorKind;
-use crate::messages::pipeline::{Decode, Fail, Failure, Resize};
+use crate::messages::pipeline::{Decode, Decoded, Fail, Failure, Job, Resize};
 use crate::slide::{ThumbnailOptions, reduce_slide};
+use crate::worker::{WorkerSettings, WorkerSlot};
 
-pub struct Decoder {
-    pub options: ThumbnailOptions,
-    pub resizer: Addr<Resizer>,
-    pub publisher: Addr<Publisher>,
-    /// This decoder thread's own pool for the engine's parallel chunks. With one shared
+/// Where this decoder thread runs slide code.
+pub enum Engine {
+    /// A worker process, started with the actor.
+    Process {
+        settings: Box<WorkerSettings>,
+        slot: Option<WorkerSlot>,
+    },
+    /// This thread, with its own pool for the engine's parallel chunks. With one shared
     /// pool, a huge slide's chunks queue ahead of every other slide's (rayon serves its
-    /// workers' own queues before injected work), so one slide would stall the pipeline;
-    /// with a pool per decoder the OS shares the cores between slides instead.
-    pub pool: Option<rayon::ThreadPool>,
+    /// workers' own queues before injected work); with a pool per decoder the OS
+    /// shares the cores between slides instead.
+    InProcess { pool: Option<rayon::ThreadPool> },
 }
 
-impl Decoder {
-    pub fn pool(threads: usize) -> Option<rayon::ThreadPool> {
-        rayon::ThreadPoolBuilder::new()
+impl Engine {
+    pub fn in_process(threads: usize) -> Engine {
+        let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("wsi-decode-{i}"))
             .build()
             .map_err(|e| tracing::warn!(error = %e, "no per-decoder thread pool; sharing the global one"))
-            .ok()
+            .ok();
+        Engine::InProcess { pool }
     }
+}
+
+pub struct Decoder {
+    pub options: ThumbnailOptions,
+    pub engine: Engine,
+    pub resizer: Addr<Resizer>,
+    pub publisher: Addr<Publisher>,
 }
 
 impl Actor for Decoder {
     type Context = SyncContext<Self>;
+
+    fn started(&mut self, _: &mut Self::Context) {
+        // Workers start with the service, not at the first slide.
+        if let Engine::Process { settings, slot } = &mut self.engine {
+            *slot = Some(WorkerSlot::start((**settings).clone()));
+        }
+    }
+}
+
+impl Decoder {
+    fn fail(&self, job: &Job, kind: ErrorKind, retryable: bool, message: String) {
+        tracing::warn!(%kind, reason = %message, "slide failed");
+        let mut failure = Failure::of_job(job, kind, message);
+        failure.retryable = retryable;
+        self.publisher.do_send(Fail(failure));
+    }
 }
 
 impl Handler<Decode> for Decoder {
@@ -49,28 +79,45 @@ impl Handler<Decode> for Decoder {
 
     fn handle(&mut self, Decode { job, slide }: Decode, _: &mut Self::Context) {
         let _in_job = job.ticket.span.clone().entered();
-        let result = catch_unwind(AssertUnwindSafe(|| {
+        let options = &self.options;
+        let engine = &mut self.engine;
+        let caught = catch_unwind(AssertUnwindSafe(|| {
             inject_fault("decode", &job.request.slide_id);
-            reduce_slide(&slide.path, &self.options)
+            match engine {
+                Engine::Process { settings, slot } => {
+                    let slot = slot.get_or_insert_with(|| WorkerSlot::start((**settings).clone()));
+                    slot.thumbnail(&slide.path, options)
+                        .map(Decoded::Finished)
+                        .map_err(|f| (f.kind, f.retryable, f.message))
+                }
+                Engine::InProcess { pool } => {
+                    let run = || reduce_slide(&slide.path, options);
+                    pool.as_ref()
+                        .map_or_else(run, |p| p.install(run))
+                        .map(Decoded::Reduced)
+                        .map_err(|e| (e.kind(), e.kind().retryable(), e.describe()))
+                }
+            }
         }));
+        let decoded = caught.unwrap_or_else(|panic| {
+            Err((
+                ErrorKind::Internal,
+                false,
+                record_panic("decode", panic.as_ref()),
+            ))
+        });
         drop(slide);
-        match result {
-            Ok(Ok(reduced)) => {
-                let t = reduced.timings;
+        match decoded {
+            Ok(decoded) => {
+                let t = match &decoded {
+                    Decoded::Reduced(r) => r.timings,
+                    Decoded::Finished(t) => t.timings,
+                };
                 metrics::histogram!("wsi_thumbnail_stage_seconds", "stage" => "decode")
                     .record((t.open + t.decode).as_secs_f64());
-                self.resizer.do_send(Resize { job, reduced });
+                self.resizer.do_send(Resize { job, decoded });
             }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "slide failed");
-                self.publisher
-                    .do_send(Fail(Failure::of_job(&job, e.kind(), e.to_string())));
-            }
-            Err(panic) => {
-                let message = record_panic("decode", panic.as_ref());
-                self.publisher
-                    .do_send(Fail(Failure::of_job(&job, ErrorKind::Internal, message)));
-            }
+            Err((kind, retryable, message)) => self.fail(&job, kind, retryable, message),
         }
     }
 }

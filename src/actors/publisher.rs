@@ -5,27 +5,35 @@
 //! Receives: `Publish` (a response) and `Fail` (a failure record).
 //! Sends: `Completed` to the offset tracker once the record is acknowledged; for a
 //! `POST /process` job, the outcome to its caller instead (no record, no offset).
-//! Owns: the idempotent producer. A produce that fails is retried with exponential
-//! backoff and jitter (backon) for as long as it takes: giving up would either lose the
-//! request or commit it without an answer.
+//! Owns: the idempotent producer. A produce that fails for the system's sake (broker
+//! down, unauthorised) is retried with exponential backoff and jitter (backon) for as
+//! long as it takes, quietly and with `/readyz` at 503; one the broker refuses for the
+//! record's sake (too large) is never retried: a refused response becomes a failure
+//! record, and a refused failure record is counted, logged and committed.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use backon::{ExponentialBuilder, Retryable};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tracing::Instrument;
 
 use super::tracker::OffsetTracker;
+use crate::error_kind::ErrorKind;
+use crate::health::Health;
 use crate::kafka::oauth::AuthContext;
-use crate::messages::payload::now_rfc3339;
-use crate::messages::pipeline::{Completed, Fail, Publish};
+use crate::kafka::produce_error::{ProduceProblem, classify};
+use crate::log_throttle::LogThrottle;
+use crate::messages::payload::{MAX_FAILURE_RECORD_LEN, now_rfc3339};
+use crate::messages::pipeline::{Completed, Fail, Failure, Publish};
 use crate::messages::ticket::Ticket;
 
 pub struct Publisher {
     producer: FutureProducer<AuthContext>,
+    health: Arc<Health>,
     response_topic: Arc<str>,
     dlq_topic: Arc<str>,
     tracker: Option<Addr<OffsetTracker>>,
@@ -34,11 +42,13 @@ pub struct Publisher {
 impl Publisher {
     pub fn new(
         producer: FutureProducer<AuthContext>,
+        health: Arc<Health>,
         response_topic: &str,
         dlq_topic: &str,
     ) -> Self {
         Publisher {
             producer,
+            health,
             response_topic: response_topic.into(),
             dlq_topic: dlq_topic.into(),
             tracker: None,
@@ -63,14 +73,30 @@ impl Handler<SetTracker> for Publisher {
     }
 }
 
-/// Produces one record, retrying until the broker acknowledges it.
+/// The smallest form of a failure record: ids and the error, nothing echoed.
+const MIN_FAILURE_RECORD_LEN: usize = 768;
+
+/// The broker will never take this record as it is (too large, invalid).
+#[derive(Debug)]
+struct Refused(KafkaError);
+
+/// At most a few lines a minute about a broker that keeps failing, whatever the
+/// number of records waiting on it.
+static SYSTEM_ERRORS: LogThrottle = LogThrottle::new(Duration::from_secs(15));
+
+/// Produces one record. Errors about the system (broker down, unauthorised, topic
+/// missing) are retried with backoff for as long as it takes, with `/readyz` at 503
+/// meanwhile: giving up would lose the request or commit it without an answer. An
+/// error about the record itself is returned at once: retrying it would stall its
+/// partition forever.
 async fn produce(
     producer: FutureProducer<AuthContext>,
+    health: Arc<Health>,
     topic: Arc<str>,
     key: Vec<u8>,
     value: Vec<u8>,
     ticket: &Ticket,
-) {
+) -> Result<(), Refused> {
     let source = format!("{}/{}/{}", ticket.topic, ticket.partition, ticket.offset);
     let attempt = || {
         let producer = producer.clone();
@@ -103,13 +129,19 @@ async fn produce(
         .with_max_delay(Duration::from_secs(10))
         .with_jitter()
         .without_max_times();
-    let _ = attempt
+    let result = attempt
         .retry(backoff)
+        .when(|e| classify(e) == ProduceProblem::System)
         .notify(|e, wait| {
+            health.set_publishing_blocked(true);
             metrics::counter!("wsi_thumbnail_retries_total").increment(1);
-            tracing::warn!(error = %e, ?wait, "producing failed; retrying");
+            if let Some(held_back) = SYSTEM_ERRORS.allow() {
+                tracing::warn!(error = %e, ?wait, held_back, "producing failed; retrying");
+            }
         })
         .await;
+    health.set_publishing_blocked(false);
+    result.map_err(Refused)
 }
 
 impl Handler<Publish> for Publisher {
@@ -128,7 +160,9 @@ impl Handler<Publish> for Publisher {
             return Box::pin(async {});
         }
         let producer = self.producer.clone();
+        let health = self.health.clone();
         let topic = self.response_topic.clone();
+        let dlq = self.dlq_topic.clone();
         let tracker = self.tracker.clone();
         let span = job.ticket.span.clone();
         Box::pin(
@@ -136,7 +170,21 @@ impl Handler<Publish> for Publisher {
                 let started = std::time::Instant::now();
                 let value = serde_json::to_vec(&response).unwrap_or_default();
                 let key = response.slide_id.clone().into_bytes();
-                produce(producer, topic, key, value, &job.ticket).await;
+                let produced = produce(producer.clone(), health.clone(), topic, key, value, &job.ticket).await;
+                if let Err(Refused(e)) = produced {
+                    // The thumbnail exists, but its answer can never be delivered as it
+                    // is: the request ends as a failure record instead.
+                    tracing::warn!(error = %e, "the broker refused the response; publishing a failure record instead");
+                    let failure = Failure::of_job(
+                        &job,
+                        ErrorKind::Internal,
+                        format!(
+                            "the broker refused the response ({e}); check the response topic's max.message.bytes"
+                        ),
+                    );
+                    publish_failure(producer, health, dlq, failure, tracker).await;
+                    return;
+                }
                 metrics::histogram!("wsi_thumbnail_stage_seconds", "stage" => "publish")
                     .record(started.elapsed().as_secs_f64());
                 if let Some(ts) = job.ticket.kafka_timestamp_ms {
@@ -168,24 +216,74 @@ impl Handler<Fail> for Publisher {
             return Box::pin(async {});
         }
         let producer = self.producer.clone();
+        let health = self.health.clone();
         let topic = self.dlq_topic.clone();
         let tracker = self.tracker.clone();
         let span = f.ticket.span.clone();
-        Box::pin(async move {
-            let record = f.record();
-            let value = serde_json::to_vec(&record).unwrap_or_default();
-            let key = f
-                .slide_id
-                .clone()
-                .map(String::into_bytes)
-                .or_else(|| f.ticket.key.clone())
-                .unwrap_or_default();
-            produce(producer, topic, key, value, &f.ticket).await;
+        Box::pin(publish_failure(producer, health, topic, f, tracker).instrument(span))
+    }
+}
+
+/// Produces a failure record (cut to the contract's bound) and reports the request
+/// done. A record the broker refuses even then is logged with its coordinates, counted
+/// and committed: one lost answer is better than a partition that never moves again.
+async fn publish_failure(
+    producer: FutureProducer<AuthContext>,
+    health: Arc<Health>,
+    topic: Arc<str>,
+    f: Failure,
+    tracker: Option<Addr<OffsetTracker>>,
+) {
+    let record = f.record();
+    let key: Vec<u8> = f
+        .slide_id
+        .clone()
+        .map(String::into_bytes)
+        .or_else(|| f.ticket.key.clone())
+        .unwrap_or_default();
+    // Keys are echoed from the request: keep them as short as the ids in the record.
+    let key = key[..key.len().min(1024)].to_vec();
+    // The contract's bound first; a broker with a smaller limit gets the bare record
+    // (ids, error and coordinates) before the request is given up on.
+    let mut refused = None;
+    for limit in [MAX_FAILURE_RECORD_LEN, MIN_FAILURE_RECORD_LEN] {
+        let value = record.to_bytes_within(limit);
+        let produced = produce(
+            producer.clone(),
+            health.clone(),
+            topic.clone(),
+            key.clone(),
+            value,
+            &f.ticket,
+        )
+        .await;
+        match produced {
+            Ok(()) => {
+                refused = None;
+                break;
+            }
+            Err(Refused(e)) => refused = Some(e),
+        }
+    }
+    match refused {
+        None => {
             metrics::counter!("wsi_thumbnail_failed_total", "kind" => f.kind.as_str()).increment(1);
             tracing::warn!(kind = %f.kind, reason = %f.message, "request failed; failure record published");
-            if let Some(t) = tracker {
-                t.do_send(Completed { ticket: f.ticket });
-            }
-        }.instrument(span))
+        }
+        Some(e) => {
+            metrics::counter!("wsi_thumbnail_unpublishable_total").increment(1);
+            tracing::error!(
+                error = %e,
+                topic = %f.ticket.topic,
+                partition = f.ticket.partition,
+                offset = f.ticket.offset,
+                kind = %f.kind,
+                reason = %f.message,
+                "the broker refused even the cut failure record; the request is committed without an answer"
+            );
+        }
+    }
+    if let Some(t) = tracker {
+        t.do_send(Completed { ticket: f.ticket });
     }
 }

@@ -1,4 +1,6 @@
-//! Resizer pool (SyncArbiter threads): final Lanczos resize and PNG encoding.
+//! Resizer pool (SyncArbiter threads): final Lanczos resize and PNG encoding of slides
+//! decoded in the service process (a worker process hands over a finished PNG, which
+//! passes straight through).
 //!
 //! Receives: `Resize` from the decoder pool.
 //! Sends: `Upload` to the uploader, or `Fail` to the publisher.
@@ -12,7 +14,7 @@ use super::guard::{inject_fault, record_panic};
 use super::publisher::Publisher;
 use super::uploader::Uploader;
 use crate::error_kind::ErrorKind;
-use crate::messages::pipeline::{Fail, Failure, Resize, Upload};
+use crate::messages::pipeline::{Decoded, Fail, Failure, Resize, Upload};
 use crate::slide::finish;
 
 pub struct Resizer {
@@ -27,11 +29,15 @@ impl Actor for Resizer {
 impl Handler<Resize> for Resizer {
     type Result = ();
 
-    fn handle(&mut self, Resize { job, reduced }: Resize, _: &mut Self::Context) {
+    fn handle(&mut self, Resize { job, decoded }: Resize, _: &mut Self::Context) {
         let _in_job = job.ticket.span.clone().entered();
         let result = catch_unwind(AssertUnwindSafe(|| {
             inject_fault("resize", &job.request.slide_id);
-            finish(reduced)
+            match decoded {
+                Decoded::Reduced(reduced) => finish(reduced),
+                // A worker process already resized and encoded it.
+                Decoded::Finished(thumbnail) => Ok(thumbnail),
+            }
         }));
         match result {
             Ok(Ok(thumb)) => {

@@ -20,7 +20,7 @@ use actix::prelude::*;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::FutureProducer;
 
-use super::decoder::Decoder;
+use super::decoder::{Decoder, Engine};
 use super::fetcher::Fetcher;
 use super::monitor::Monitor;
 use super::publisher::{Publisher, SetTracker};
@@ -35,6 +35,7 @@ use crate::kafka::context::ServiceContext;
 use crate::kafka::oauth::{AuthContext, OAuthError};
 use crate::kafka::settings;
 use crate::pipeline::book::Book;
+use crate::pipeline::journal::{Journal, journal_file};
 use crate::process_api::ProcessApi;
 use crate::slide::ThumbnailOptions;
 use crate::storage::fetch::{WholeObjectFetcher, sweep_stale};
@@ -43,6 +44,7 @@ use crate::storage::location::OutputLocation;
 use crate::storage::output::OutputSink;
 use crate::storage::ranged::{RangedFetcher, RangedSettings};
 use crate::telemetry;
+use crate::worker::{Isolation, WorkerSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -108,6 +110,12 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
         tracing::info!(swept, dir = %temp_dir.display(), "removed stale temporary slides");
     }
 
+    let journal = Journal::open(
+        &temp_dir,
+        &journal_file(&config.kafka.consumer_group, &config.kafka.bootstrap_servers),
+    )
+    .map_err(|e| tracing::warn!(error = %e, dir = %temp_dir.display(), "no in-flight journal; restart loops will not be broken"))
+    .ok();
     let auth = AuthContext::from_config(&config.kafka)?;
     let book = Arc::new(Mutex::new(Book::default()));
     let closing = Arc::new(AtomicBool::new(false));
@@ -139,6 +147,7 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
 
     let publisher = Publisher::new(
         producer,
+        health.clone(),
         &config.kafka.response_topic,
         &config.kafka.dlq_topic,
     )
@@ -169,14 +178,32 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
             max_slide_pixels: config.thumbnail.max_slide_pixels,
             decoder: config.thumbnail.decoder,
         };
+        let isolation = config.thumbnail.isolation;
+        let mut settings = WorkerSettings::new(
+            config.thumbnail.worker_memory_mb,
+            Duration::from_millis(config.timeouts.decode_ms),
+            temp_dir.clone(),
+        );
+        settings.log_json = config.log.json;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         metrics::gauge!("wsi_thumbnail_stage_workers", "stage" => "decode")
             .set(config.decoder_threads() as f64);
+        tracing::info!(
+            ?isolation,
+            decoders = config.decoder_threads(),
+            "decoder pool"
+        );
         SyncArbiter::start(config.decoder_threads(), move || Decoder {
             options: options.clone(),
+            engine: match isolation {
+                Isolation::Process => Engine::Process {
+                    settings: Box::new(settings.clone()),
+                    slot: None,
+                },
+                Isolation::None => Engine::in_process(cores),
+            },
             resizer: resizer.clone(),
             publisher: publisher.clone(),
-            pool: Decoder::pool(cores),
         })
     };
     let fetcher = Fetcher {
@@ -223,6 +250,7 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
             max_in_flight_per_partition: config.pipeline.max_in_flight_per_partition,
             commit_interval: Duration::from_millis(config.kafka.commit_interval_ms.max(10)),
         },
+        journal,
     )
     .start();
     publisher.do_send(SetTracker(tracker.clone()));

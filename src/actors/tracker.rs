@@ -4,8 +4,9 @@
 //! failure record acknowledged), `Drain` (shutdown).
 //! Sends: `Fetch` to the fetcher, `Fail` to the publisher.
 //! Owns: the ledger of partitions and offsets (shared with the rebalance callback),
-//! per-key ordering, the in-flight budgets that pause and resume partitions, and the
-//! commit timer.
+//! per-key ordering, the in-flight budgets that pause and resume partitions, the
+//! commit timer, and the in-flight journal that turns a request which stopped the
+//! service twice into a failure record (see [`crate::pipeline::journal`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,9 +17,12 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::fetcher::Fetcher;
 use super::publisher::Publisher;
+use crate::error_kind::ErrorKind;
 use crate::kafka::context::ServiceContext;
-use crate::messages::pipeline::{Admit, Admitted, Completed, Fail, Fetch};
+use crate::messages::pipeline::{Admit, Admitted, Completed, Fail, Failure, Fetch};
+use crate::messages::ticket::Ticket;
 use crate::pipeline::book::Book;
+use crate::pipeline::journal::{Journal, MAX_DEATHS};
 use crate::pipeline::key_order::KeyOrder;
 
 pub struct Limits {
@@ -35,6 +39,8 @@ pub struct OffsetTracker {
     publisher: Addr<Publisher>,
     limits: Limits,
     globally_paused: bool,
+    /// Requests in flight, on disk, so a restart loop can be noticed and broken.
+    journal: Option<Journal>,
 }
 
 impl OffsetTracker {
@@ -44,8 +50,10 @@ impl OffsetTracker {
         fetcher: Addr<Fetcher>,
         publisher: Addr<Publisher>,
         limits: Limits,
+        journal: Option<Journal>,
     ) -> Self {
         OffsetTracker {
+            journal,
             consumer,
             book,
             keys: KeyOrder::default(),
@@ -56,11 +64,45 @@ impl OffsetTracker {
         }
     }
 
-    fn dispatch(&self, item: Admitted) {
+    fn dispatch(&mut self, item: Admitted) {
         match item {
-            Admitted::Job(job) => self.fetcher.do_send(Fetch(job)),
+            Admitted::Job(job) => match self.journal_begin(&job.ticket) {
+                Ok(()) => self.fetcher.do_send(Fetch(job)),
+                Err(deaths) => {
+                    metrics::counter!("wsi_thumbnail_restart_loop_total").increment(1);
+                    tracing::error!(
+                        deaths,
+                        "the service stopped while serving this request before; failing it instead of serving it again"
+                    );
+                    let mut failure = Failure::of_job(
+                        &job,
+                        ErrorKind::Internal,
+                        format!(
+                            "the service stopped {deaths} times while serving this request; it is \
+                             not served again so that it cannot stop the service in a loop"
+                        ),
+                    );
+                    failure.retryable = false;
+                    self.publisher.do_send(Fail(failure));
+                }
+            },
             Admitted::Failure(f) => self.publisher.do_send(Fail(f)),
         }
+    }
+
+    /// Journals a Kafka request as in flight, or says how often it killed the service.
+    fn journal_begin(&mut self, ticket: &Ticket) -> Result<(), u32> {
+        let Some(journal) = self.journal.as_mut().filter(|_| ticket.reply.is_none()) else {
+            return Ok(());
+        };
+        let deaths = journal.deaths(&ticket.topic, ticket.partition, ticket.offset);
+        if deaths >= MAX_DEATHS {
+            return Err(deaths);
+        }
+        if let Err(e) = journal.begin(&ticket.topic, ticket.partition, ticket.offset) {
+            tracing::warn!(error = %e, "cannot write the in-flight journal");
+        }
+        Ok(())
     }
 
     /// Commits every partition whose contiguous done prefix moved.
@@ -189,6 +231,11 @@ impl Handler<Completed> for OffsetTracker {
     type Result = ();
 
     fn handle(&mut self, Completed { ticket }: Completed, _: &mut Self::Context) {
+        if let Some(journal) = self.journal.as_mut()
+            && let Err(e) = journal.end(&ticket.topic, ticket.partition, ticket.offset)
+        {
+            tracing::warn!(error = %e, "cannot write the in-flight journal");
+        }
         let counted = self
             .book
             .lock()
@@ -246,6 +293,12 @@ impl Handler<Drain> for OffsetTracker {
             .into_actor(self)
             .map(|left, act, _| {
                 act.commit(CommitMode::Sync);
+                // Work abandoned by a clean shutdown did not kill anything.
+                if let Some(journal) = act.journal.as_mut()
+                    && let Err(e) = journal.end_all()
+                {
+                    tracing::warn!(error = %e, "cannot write the in-flight journal");
+                }
                 left
             }),
         )

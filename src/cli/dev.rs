@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use wsi_thumbnail::fixtures::{SlideSpec, Style, broken, pyramid};
+use wsi_thumbnail::fixtures::{SlideSpec, Style, broken, poison, pyramid};
 use wsi_thumbnail::kafka::settings;
 
 #[derive(Debug, clap::Subcommand)]
@@ -19,6 +19,14 @@ pub enum Command {
         /// A real slide to truncate.
         #[arg(long)]
         truncate_from: PathBuf,
+    },
+    /// Write the poison corpus: small slides that crash, hang, balloon or overflow the
+    /// stack inside OpenSlide and the libraries under it (one per class), and print
+    /// each file with the failure kind the service answers it with.
+    Poison {
+        /// Directory to write into.
+        #[arg(long)]
+        out_dir: PathBuf,
     },
     /// Publish ThumbnailRequests for slide links to the configured request topic.
     Enqueue {
@@ -126,6 +134,16 @@ pub fn run(cmd: Command) -> Result<ExitCode, Error> {
             broken::write_random(&out_dir.join("random.svs"), 100_000, 7)?;
             broken::write_bomb(&out_dir.join("bomb.tif"), u32::MAX, u32::MAX)?;
             println!("{}", out_dir.display());
+        }
+        Command::Poison { out_dir } => {
+            for p in poison::write_corpus(&out_dir)? {
+                println!(
+                    "{}\t{}\t{}",
+                    out_dir.join(p.file_name).display(),
+                    p.kind,
+                    p.class
+                );
+            }
         }
         Command::Enqueue {
             config,

@@ -35,6 +35,22 @@ pub enum Command {
     /// Developer tools: generate fixture slides.
     #[command(subcommand)]
     Dev(dev::Command),
+    /// A slide-decoding worker process (started by `serve` and `thumbnail`, not by hand).
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// The one directory the worker's sandbox lets it write to.
+    #[arg(long)]
+    writable_dir: std::path::PathBuf,
+    /// Log JSON lines (as the service does with `log.json`).
+    #[arg(long)]
+    log_json: bool,
+    /// Enter the sandbox, try what it should refuse, print the results as JSON, exit.
+    #[arg(long)]
+    probe: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +79,13 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Dev(cmd) => {
             init_logging(level, false);
             Ok(dev::run(cmd)?)
+        }
+        Command::Worker(args) => {
+            init_logging(level, args.log_json);
+            if args.probe {
+                return Ok(wsi_thumbnail::worker::child::probe(&args.writable_dir));
+            }
+            Ok(wsi_thumbnail::worker::child::run(&args.writable_dir))
         }
     }
 }

@@ -7,7 +7,10 @@ use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use wsi_thumbnail::slide::{self, Decoder, SlideError, ThumbnailOptions};
+use std::time::Duration;
+
+use wsi_thumbnail::slide::{self, Decoder, SlideError, Thumbnail, ThumbnailOptions};
+use wsi_thumbnail::worker::{DecodeFailure, Isolation, WorkerSettings, WorkerSlot};
 
 #[derive(Debug, clap::Args)]
 #[command(group = clap::ArgGroup::new("destination").required(true).args(["output", "out_dir"]))]
@@ -35,6 +38,51 @@ pub struct Args {
     /// Refuse slides declaring more level-0 pixels than this (decompression bombs).
     #[arg(long, default_value_t = slide::DEFAULT_MAX_SLIDE_PIXELS)]
     max_slide_pixels: u64,
+
+    /// `process`: decode each slide in a disposable, limited worker process, so a slide
+    /// that crashes or hangs the slide libraries is one error line; `none`: in this
+    /// process (trusted slides only).
+    #[arg(long, value_enum, default_value_t = Isolation::Process)]
+    isolation: Isolation,
+
+    /// Address-space cap of the worker process, in MiB.
+    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u64).range(256..))]
+    worker_memory_mb: u64,
+
+    /// Longest one slide may take in the worker, in milliseconds.
+    #[arg(long, default_value_t = 600_000)]
+    timeout_ms: u64,
+}
+
+/// Makes thumbnails in a worker process, or in this process with `--isolation none`.
+struct Engine {
+    options: ThumbnailOptions,
+    worker: Option<WorkerSlot>,
+}
+
+impl Engine {
+    fn new(args: &Args) -> Engine {
+        let options = ThumbnailOptions {
+            max_size: args.size,
+            max_slide_pixels: args.max_slide_pixels,
+            decoder: args.decoder,
+        };
+        let worker = (args.isolation == Isolation::Process).then(|| {
+            WorkerSlot::start(WorkerSettings::new(
+                args.worker_memory_mb,
+                Duration::from_millis(args.timeout_ms),
+                std::env::temp_dir(),
+            ))
+        });
+        Engine { options, worker }
+    }
+
+    fn thumbnail(&mut self, path: &Path) -> Result<Thumbnail, Error> {
+        match &mut self.worker {
+            Some(worker) => Ok(worker.thumbnail(path, &self.options)?),
+            None => Ok(slide::make_thumbnail(path, &self.options)?),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +92,8 @@ pub enum Error {
         #[from]
         source: SlideError,
     },
+    #[error(transparent)]
+    Decode(#[from] DecodeFailure),
     #[error("cannot write {path}: {source}; check that the directory exists and is writable")]
     Write {
         path: PathBuf,
@@ -58,16 +108,12 @@ pub enum Error {
 }
 
 pub fn run(args: Args) -> Result<ExitCode, Error> {
-    let options = ThumbnailOptions {
-        max_size: args.size,
-        max_slide_pixels: args.max_slide_pixels,
-        decoder: args.decoder,
-    };
+    if args.output.is_some() && args.slides.len() != 1 {
+        return Err(Error::OutputNeedsOneSlide(args.slides.len()));
+    }
+    let mut engine = Engine::new(&args);
     if let Some(output) = &args.output {
-        if args.slides.len() != 1 {
-            return Err(Error::OutputNeedsOneSlide(args.slides.len()));
-        }
-        let thumb = slide::make_thumbnail(&args.slides[0], &options)?;
+        let thumb = engine.thumbnail(&args.slides[0])?;
         write_file(output, &thumb.png)?;
         println!(
             "{}",
@@ -86,8 +132,8 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
     let stdout = std::io::stdout();
     for (slide_path, target) in args.slides.iter().zip(&targets) {
         progress.set_message(slide_path.display().to_string());
-        let line = match slide::make_thumbnail(slide_path, &options)
-            .map_err(Error::from)
+        let line = match engine
+            .thumbnail(slide_path)
             .and_then(|t| write_file(target, &t.png).map(|()| t))
         {
             Ok(thumb) => {
@@ -101,6 +147,7 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
                 progress.suspend(|| eprintln!("error: {}: {}", slide_path.display(), e));
                 let kind = match &e {
                     Error::Slide { source } => source.kind().as_str(),
+                    Error::Decode(failure) => failure.kind.as_str(),
                     _ => "internal",
                 };
                 json!({"slide": slide_path, "error": {"kind": kind, "message": e.to_string()}})

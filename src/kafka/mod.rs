@@ -1,8 +1,9 @@
 //! Kafka plumbing: client settings ([`settings`]), rebalance hooks ([`context`]),
-//! OAUTHBEARER tokens from Google credentials ([`oauth`]) and topic creation
-//! ([`topics`]).
+//! OAUTHBEARER tokens from Google credentials ([`oauth`]), topic creation
+//! ([`topics`]) and which produce errors are the record's fault ([`produce_error`]).
 
 pub mod context;
 pub mod oauth;
+pub mod produce_error;
 pub mod settings;
 pub mod topics;

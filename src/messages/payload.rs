@@ -9,9 +9,18 @@ use time::format_description::well_known::Rfc3339;
 use crate::error_kind::ErrorKind;
 use crate::slide::SlideMetadata;
 
-/// Longest accepted value of any request field: ids and links are short in practice,
-/// and a bounded size keeps logs, keys and object names sane.
-pub const MAX_FIELD_LEN: usize = 2048;
+/// Longest accepted message value (the contract's limit): anything longer is refused
+/// before it is parsed.
+pub const MAX_VALUE_LEN: usize = 64 * 1024;
+/// Longest accepted `image_bucket_link` (GCS object names are at most 1024 bytes, so
+/// 4 KiB leaves room for percent-encoding and the bucket).
+pub const MAX_LINK_LEN: usize = 4096;
+/// Longest accepted value of any other request field: ids are short in practice, and
+/// a bound keeps logs, keys, object names and the echoed response small enough for
+/// any broker.
+pub const MAX_FIELD_LEN: usize = 1024;
+/// A failure record always stays under this many bytes (the contract's bound).
+pub const MAX_FAILURE_RECORD_LEN: usize = 16 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ThumbnailRequest {
@@ -59,6 +68,17 @@ pub struct InvalidRequest {
 
 /// Parses and validates a message value. Unknown fields are ignored.
 pub fn parse_request(value: &[u8]) -> Result<ThumbnailRequest, InvalidRequest> {
+    if value.len() > MAX_VALUE_LEN {
+        return Err(InvalidRequest {
+            message: format!(
+                "the message value is {} bytes long, more than the limit of {MAX_VALUE_LEN}",
+                value.len()
+            ),
+            object: None,
+            id: None,
+            slide_id: None,
+        });
+    }
     let parsed: Value = serde_json::from_slice(value).map_err(|e| InvalidRequest {
         message: format!("the value is not JSON: {e}"),
         object: None,
@@ -93,9 +113,14 @@ pub fn parse_request(value: &[u8]) -> Result<ThumbnailRequest, InvalidRequest> {
         if value.trim().is_empty() {
             return Err(fail(format!("field `{name}` is empty")));
         }
-        if value.len() > MAX_FIELD_LEN {
+        let limit = if name == "image_bucket_link" {
+            MAX_LINK_LEN
+        } else {
+            MAX_FIELD_LEN
+        };
+        if value.len() > limit {
             return Err(fail(format!(
-                "field `{name}` is {} bytes long, more than {MAX_FIELD_LEN}",
+                "field `{name}` is {} bytes long, more than the limit of {limit}",
                 value.len()
             )));
         }
@@ -137,6 +162,9 @@ pub struct FailureRecord {
     pub attempts: u32,
     pub source: SourceCoordinates,
     pub failed_at: String,
+    /// Set when `request`, `raw_value` or the ids were cut to keep the record small.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub truncated: bool,
 }
 
 impl FailureRecord {
@@ -164,7 +192,66 @@ impl FailureRecord {
             attempts,
             source,
             failed_at: now_rfc3339(),
+            truncated: false,
         }
+    }
+
+    /// The record as bytes of at most `limit`, cutting what the request echoed (ids,
+    /// `request`, `raw_value`, then the message) and marking it `truncated`. A request
+    /// big enough to be refused must not make its own failure record refused too.
+    pub fn to_bytes_within(&self, limit: usize) -> Vec<u8> {
+        let encode = |r: &FailureRecord| serde_json::to_vec(r).unwrap_or_default();
+        let whole = encode(self);
+        if whole.len() <= limit {
+            return whole;
+        }
+        let mut cut = self.clone();
+        cut.truncated = true;
+        // Every echoed string at most 256 bytes: what a reader needs to find the request.
+        for keep in [256, 64, 0] {
+            cut.id = self.id.as_deref().map(|v| prefix(v, keep.max(64)));
+            cut.slide_id = self.slide_id.as_deref().map(|v| prefix(v, keep.max(64)));
+            cut.request = self.request.as_ref().map(|v| shorten(v, keep));
+            cut.raw_value = self.raw_value.as_deref().map(|v| prefix(v, keep * 8));
+            let bytes = encode(&cut);
+            if bytes.len() <= limit {
+                return bytes;
+            }
+        }
+        cut.request = None;
+        cut.raw_value = None;
+        cut.error.message = prefix(&self.error.message, 1024);
+        encode(&cut)
+    }
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+fn prefix(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+/// A copy of a JSON value with every string cut to `max` bytes and at most 64 keys or
+/// items per level (a hostile request can have thousands).
+fn shorten(value: &Value, max: usize) -> Value {
+    match value {
+        Value::String(s) => Value::String(prefix(s, max)),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .take(64)
+                .map(|(k, v)| (prefix(k, max.max(32)), shorten(v, max)))
+                .collect(),
+        ),
+        Value::Array(items) => {
+            Value::Array(items.iter().take(64).map(|v| shorten(v, max)).collect())
+        }
+        other => other.clone(),
     }
 }
 
@@ -222,6 +309,8 @@ mod tests {
         );
         let wrong_type = GOOD.replace("\"patient-456\"", "456");
         assert!(parse_request(wrong_type.as_bytes()).is_err());
+        let at_limit = GOOD.replace("abc123", &"x".repeat(MAX_FIELD_LEN));
+        assert!(parse_request(at_limit.as_bytes()).is_ok());
         let huge = GOOD.replace("abc123", &"x".repeat(MAX_FIELD_LEN + 1));
         assert!(
             parse_request(huge.as_bytes())
@@ -268,5 +357,80 @@ mod tests {
         let json = serde_json::to_value(&r).unwrap();
         assert!(json.get("raw_value").is_none());
         assert_eq!(json["source"]["offset"], 1234);
+    }
+
+    #[test]
+    fn each_limit_admits_its_length_and_refuses_one_byte_more() {
+        let link = |n: usize| {
+            let prefix = "gs://my-wsi-bucket/";
+            let name = "a".repeat(n - prefix.len() - 4);
+            GOOD.replace(
+                "gs://my-wsi-bucket/slides/slide_001.svs",
+                &format!("{prefix}{name}.svs"),
+            )
+        };
+        assert!(parse_request(link(MAX_LINK_LEN).as_bytes()).is_ok());
+        let e = parse_request(link(MAX_LINK_LEN + 1).as_bytes()).unwrap_err();
+        assert!(e.message.contains("image_bucket_link"), "{}", e.message);
+        for field in ["patient-456", "slide-001", "block-A"] {
+            let at = GOOD.replace(field, &"p".repeat(MAX_FIELD_LEN));
+            assert!(parse_request(at.as_bytes()).is_ok(), "{field}");
+            let over = GOOD.replace(field, &"p".repeat(MAX_FIELD_LEN + 1));
+            assert!(parse_request(over.as_bytes()).is_err(), "{field}");
+        }
+        let padded = |n: usize| GOOD.replacen('{', &format!("{{\"pad\":\"{}\",", "z".repeat(n)), 1);
+        let base = padded(0).len();
+        let exact = padded(MAX_VALUE_LEN - base);
+        assert_eq!(exact.len(), MAX_VALUE_LEN);
+        assert!(parse_request(exact.as_bytes()).is_ok());
+        let over = padded(MAX_VALUE_LEN - base + 1);
+        let e = parse_request(over.as_bytes()).unwrap_err();
+        assert!(e.message.contains("message value"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_failure_record_of_a_huge_request_is_cut_to_fit() {
+        let huge_id = "i".repeat(500_000);
+        let request =
+            serde_json::json!({"id": huge_id, "slide_id": "s", "blob": "b".repeat(100_000)});
+        let r = FailureRecord::new(
+            Some(huge_id.clone()),
+            Some("s".into()),
+            Some(request),
+            b"",
+            ErrorInfo {
+                kind: ErrorKind::InvalidRequest,
+                message: "field `id` is too long".into(),
+                retryable: false,
+            },
+            1,
+            SourceCoordinates {
+                topic: "t".into(),
+                partition: 0,
+                offset: 7,
+            },
+        );
+        let bytes = r.to_bytes_within(MAX_FAILURE_RECORD_LEN);
+        assert!(
+            bytes.len() <= MAX_FAILURE_RECORD_LEN,
+            "{} bytes",
+            bytes.len()
+        );
+        let json: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(json["truncated"], true);
+        assert_eq!(json["slide_id"], "s");
+        assert_eq!(json["error"]["kind"], "invalid_request");
+        assert_eq!(json["source"]["offset"], 7);
+        assert!(json["id"].as_str().unwrap().starts_with("iii"));
+
+        let mut small = r.clone();
+        small.id = Some("x".into());
+        small.request = None;
+        let json: Value =
+            serde_json::from_slice(&small.to_bytes_within(MAX_FAILURE_RECORD_LEN)).unwrap();
+        assert!(
+            json.get("truncated").is_none(),
+            "a small record is not marked"
+        );
     }
 }

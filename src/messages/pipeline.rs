@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::payload::{ErrorInfo, FailureRecord, ThumbnailRequest, ThumbnailResponse};
 use super::ticket::Ticket;
 use crate::error_kind::ErrorKind;
-use crate::slide::{Reduced, SlideMetadata};
+use crate::slide::{Reduced, SlideMetadata, Thumbnail};
 use crate::storage::fetch::LocalSlide;
 use crate::storage::location::InputLink;
 
@@ -32,6 +32,9 @@ pub struct Failure {
     pub request: Option<Value>,
     pub raw_value: Vec<u8>,
     pub kind: ErrorKind,
+    /// Whether the same request may succeed later; usually the kind's own answer, but
+    /// a decode past its deadline is a `timeout` that would only loop again.
+    pub retryable: bool,
     pub message: String,
     pub attempts: u32,
 }
@@ -46,6 +49,7 @@ impl Failure {
             request: serde_json::to_value(&job.request).ok(),
             raw_value: Vec::new(),
             kind,
+            retryable: kind.retryable(),
             message,
             attempts: 1,
         }
@@ -62,7 +66,7 @@ impl Failure {
             ErrorInfo {
                 kind: self.kind,
                 message: self.message.clone(),
-                retryable: self.kind.retryable(),
+                retryable: self.retryable,
             },
             self.attempts,
             self.ticket.source(),
@@ -101,11 +105,19 @@ pub struct Decode {
     pub slide: LocalSlide,
 }
 
+/// What the decoder pool hands the resizer: a reduced level still to resize and
+/// encode (in-process decoding), or a finished thumbnail (a worker process does all
+/// the CPU work of a slide, so that only a PNG crosses the pipe).
+pub enum Decoded {
+    Reduced(Reduced),
+    Finished(Thumbnail),
+}
+
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Resize {
     pub job: Job,
-    pub reduced: Reduced,
+    pub decoded: Decoded,
 }
 
 #[derive(Message)]

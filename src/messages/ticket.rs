@@ -143,6 +143,7 @@ mod tests {
             request: None,
             raw_value: Vec::new(),
             kind: crate::error_kind::ErrorKind::Internal,
+            retryable: false,
             message: msg.into(),
             attempts: 1,
         };

@@ -19,6 +19,7 @@ pub fn prepare(ticket: Ticket, value: &[u8], policy: &InputPolicy, template: &st
                 request: e.object,
                 raw_value: value.to_vec(),
                 kind: ErrorKind::InvalidRequest,
+                retryable: false,
                 message: e.message,
                 attempts: 1,
             });
@@ -33,6 +34,7 @@ pub fn prepare(ticket: Ticket, value: &[u8], policy: &InputPolicy, template: &st
             request: serde_json::to_value(&request).ok(),
             raw_value: value.to_vec(),
             kind,
+            retryable: kind.retryable(),
             message,
             attempts: 1,
         })

@@ -35,6 +35,11 @@ use source::{OpenSlideSource, RegionSource};
 /// (the largest slides are around 200k x 100k) yet far below a decompression bomb.
 pub const DEFAULT_MAX_SLIDE_PIXELS: u64 = 1_000_000_000_000;
 
+/// Most pyramid levels a slide may have. Real scanners write under 20 (a 2x step from
+/// 200k pixels down to one tile); thousands of levels only serve to drive OpenSlide's
+/// recursive missing-tile painting through the stack.
+pub const MAX_LEVELS: usize = 64;
+
 /// Which pixel path to use.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize, Serialize,
@@ -48,7 +53,7 @@ pub enum Decoder {
     Openslide,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ThumbnailOptions {
     /// Longest side of the thumbnail in pixels.
     pub max_size: u32,
@@ -68,7 +73,7 @@ impl Default for ThumbnailOptions {
 }
 
 /// Which path produced the pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PixelPath {
     /// Direct JPEG tile decoding at 1/`denominator` scale.
@@ -79,7 +84,7 @@ pub enum PixelPath {
 }
 
 /// Time spent in each CPU stage (the service reports these as stage metrics).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize)]
 pub struct StageTimings {
     pub open: Duration,
     pub decode: Duration,
@@ -144,6 +149,15 @@ pub fn reduce_slide(path: &Path, options: &ThumbnailOptions) -> Result<Reduced, 
     let slide = open_slide(path, &tiff)?;
 
     let dims = slide.all_level_dimensions();
+    if dims.len() > MAX_LEVELS {
+        return Err(SlideError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!(
+                "it declares {} pyramid levels; slides have fewer than {MAX_LEVELS}",
+                dims.len()
+            ),
+        });
+    }
     let Some(level0) = dims.first() else {
         return Err(SlideError::Corrupt {
             path: path.to_path_buf(),
@@ -151,6 +165,14 @@ pub fn reduce_slide(path: &Path, options: &ThumbnailOptions) -> Result<Reduced, 
         });
     };
     let (width, height) = (u64::from(level0.w), u64::from(level0.h));
+    if width == 0 || height == 0 {
+        // OpenSlide opens some malformed files (NaN tile steps, say) as 0-pixel slides:
+        // there is nothing to show, and a 1 x 1 thumbnail would hide the damage.
+        return Err(SlideError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("level 0 is {width} x {height} pixels"),
+        });
+    }
     check_size(path, width, height, options.max_slide_pixels)?;
     let property = |name: &str| slide.property_value(name).ok();
     let metadata = SlideMetadata::from_properties(Some((width, height)), property);

@@ -1,0 +1,139 @@
+//! The worker's own side (`wsi-thumbnail worker`, started by the service or the CLI,
+//! never by hand): enter the sandbox, say ready, then make one thumbnail per task read
+//! from stdin until stdin closes.
+//!
+//! Decoding runs on threads with a large stack: OpenSlide paints a missing tile from
+//! the next level down, recursively, so a legitimate slide with many levels needs more
+//! than the 2 MiB a thread gets by default. A hostile one that recurses past even this
+//! costs only this process.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::os::fd::FromRawFd;
+use std::path::Path;
+use std::process::ExitCode;
+
+use super::protocol::{self, Reply, Task};
+use super::sandbox;
+use crate::error_kind::ErrorKind;
+use crate::slide::make_thumbnail;
+
+/// Stack of every decoding thread: reserved, not committed, so it costs address space
+/// (counted by the memory cap) but no memory until a deep recursion touches it.
+pub const DECODE_STACK_BYTES: usize = 64 * 1024 * 1024;
+
+/// Runs the worker until its input closes.
+pub fn run(writable_dir: &Path) -> ExitCode {
+    let Some(mut out) = take_stdout() else {
+        return ExitCode::FAILURE;
+    };
+    let sandbox = sandbox::enter(writable_dir);
+    if let Err(e) = rayon::ThreadPoolBuilder::new()
+        .stack_size(DECODE_STACK_BYTES)
+        .thread_name(|i| format!("wsi-worker-{i}"))
+        .build_global()
+    {
+        tracing::warn!(error = %e, "worker thread pool not configured");
+    }
+    if protocol::write_json(&mut out, &Reply::Ready { sandbox }).is_err() {
+        return ExitCode::FAILURE;
+    }
+    let mut input = io::stdin().lock();
+    loop {
+        let task: Task = match protocol::read_json(&mut input) {
+            Ok(Some(task)) => task,
+            Ok(None) => return ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "unreadable task; worker exiting");
+                return ExitCode::FAILURE;
+            }
+        };
+        let (reply, png) = decode(task);
+        let written = protocol::write_json(&mut out, &reply).and_then(|()| match &png {
+            Some(png) => protocol::write_frame(&mut out, png),
+            None => Ok(()),
+        });
+        if written.is_err() {
+            return ExitCode::FAILURE;
+        }
+    }
+}
+
+/// The protocol's stdout, kept on a private descriptor; descriptor 1 then points at
+/// stderr so a C library that prints cannot corrupt a frame.
+fn take_stdout() -> Option<BufWriter<File>> {
+    // SAFETY: dup/dup2 on the standard descriptors; the new descriptor is owned below.
+    unsafe {
+        let fd = libc::dup(1);
+        if fd < 0 || libc::dup2(2, 1) < 0 {
+            return None;
+        }
+        Some(BufWriter::new(File::from_raw_fd(fd)))
+    }
+}
+
+/// The reply to a task, with the PNG when there is one.
+fn decode(task: Task) -> (Reply, Option<Vec<u8>>) {
+    let internal = |message: String| {
+        let reply = Reply::Failed {
+            kind: ErrorKind::Internal,
+            message,
+        };
+        (reply, None)
+    };
+    let thread = std::thread::Builder::new()
+        .name("wsi-worker-decode".into())
+        .stack_size(DECODE_STACK_BYTES)
+        .spawn(move || make_thumbnail(&task.path, &task.options));
+    let thread = match thread {
+        Ok(t) => t,
+        Err(e) => return internal(format!("cannot start the decoding thread: {e}")),
+    };
+    match thread.join() {
+        Ok(Ok(thumb)) => (
+            Reply::Done {
+                width: thumb.width,
+                height: thumb.height,
+                metadata: thumb.metadata,
+                level: thumb.level,
+                path: thumb.path,
+                timings: thumb.timings,
+            },
+            Some(thumb.png),
+        ),
+        Ok(Err(e)) => (
+            Reply::Failed {
+                kind: e.kind(),
+                message: e.describe(),
+            },
+            None,
+        ),
+        Err(panic) => internal(format!(
+            "the decoder panicked: {}",
+            crate::actors::guard::panic_message(panic.as_ref())
+        )),
+    }
+}
+
+/// What the sandbox allows, tried from inside it (`wsi-thumbnail worker --probe`): the
+/// tests run this to prove each layer holds on this kernel.
+pub fn probe(writable_dir: &Path) -> ExitCode {
+    let sandbox = sandbox::enter(writable_dir);
+    let outside = writable_dir
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .join("wsi-sandbox-probe-outside");
+    let inside = writable_dir.join("wsi-sandbox-probe-inside");
+    let report = serde_json::json!({
+        "sandbox": sandbox,
+        "tcp_socket": std::net::TcpListener::bind("127.0.0.1:0").is_ok(),
+        "connect": std::net::TcpStream::connect("127.0.0.1:9").map(|_| ()).map_err(|e| e.raw_os_error()).err().flatten() != Some(libc::EPERM),
+        "write_outside": std::fs::write(&outside, b"x").is_ok(),
+        "write_inside": std::fs::write(&inside, b"x").is_ok(),
+        "exec": std::process::Command::new("/bin/true").status().is_ok(),
+    });
+    let _ = std::fs::remove_file(&inside);
+    let _ = std::fs::remove_file(&outside);
+    let _ = writeln!(io::stdout(), "{report}");
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,46 @@
+//! Disposable, limited worker processes for slide decoding.
+//!
+//! OpenSlide and the libraries under it (libtiff, libjpeg, OpenJPEG, GLib) crash, spin
+//! and balloon on small crafted files; no list of fixes keeps up with that. So slides
+//! are decoded in child processes of the same binary (`wsi-thumbnail worker`), each
+//! with an address-space cap, a deadline enforced from outside, a large decoding
+//! stack, no core dumps and a sandbox. A slide that kills its worker costs that worker
+//! and becomes one failure record; the service process never runs slide code.
+//!
+//! - [`protocol`]: the frames on the worker's stdin and stdout.
+//! - [`process`]: starting one worker with its limits and running a task under watch.
+//! - [`slot`]: one decoder's worker, replaced when it dies (the pool actor holds these).
+//! - [`outcome`]: how a worker's end maps to a failure kind.
+//! - [`sandbox`]: what a worker may do.
+//! - [`child`]: the worker's own main loop.
+
+pub mod child;
+pub mod outcome;
+pub mod process;
+pub mod protocol;
+pub mod sandbox;
+pub mod slot;
+
+pub use process::WorkerSettings;
+pub use slot::{DecodeFailure, WorkerSlot};
+
+/// Where slides are decoded.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// In disposable worker processes with memory, time and sandbox limits.
+    #[default]
+    Process,
+    /// In the calling process (measuring the isolation's cost; trusted input only).
+    None,
+}

@@ -1,0 +1,347 @@
+//! The service's side of one worker process: start it with its limits, hand it a slide,
+//! and wait for the reply while watching its deadline and its memory from outside.
+//!
+//! Limits are set between `fork` and `exec` (so they hold before the worker runs a line
+//! of slide code): the address space (`RLIMIT_AS` = `thumbnail.worker_memory_mb`), no
+//! core dumps, and death with the thread that started it (`PR_SET_PDEATHSIG`), so a
+//! service that dies never leaves workers behind. The deadline and the resident-memory
+//! watch are enforced from here, because a worker stuck in a C loop cannot be trusted
+//! to stop itself.
+
+use std::io::BufReader;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use super::outcome::Ending;
+use super::protocol::{self, MAX_PNG_FRAME, Reply, Task};
+use crate::error_kind::ErrorKind;
+use crate::slide::Thumbnail;
+
+/// How often a busy worker's memory and deadline are checked.
+const WATCH_INTERVAL: Duration = Duration::from_millis(20);
+/// How long a new worker may take to say it is ready.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How every worker of a pool is started.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// The binary to run as `BINARY worker` (the service's own).
+    pub program: PathBuf,
+    /// Address-space cap and resident-memory watch, in bytes (0 = none).
+    pub memory_cap_bytes: u64,
+    /// One slide's open + read + reduce + encode.
+    pub deadline: Duration,
+    /// The one directory a worker may write to (its sandbox allows nothing else).
+    pub writable_dir: PathBuf,
+    /// Log lines as JSON (the service's `log.json`).
+    pub log_json: bool,
+}
+
+impl WorkerSettings {
+    pub fn new(memory_mb: u64, deadline: Duration, writable_dir: PathBuf) -> WorkerSettings {
+        WorkerSettings {
+            program: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("wsi-thumbnail")),
+            memory_cap_bytes: memory_mb.saturating_mul(1024 * 1024),
+            deadline,
+            writable_dir,
+            log_json: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot start a decoder process ({program}): {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the decoder process did not start properly: {0}")]
+    Handshake(String),
+}
+
+/// How a task ended.
+pub enum Finish {
+    Done(Thumbnail),
+    /// The engine refused the slide (a typed error from inside the worker).
+    Failed {
+        kind: ErrorKind,
+        message: String,
+    },
+    /// The worker stopped (or was stopped) while holding the slide; it is gone.
+    Stopped {
+        ending: Ending,
+        peak_virtual_bytes: u64,
+    },
+}
+
+enum Incoming {
+    Reply(Reply, Option<Vec<u8>>),
+    Broken(String),
+}
+
+/// One running worker process.
+pub struct WorkerProcess {
+    child: Child,
+    stdin: ChildStdin,
+    incoming: Receiver<Incoming>,
+    /// The sandbox the worker reported at start-up.
+    pub sandbox: String,
+}
+
+impl WorkerProcess {
+    /// Starts a worker and waits for its `Ready`.
+    pub fn start(settings: &WorkerSettings) -> Result<WorkerProcess, StartError> {
+        let mut command = Command::new(&settings.program);
+        command
+            .arg("worker")
+            .arg("--writable-dir")
+            .arg(&settings.writable_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            // Fewer malloc arenas: each reserves 64 MiB of address space per thread,
+            // which would eat into RLIMIT_AS without holding any slide data.
+            .env("MALLOC_ARENA_MAX", "2");
+        if settings.log_json {
+            command.arg("--log-json");
+        }
+        let cap = settings.memory_cap_bytes;
+        // SAFETY: only async-signal-safe calls (setrlimit, prctl) between fork and exec.
+        unsafe {
+            command.pre_exec(move || apply_limits(cap));
+        }
+        let mut child = command.spawn().map_err(|source| StartError::Spawn {
+            program: settings.program.display().to_string(),
+            source,
+        })?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(StartError::Handshake("no pipes to the worker".into()));
+        };
+        let (tx, incoming) = mpsc::channel();
+        let reader = std::thread::Builder::new()
+            .name(format!("wsi-worker-{}", child.id()))
+            .spawn(move || read_replies(BufReader::new(stdout), tx));
+        if let Err(e) = reader {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(StartError::Handshake(format!("no reader thread: {e}")));
+        }
+        let mut worker = WorkerProcess {
+            child,
+            stdin,
+            incoming,
+            sandbox: String::new(),
+        };
+        match worker.incoming.recv_timeout(START_TIMEOUT) {
+            Ok(Incoming::Reply(Reply::Ready { sandbox }, _)) => {
+                worker.sandbox = sandbox;
+                Ok(worker)
+            }
+            Ok(Incoming::Broken(why)) => {
+                worker.stop();
+                Err(StartError::Handshake(why))
+            }
+            Ok(Incoming::Reply(..)) => {
+                worker.stop();
+                Err(StartError::Handshake("unexpected first frame".into()))
+            }
+            Err(_) => {
+                worker.stop();
+                Err(StartError::Handshake("no answer within 30 s".into()))
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Runs one task to its end. After `Finish::Stopped` the worker is dead and must be
+    /// replaced.
+    pub fn run(&mut self, task: &Task, settings: &WorkerSettings) -> Finish {
+        if let Err(e) = protocol::write_json(&mut self.stdin, task) {
+            tracing::warn!(error = %e, "cannot hand the slide to the decoder process");
+            return self.stopped(None, 0);
+        }
+        let started = Instant::now();
+        let mut peak_virtual = 0;
+        loop {
+            match self.incoming.recv_timeout(WATCH_INTERVAL) {
+                Ok(Incoming::Reply(Reply::Done { .. }, None))
+                | Ok(Incoming::Reply(Reply::Ready { .. }, _)) => {
+                    self.stop();
+                    return Finish::Stopped {
+                        ending: Ending::Protocol,
+                        peak_virtual_bytes: peak_virtual,
+                    };
+                }
+                Ok(Incoming::Reply(
+                    Reply::Done {
+                        width,
+                        height,
+                        metadata,
+                        level,
+                        path,
+                        timings,
+                    },
+                    Some(png),
+                )) => {
+                    return Finish::Done(Thumbnail {
+                        png,
+                        width,
+                        height,
+                        metadata,
+                        level,
+                        path,
+                        timings,
+                    });
+                }
+                Ok(Incoming::Reply(Reply::Failed { kind, message }, _)) => {
+                    return Finish::Failed { kind, message };
+                }
+                Ok(Incoming::Broken(why)) => {
+                    tracing::debug!(reason = %why, "decoder process output ended");
+                    return self.stopped(None, peak_virtual);
+                }
+                Err(RecvTimeoutError::Disconnected) => return self.stopped(None, peak_virtual),
+                Err(RecvTimeoutError::Timeout) => {
+                    let (virt, resident) = memory_of(self.child.id());
+                    peak_virtual = peak_virtual.max(virt);
+                    let cap = settings.memory_cap_bytes;
+                    if cap > 0 && resident > cap {
+                        return self.stopped(
+                            Some(Ending::Memory {
+                                resident_bytes: resident,
+                            }),
+                            peak_virtual,
+                        );
+                    }
+                    let elapsed = started.elapsed();
+                    if elapsed > settings.deadline {
+                        return self.stopped(Some(Ending::Deadline(elapsed)), peak_virtual);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Kills the worker if `ours` says why, reaps it, and reports how it ended.
+    fn stopped(&mut self, ours: Option<Ending>, peak_virtual_bytes: u64) -> Finish {
+        if ours.is_some() {
+            let _ = self.child.kill();
+        }
+        let status = self.child.wait();
+        let ending = ours.unwrap_or_else(|| match status {
+            Ok(status) => ending_of(status),
+            Err(_) => Ending::Protocol,
+        });
+        Finish::Stopped {
+            ending,
+            peak_virtual_bytes,
+        }
+    }
+
+    /// Kills and reaps the worker.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn ending_of(status: ExitStatus) -> Ending {
+    match (status.signal(), status.code()) {
+        (Some(signal), _) => Ending::Signal(signal),
+        (None, Some(code)) => Ending::Exit(code),
+        (None, None) => Ending::Protocol,
+    }
+}
+
+/// Forwards the worker's frames to the waiting decoder thread until its stdout closes.
+fn read_replies(mut out: impl std::io::Read, tx: mpsc::Sender<Incoming>) {
+    loop {
+        let reply = match protocol::read_json::<Reply>(&mut out) {
+            Ok(Some(reply)) => reply,
+            Ok(None) => {
+                let _ = tx.send(Incoming::Broken("closed".into()));
+                return;
+            }
+            Err(e) => {
+                let _ = tx.send(Incoming::Broken(e.to_string()));
+                return;
+            }
+        };
+        let png = if matches!(reply, Reply::Done { .. }) {
+            match protocol::read_frame(&mut out, MAX_PNG_FRAME) {
+                Ok(Some(png)) => Some(png),
+                Ok(None) => None,
+                Err(e) => {
+                    let _ = tx.send(Incoming::Broken(e.to_string()));
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        if tx.send(Incoming::Reply(reply, png)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Address-space size and resident set of a process, in bytes (zeros once it is gone).
+fn memory_of(pid: u32) -> (u64, u64) {
+    let Ok(statm) = std::fs::read_to_string(format!("/proc/{pid}/statm")) else {
+        return (0, 0);
+    };
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+    let mut fields = statm
+        .split_whitespace()
+        .map(|f| f.parse::<u64>().unwrap_or(0));
+    let size = fields.next().unwrap_or(0);
+    let resident = fields.next().unwrap_or(0);
+    (size * page, resident * page)
+}
+
+/// Runs in the child between fork and exec: async-signal-safe calls only.
+fn apply_limits(memory_cap_bytes: u64) -> std::io::Result<()> {
+    let set = |resource, value: u64| {
+        let limit = libc::rlimit {
+            rlim_cur: value as libc::rlim_t,
+            rlim_max: value as libc::rlim_t,
+        };
+        // SAFETY: setrlimit reads the struct we pass and nothing else.
+        if unsafe { libc::setrlimit(resource, &limit) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    set(libc::RLIMIT_CORE, 0)?;
+    if memory_cap_bytes > 0 {
+        set(libc::RLIMIT_AS, memory_cap_bytes)?;
+    }
+    // SAFETY: prctl with integer arguments.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+    }
+    Ok(())
+}
