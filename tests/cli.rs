@@ -172,3 +172,70 @@ fn a_configurable_bound_refuses_large_but_plausible_slides() {
         "the message says what to change: {stderr}"
     );
 }
+
+/// A poison slide costs the CLI one worker process and one error line: the batch goes
+/// on, every slide gets its JSON line, and the exit code says some failed.
+#[test]
+fn out_dir_over_good_and_poison_slides_prints_a_line_each_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let slides_dir = dir.path().join("in");
+    std::fs::create_dir(&slides_dir).unwrap();
+    let corpus = wsi_thumbnail::fixtures::poison::write_corpus(&slides_dir).unwrap();
+    let mut slides = vec![cmu_small_region()];
+    slides.extend(corpus.iter().map(|p| slides_dir.join(p.file_name)));
+    slides.push(shared_poison());
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let run = bin()
+        .args([
+            "thumbnail",
+            "--worker-memory-mb",
+            "1024",
+            "--timeout-ms",
+            "20000",
+            "--out-dir",
+        ])
+        .arg(&out_dir)
+        .args(&slides)
+        .output()
+        .unwrap();
+    assert_eq!(
+        run.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(run.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), slides.len(), "one JSON line per slide");
+    assert_eq!(lines[0]["width"], 2220, "{}", lines[0]);
+    for (line, poison) in lines[1..].iter().zip(&corpus) {
+        assert_eq!(
+            line["error"]["kind"],
+            poison.kind.as_str(),
+            "{}: {line}",
+            poison.file_name
+        );
+    }
+    let last = &lines[slides.len() - 1];
+    assert_eq!(last["error"]["kind"], "corrupt_slide", "{last}");
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("SIGFPE"),
+        "{last}"
+    );
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{} of {} slides failed",
+            slides.len() - 1,
+            slides.len()
+        )),
+        "{stderr}"
+    );
+}

@@ -21,6 +21,8 @@ pub fn producer(bootstrap: &str) -> BaseProducer {
         .set("bootstrap.servers", bootstrap)
         .set("batch.num.messages", "1")
         .set("linger.ms", "0")
+        // Hostile-input tests send requests of over 1 MB.
+        .set("message.max.bytes", "4000000")
         .create()
         .expect("test producer")
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod kafka;
+pub mod process_tree;
 pub mod service;
 pub mod services;
 
@@ -17,6 +18,11 @@ pub fn cmu_small_region() -> PathBuf {
 
 pub fn cmu_reference_png() -> PathBuf {
     testdata().join("CMU-1-Small-Region.openslide-1024.png")
+}
+
+/// The shared poison example (OpenSlide 3.4.1 divides by zero opening it).
+pub fn shared_poison() -> PathBuf {
+    testdata().join("poison/aperio_missing_tile_sigfpe.svs")
 }
 
 fn testdata() -> PathBuf {
