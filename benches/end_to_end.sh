@@ -10,8 +10,13 @@
 # minus request record time), bytes fetched per slide (ours from its metrics; the seed
 # downloads every object whole), peak RSS (VmHWM), CPU over the burst (the contender's,
 # and the whole machine's), our per-stage utilisation from /metrics; then the ratios.
+# A third contender, `none`, is the service with `thumbnail.isolation = "none"` (slides
+# decoded in the service process instead of worker processes): its row and the
+# `isolation` ratio give the cost of the worker processes (small and 40k classes).
+# Peak RSS of the service includes its worker processes.
 # Usage: benches/end_to_end.sh [N_SMALL] [N_40K] [N_100K]   (default 60 20 5)
-# Env: IN_FLIGHT, IN_FLIGHT_PER_PARTITION (the service's budgets, default 32 and 8).
+# Env: IN_FLIGHT, IN_FLIGHT_PER_PARTITION (the service's budgets, default 32 and 8);
+# CONTENDERS (default "ours none seed") to run a subset, e.g. "ours none".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N_SMALL="${1:-60}"; N_MID="${2:-20}"; N_BIG="${3:-5}"
@@ -69,8 +74,27 @@ listen = "127.0.0.1:$HPORT"
 level = "warn"
 TOML
 export WSI_THUMBNAIL_CONFIG="$WORK/bench.toml"
+{ cat "$WORK/bench.toml"; printf '[thumbnail]\nisolation = "none"\n'; } >"$WORK/bench-none.toml"
+CONTENDERS="${CONTENDERS:-ours none seed}"
+runs() { [[ " $CONTENDERS " == *" $1 "* ]]; }
 TICKS=$(getconf CLK_TCK); CORES=$(nproc)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# CPU of a process and its children (the service's workers), alive or reaped.
+tree_ticks() {
+  local total=0 t
+  for p in $1 $(cat /proc/$1/task/*/children 2>/dev/null); do
+    t=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$p/stat" 2>/dev/null || echo 0); total=$((total + t))
+  done
+  echo "$total"
+}
+# Peak resident memory (kB) of a process plus its children.
+tree_hwm() {
+  local total=0 t
+  for p in $1 $(cat /proc/$1/task/*/children 2>/dev/null); do
+    t=$(awk '/VmHWM/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0); total=$((total + ${t:-0}))
+  done
+  echo "$total"
+}
 
 machine_ticks() { awk '/^cpu / {busy = $2 + $3 + $4 + $7 + $8 + $9; print busy, busy + $5 + $6}' /proc/stat; }
 scrape() { python3 -c 'import sys, urllib.request as u; print(u.urlopen(sys.argv[1]).read().decode())' "http://127.0.0.1:$HPORT/metrics" >"$1"; }
@@ -82,13 +106,13 @@ run_one() { # name link n, then the command that consumes the request topic
   "$@" >"$WORK/$name.log" 2>&1 & local pid=$!; pids+=("$pid")
   "$BIN" dev enqueue "$link" >/dev/null
   "$BIN" dev responses --count 1 --timeout 300 >/dev/null            # warm-up
-  [[ $name == ours-* ]] && scrape "$WORK/$name.metrics0"
-  local t0 c0 m0; t0=$(date +%s.%N); c0=$(cpu_ticks "$pid"); m0=$(machine_ticks)
+  [[ $name == seed-* ]] || scrape "$WORK/$name.metrics0"
+  local t0 c0 m0; t0=$(date +%s.%N); c0=$(tree_ticks "$pid"); m0=$(machine_ticks)
   "$BIN" dev enqueue --verbose --repeat "$n" "$link" >"$WORK/$name.sent"
   "$BIN" dev responses --count $((n + 1)) --timeout 1800 >"$WORK/$name.recv"
-  local t1 c1 m1; t1=$(date +%s.%N); c1=$(cpu_ticks "$pid"); m1=$(machine_ticks)
-  [[ $name == ours-* ]] && scrape "$WORK/$name.metrics1"
-  local rss; rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+  local t1 c1 m1; t1=$(date +%s.%N); c1=$(tree_ticks "$pid"); m1=$(machine_ticks)
+  [[ $name == seed-* ]] || scrape "$WORK/$name.metrics1"
+  local rss; rss=$(tree_hwm "$pid")
   awk -v rss="$rss" -v c0="$c0" -v c1="$c1" -v tk="$TICKS" -v t0="$t0" -v t1="$t1" -v m="$m0 $m1" \
     'BEGIN { split(m, a, " "); printf "{\"rss_kb\": %d, \"cpu_s\": %f, \"wall_s\": %f, \"machine_busy\": %f}\n", rss, (c1 - c0) / tk, t1 - t0, (a[3] - a[1]) / (a[4] - a[2]) }' >"$WORK/$name.stats"
   kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
@@ -98,8 +122,11 @@ for class in small mid big; do
   case $class in small) n=$N_SMALL;; mid) n=$N_MID;; big) n=$N_BIG;; esac
   link="gs://slides-in/$class.svs"
   echo "class $class: $n requests each" >&2
-  run_one "ours-$class" "$link" "$n" "$BIN" serve
-  BS="127.0.0.1:$KPORT" GCS="http://127.0.0.1:$GPORT" REQ="bench-req-seed-$class" RESP="bench-resp-seed-$class" \
+  runs ours && run_one "ours-$class" "$link" "$n" "$BIN" serve
+  if runs none && [ "$class" != big ]; then
+    WSI_THUMBNAIL_CONFIG="$WORK/bench-none.toml" run_one "none-$class" "$link" "$n" "$BIN" serve
+  fi
+  runs seed && BS="127.0.0.1:$KPORT" GCS="http://127.0.0.1:$GPORT" REQ="bench-req-seed-$class" RESP="bench-resp-seed-$class" \
     GROUP="seed-peer-$class" OUT_BUCKET=thumbs MAX=0 IDLE_S=600 run_one "seed-$class" "$link" "$n" python3 "$SEED"
 done
 
@@ -137,11 +164,13 @@ print(f"{'class':22} {'contender':10} {'answered':>9} {'req/s':>8} {'p50 s':>7} 
 stages = []
 for c in ("small", "mid", "big"):
     res = {}
-    for who in ("ours", "seed"):
+    for who in ("ours", "none", "seed"):
+        if not os.path.exists(os.path.join(work, f"{who}-{c}.stats")):
+            continue
         n, done, tput, p50, p95, st = load(f"{who}-{c}")
         name = f"{who}-{c}"
         # ours: bytes from its counter over the burst; the seed downloads whole objects.
-        per = delta(name, "wsi_thumbnail_slide_bytes_fetched_total") / n if who == "ours" else sizes[c]
+        per = delta(name, "wsi_thumbnail_slide_bytes_fetched_total") / n if who != "seed" else sizes[c]
         busy = st["cpu_s"] / st["wall_s"] / cores
         res[who] = (tput, p50, per, st["rss_kb"])
         print(f"{labels[c]:22} {who:10} {done:4d}/{n:<4d} {tput:8.2f} {p50:7.2f} {p95:7.2f} {per / 1e6:9.2f} {st['rss_kb'] / 1024:12.0f} {busy:9.0%} {st['machine_busy']:8.0%}")
@@ -152,10 +181,15 @@ for c in ("small", "mid", "big"):
                 workers = scraped(name, 1).get(f'wsi_thumbnail_stage_workers{{stage="{stage}"}}')
                 util.append(f"{stage} {busy_s / st['wall_s'] / workers:.0%}" if workers else f"{stage} {busy_s / st['wall_s']:.2f} s/s")
             stages.append(f"{labels[c]}: " + ", ".join(util))
-    o, s = res["ours"], res["seed"]
-    print(f"{'':22} {'ratio':10} {'':9} {o[0] / s[0]:7.1f}x {s[1] / o[1]:6.1f}x {'':7} {s[2] / o[2]:8.0f}x {o[3] / s[3]:11.2f}x")
+    if "ours" in res and "seed" in res:
+        o, s = res["ours"], res["seed"]
+        print(f"{'':22} {'ratio':10} {'':9} {o[0] / s[0]:7.1f}x {s[1] / o[1]:6.1f}x {'':7} {s[2] / o[2]:8.0f}x {o[3] / s[3]:11.2f}x")
+    if "ours" in res and "none" in res:
+        o, u = res["ours"], res["none"]
+        print(f"{'':22} {'isolation':10} {'':9} {o[0] / u[0]:7.3f}x  (throughput with worker processes / in-process)")
 print(f"(object sizes: " + ", ".join(f"{labels[c]} {sizes[c] / 1e6:.1f} MB" for c in sizes) + f"; {cores} cores)")
-print("ratios: throughput ours/seed, p50 seed/ours, bytes seed/ours, peak RSS ours/seed")
+print("ratios: throughput ours/seed, p50 seed/ours, bytes seed/ours, peak RSS ours/seed; isolation: ours/none")
+print("ours = the shipped defaults (worker processes); none = thumbnail.isolation = \"none\"")
 print("proc CPU: the contender's CPU over the burst / cores; machine: all processes (broker and emulator included)")
 print("our stage utilisation over the burst (busy seconds per second, / workers for the thread pools):")
 for line in stages:

@@ -252,3 +252,61 @@ fn google_tokens_reach_the_sasl_handshake() {
     assert!(claims["exp"].as_u64() > claims["iat"].as_u64());
     assert_eq!(parts[2], ACCESS_TOKEN.as_bytes(), "the access token itself");
 }
+
+/// No usable Google credentials (no key file, a metadata server that does not answer):
+/// the service says what it tried in one line and exits non-zero, quickly, without a
+/// panic, instead of crash-looping with no hint.
+#[test]
+fn missing_google_credentials_are_a_clear_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = free_port();
+    let config = dir.path().join("oauth.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbootstrap_servers = \"127.0.0.1:{}\"\noauth = \"google\"\n\
+             [storage]\noutput = \"file://{}/out/\"\nallow_file_inputs = true\n\
+             [http]\nlisten = \"127.0.0.1:{}\"\n",
+            free_port(),
+            dir.path().display(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let log = dir.path().join("serve.log");
+    let started = std::time::Instant::now();
+    let mut service = Service::start_logged(
+        &config,
+        &[
+            ("GCE_METADATA_HOST", format!("127.0.0.1:{closed}")),
+            ("HOME", home.display().to_string()),
+            ("GOOGLE_APPLICATION_CREDENTIALS", String::new()),
+        ],
+        &log,
+    );
+    let status = loop {
+        if let Some(status) = service.child.as_mut().unwrap().try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "still running after 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert_ne!(status.code(), Some(101), "a panic: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(error.contains("GOOGLE_APPLICATION_CREDENTIALS"), "{error}");
+    assert!(
+        error.contains(&format!("127.0.0.1:{closed}")),
+        "names the metadata server: {error}"
+    );
+}

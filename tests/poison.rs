@@ -628,3 +628,80 @@ fn a_worker_has_no_network_no_exec_and_writes_only_its_temp_dir() {
         println!("this kernel has no Landlock; file writes are not restricted here");
     }
 }
+
+/// A worker started the way the service starts it holds nothing of the service's: no
+/// environment beyond the allow-list, no inherited descriptors, and its limits.
+#[test]
+fn a_worker_inherits_no_secrets_no_descriptors_and_its_limits() {
+    use wsi_thumbnail::worker::WorkerSettings;
+    use wsi_thumbnail::worker::process::WorkerProcess;
+    let dir = tempfile::tempdir().unwrap();
+    // A descriptor without close-on-exec, as a careless library might leave one.
+    let leaked = std::fs::File::open(env!("CARGO_MANIFEST_DIR")).unwrap();
+    // SAFETY: clearing FD_CLOEXEC on a descriptor we own.
+    unsafe {
+        use std::os::fd::AsRawFd;
+        libc::fcntl(leaked.as_raw_fd(), libc::F_SETFD, 0);
+        std::env::set_var("WSI_TEST_SECRET_TOKEN", "s3cr3t");
+    }
+    let mut settings = WorkerSettings::new(1024, Duration::from_secs(30), dir.path().to_path_buf());
+    settings.program = env!("CARGO_BIN_EXE_wsi-thumbnail").into();
+    let worker = WorkerProcess::start(&settings).expect("worker starts");
+    assert!(
+        !worker
+            .environment
+            .iter()
+            .any(|k| k == "WSI_TEST_SECRET_TOKEN"),
+        "{:?}",
+        worker.environment
+    );
+    assert!(
+        worker.environment.iter().all(|k| [
+            "PATH",
+            "LANG",
+            "LC_ALL",
+            "TMPDIR",
+            "RUST_LOG",
+            "RUST_BACKTRACE",
+            "WSI_THUMBNAIL_INJECT_PANIC",
+            "MALLOC_ARENA_MAX"
+        ]
+        .contains(&k.as_str())),
+        "{:?}",
+        worker.environment
+    );
+    let leaked_target = std::fs::canonicalize(env!("CARGO_MANIFEST_DIR")).unwrap();
+    assert!(
+        !worker
+            .open_fds
+            .iter()
+            .any(|f| f.ends_with(&*leaked_target.to_string_lossy())),
+        "a descriptor of the service reached the worker: {:?}",
+        worker.open_fds
+    );
+    assert_eq!(
+        worker.open_fds.len(),
+        4,
+        "stdin, the protocol's stdout, stderr and descriptor 1 (stderr again) only: {:?}",
+        worker.open_fds
+    );
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", worker.pid())).unwrap();
+    let line = |name: &str| {
+        limits
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        line("Max address space").contains(&(1024u64 << 20).to_string()),
+        "{limits}"
+    );
+    assert!(
+        line("Max core file size")
+            .split_whitespace()
+            .any(|w| w == "0"),
+        "{limits}"
+    );
+    drop(leaked);
+}

@@ -108,19 +108,27 @@ impl ClientContext for AuthContext {
 
 impl GoogleTokenProvider {
     pub fn new(principal: Option<String>) -> Result<Self, OAuthError> {
+        let credentials = Builder::default()
+            .with_scopes([SCOPE])
+            .build_access_token_credentials()
+            .map_err(|e| OAuthError::Credentials(e.to_string()))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("wsi-oauth")
             .enable_all()
             .build()
             .map_err(|e| OAuthError::Credentials(e.to_string()))?;
-        let credentials = Builder::default()
-            .with_scopes([SCOPE])
-            .build_access_token_credentials()
-            .map_err(|e| OAuthError::Credentials(e.to_string()))?;
         let principal = match principal.filter(|p| !p.is_empty()) {
             Some(p) => p,
-            None => discover_principal(&runtime)?,
+            None => match discover_principal(&runtime) {
+                Ok(p) => p,
+                Err(e) => {
+                    // Dropping a runtime inside the service's own async context panics
+                    // ("Cannot drop a runtime..."): shut it down without blocking.
+                    runtime.shutdown_background();
+                    return Err(e);
+                }
+            },
         };
         tracing::info!(%principal, "Kafka OAUTHBEARER tokens from Google credentials");
         Ok(GoogleTokenProvider {
@@ -217,9 +225,12 @@ fn discover_principal(runtime: &tokio::runtime::Runtime) -> Result<String, OAuth
             .map_err(|e| e.to_string())?;
         response.text().await.map_err(|e| e.to_string())
     };
-    let email = wait(runtime, fetch)
-        .and_then(|r| r)
-        .map_err(OAuthError::Principal)?;
+    let email = wait(runtime, fetch).and_then(|r| r).map_err(|e| {
+        OAuthError::Principal(format!(
+            "GOOGLE_APPLICATION_CREDENTIALS is not set and the metadata server at {host} \
+             did not answer ({e})"
+        ))
+    })?;
     Ok(email.trim().to_string())
 }
 

@@ -3,8 +3,9 @@
 //!
 //! Limits are set between `fork` and `exec` (so they hold before the worker runs a line
 //! of slide code): the address space (`RLIMIT_AS` = `thumbnail.worker_memory_mb`), no
-//! core dumps, and death with the thread that started it (`PR_SET_PDEATHSIG`), so a
-//! service that dies never leaves workers behind. The deadline and the resident-memory
+//! core dumps, death with the thread that started it (`PR_SET_PDEATHSIG`), so a
+//! service that dies never leaves workers behind, no inherited descriptors and an
+//! environment with nothing secret in it. The deadline and the resident-memory
 //! watch are enforced from here, because a worker stuck in a C loop cannot be trusted
 //! to stop itself.
 
@@ -19,6 +20,18 @@ use super::outcome::Ending;
 use super::protocol::{self, MAX_PNG_FRAME, Reply, Task};
 use crate::error_kind::ErrorKind;
 use crate::slide::Thumbnail;
+
+/// The only environment variables a worker gets: locale, logging, paths, and the
+/// fault-injection switch the tests use.
+const PASSED_ENV: &[&str] = &[
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "TMPDIR",
+    "RUST_LOG",
+    "RUST_BACKTRACE",
+    crate::actors::guard::INJECT_PANIC_ENV,
+];
 
 /// How often a busy worker's memory and deadline are checked.
 const WATCH_INTERVAL: Duration = Duration::from_millis(20);
@@ -91,6 +104,11 @@ pub struct WorkerProcess {
     incoming: Receiver<Incoming>,
     /// The sandbox the worker reported at start-up.
     pub sandbox: String,
+    /// The names of the worker's environment variables, as it reported them.
+    pub environment: Vec<String>,
+    /// The worker's open descriptors at start-up (`N -> target`): stdin, its protocol
+    /// stdout, stderr and descriptor 1 (stderr again), nothing of the service's.
+    pub open_fds: Vec<String>,
 }
 
 impl WorkerProcess {
@@ -104,6 +122,13 @@ impl WorkerProcess {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
+            // Nothing of the service's environment (credentials, SASL settings) is the
+            // worker's business: a compromised worker could hide it in a thumbnail.
+            .env_clear()
+            .envs(
+                std::env::vars_os()
+                    .filter(|(k, _)| PASSED_ENV.iter().any(|p| k.to_str() == Some(*p))),
+            )
             // Fewer malloc arenas: each reserves 64 MiB of address space per thread,
             // which would eat into RLIMIT_AS without holding any slide data.
             .env("MALLOC_ARENA_MAX", "2");
@@ -138,10 +163,21 @@ impl WorkerProcess {
             stdin,
             incoming,
             sandbox: String::new(),
+            environment: Vec::new(),
+            open_fds: Vec::new(),
         };
         match worker.incoming.recv_timeout(START_TIMEOUT) {
-            Ok(Incoming::Reply(Reply::Ready { sandbox }, _)) => {
+            Ok(Incoming::Reply(
+                Reply::Ready {
+                    sandbox,
+                    environment,
+                    open_fds,
+                },
+                _,
+            )) => {
                 worker.sandbox = sandbox;
+                worker.environment = environment;
+                worker.open_fds = open_fds;
                 Ok(worker)
             }
             Ok(Incoming::Broken(why)) => {
@@ -330,10 +366,14 @@ fn apply_limits(memory_cap_bytes: u64) -> std::io::Result<()> {
         Ok(())
     };
     set(libc::RLIMIT_CORE, 0)?;
+    // The worker decodes on its main thread, whose stack grows up to this.
+    set(libc::RLIMIT_STACK, super::child::DECODE_STACK_BYTES as u64)?;
     if memory_cap_bytes > 0 {
         set(libc::RLIMIT_AS, memory_cap_bytes)?;
     }
-    // SAFETY: prctl with integer arguments.
+    // SAFETY: prctl and close_range with integer arguments. Descriptors the service
+    // holds (broker sockets, files) must not reach the worker even where a library
+    // opened them without close-on-exec; stdio is already in place at this point.
     unsafe {
         libc::prctl(
             libc::PR_SET_PDEATHSIG,
@@ -342,6 +382,7 @@ fn apply_limits(memory_cap_bytes: u64) -> std::io::Result<()> {
             0,
             0,
         );
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
     }
     Ok(())
 }

@@ -30,8 +30,16 @@ pub struct Task {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Reply {
-    /// Sent once at start-up, after the sandbox is in place.
-    Ready { sandbox: String },
+    /// Sent once at start-up, after the sandbox is in place, with what the worker
+    /// holds: the sandbox layers, the names of its environment variables and its open
+    /// descriptors (the service checks none leaked in).
+    Ready {
+        sandbox: String,
+        #[serde(default)]
+        environment: Vec<String>,
+        #[serde(default)]
+        open_fds: Vec<String>,
+    },
     /// The thumbnail is made; its PNG is the next frame.
     Done {
         width: u32,
@@ -101,13 +109,17 @@ mod tests {
             &mut buf,
             &Reply::Ready {
                 sandbox: "full".into(),
+                environment: vec!["PATH".into()],
+                open_fds: vec!["0 -> pipe:[1]".into()],
             },
         )
         .unwrap();
         write_frame(&mut buf, b"\x89PNG").unwrap();
         let mut input = buf.as_slice();
         let reply: Reply = read_json(&mut input).unwrap().unwrap();
-        assert!(matches!(reply, Reply::Ready { sandbox } if sandbox == "full"));
+        assert!(
+            matches!(reply, Reply::Ready { sandbox, open_fds, .. } if sandbox == "full" && open_fds.len() == 1)
+        );
         assert_eq!(read_frame(&mut input, 16).unwrap().unwrap(), b"\x89PNG");
         assert!(read_frame(&mut input, 16).unwrap().is_none());
     }
