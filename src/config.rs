@@ -337,6 +337,8 @@ impl Config {
         parse_output(&self.storage.output)
     }
 
+    /// Decoder threads (each with one worker process under `isolation = "process"`):
+    /// one per core unless set.
     pub fn decoder_threads(&self) -> usize {
         match self.pipeline.decoder_threads {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),

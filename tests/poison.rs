@@ -664,7 +664,8 @@ fn a_worker_inherits_no_secrets_no_descriptors_and_its_limits() {
             "RUST_LOG",
             "RUST_BACKTRACE",
             "WSI_THUMBNAIL_INJECT_PANIC",
-            "MALLOC_ARENA_MAX"
+            "MALLOC_ARENA_MAX",
+            "GLIBC_TUNABLES"
         ]
         .contains(&k.as_str())),
         "{:?}",

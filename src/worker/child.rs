@@ -21,7 +21,7 @@ use crate::slide::make_thumbnail;
 /// Stack of every decoding thread: the pool threads reserve it (address space, counted
 /// by the memory cap, but no memory until a deep recursion touches it); the main
 /// thread's grows up to it.
-pub const DECODE_STACK_BYTES: usize = 64 * 1024 * 1024;
+pub const DECODE_STACK_BYTES: usize = 16 * 1024 * 1024;
 
 /// Runs the worker until its input closes.
 pub fn run(writable_dir: &Path) -> ExitCode {
