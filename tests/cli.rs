@@ -14,6 +14,14 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_wsi-thumbnail"))
 }
 
+/// Each stdout line as JSON.
+fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 fn thumbnail(slide: &Path, out: &Path) -> Output {
     bin()
         .args(["thumbnail"])
@@ -75,11 +83,7 @@ fn many_slides_write_one_json_line_each_into_the_out_dir() {
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    let lines: Vec<serde_json::Value> = String::from_utf8(run.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = json_lines(&run.stdout);
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["width"], 2220);
     assert_eq!(lines[0]["vendor"], "aperio");
@@ -205,11 +209,7 @@ fn out_dir_over_good_and_poison_slides_prints_a_line_each_and_exits_1() {
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    let lines: Vec<serde_json::Value> = String::from_utf8(run.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = json_lines(&run.stdout);
     assert_eq!(lines.len(), slides.len(), "one JSON line per slide");
     assert_eq!(lines[0]["width"], 2220, "{}", lines[0]);
     for (line, poison) in lines[1..].iter().zip(&corpus) {

@@ -92,8 +92,10 @@ pub struct StageTimings {
     pub encode: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Thumbnail {
+    /// Not serialised: a worker process sends it as a raw frame of its own.
+    #[serde(skip)]
     pub png: Vec<u8>,
     pub width: u32,
     pub height: u32,

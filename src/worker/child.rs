@@ -103,17 +103,10 @@ fn take_stdout() -> Option<BufWriter<File>> {
 fn decode(task: Task) -> (Reply, Option<Vec<u8>>) {
     let made = std::panic::catch_unwind(|| make_thumbnail(&task.path, &task.options));
     match made {
-        Ok(Ok(thumb)) => (
-            Reply::Done {
-                width: thumb.width,
-                height: thumb.height,
-                metadata: thumb.metadata,
-                level: thumb.level,
-                path: thumb.path,
-                timings: thumb.timings,
-            },
-            Some(thumb.png),
-        ),
+        Ok(Ok(mut thumb)) => {
+            let png = std::mem::take(&mut thumb.png);
+            (Reply::Done(thumb), Some(png))
+        }
         Ok(Err(e)) => (
             Reply::Failed {
                 kind: e.kind(),

@@ -23,7 +23,7 @@ use crate::slide::Thumbnail;
 
 /// The only environment variables a worker gets: locale, logging, paths, and the
 /// fault-injection switch the tests use.
-const PASSED_ENV: &[&str] = &[
+pub const PASSED_ENV: &[&str] = &[
     "PATH",
     "LANG",
     "LC_ALL",
@@ -215,7 +215,7 @@ impl WorkerProcess {
         let mut peak_virtual = 0;
         loop {
             match self.incoming.recv_timeout(WATCH_INTERVAL) {
-                Ok(Incoming::Reply(Reply::Done { .. }, None))
+                Ok(Incoming::Reply(Reply::Done(_), None))
                 | Ok(Incoming::Reply(Reply::Ready { .. }, _)) => {
                     self.stop();
                     return Finish::Stopped {
@@ -223,26 +223,9 @@ impl WorkerProcess {
                         peak_virtual_bytes: peak_virtual,
                     };
                 }
-                Ok(Incoming::Reply(
-                    Reply::Done {
-                        width,
-                        height,
-                        metadata,
-                        level,
-                        path,
-                        timings,
-                    },
-                    Some(png),
-                )) => {
-                    return Finish::Done(Thumbnail {
-                        png,
-                        width,
-                        height,
-                        metadata,
-                        level,
-                        path,
-                        timings,
-                    });
+                Ok(Incoming::Reply(Reply::Done(mut thumbnail), Some(png))) => {
+                    thumbnail.png = png;
+                    return Finish::Done(thumbnail);
                 }
                 Ok(Incoming::Reply(Reply::Failed { kind, message }, _)) => {
                     return Finish::Failed { kind, message };
@@ -324,7 +307,7 @@ fn read_replies(mut out: impl std::io::Read, tx: mpsc::Sender<Incoming>) {
                 return;
             }
         };
-        let png = if matches!(reply, Reply::Done { .. }) {
+        let png = if matches!(reply, Reply::Done(_)) {
             match protocol::read_frame(&mut out, MAX_PNG_FRAME) {
                 Ok(Some(png)) => Some(png),
                 Ok(None) => None,

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::error_kind::ErrorKind;
-use crate::slide::{PixelPath, SlideMetadata, StageTimings, ThumbnailOptions};
+use crate::slide::{Thumbnail, ThumbnailOptions};
 
 /// Longest control frame (a reply is a few hundred bytes; error messages are cut).
 pub const MAX_CONTROL_FRAME: usize = 1024 * 1024;
@@ -40,15 +40,8 @@ pub enum Reply {
         #[serde(default)]
         open_fds: Vec<String>,
     },
-    /// The thumbnail is made; its PNG is the next frame.
-    Done {
-        width: u32,
-        height: u32,
-        metadata: SlideMetadata,
-        level: u32,
-        path: PixelPath,
-        timings: StageTimings,
-    },
+    /// The thumbnail is made; its PNG (not serialised here) is the next frame.
+    Done(Thumbnail),
     /// The engine refused the slide with a typed error.
     Failed { kind: ErrorKind, message: String },
 }
