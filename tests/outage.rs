@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use common::kafka::{committed, end_offsets, produce, read_all};
 use common::service::Service;
 use common::services::{
-    Broker, Gcs, ensure_topics, free_port, metric, service_config, stage_buckets,
+    Broker, Gcs, Stack, ensure_topics, free_port, metric, service_config, stage_buckets,
 };
 use common::*;
 
@@ -149,4 +149,52 @@ fn a_storage_outage_loses_nothing_and_an_endless_one_becomes_failure_records() {
     for p in 0..PARTITIONS as usize {
         assert_eq!(done[p], Some(ends[p]), "partition {p}");
     }
+}
+
+/// A broker that goes away: readiness turns 503 and the log stays readable, at most a
+/// handful of warning and error lines for a 20 s outage instead of dozens a second.
+#[test]
+fn a_broker_outage_turns_readiness_off_and_stays_quiet_in_the_log() {
+    let mut stack = Stack::start("[storage]\noutput = \"gs://thumbs/\"\n", |_| {});
+    let log = stack.dir.path().join("serve.log");
+    let mut service = Service::start_logged(
+        &stack.config,
+        &stack.env(&[("RUST_LOG", "warn,wsi_thumbnail=info".into())]),
+        &log,
+    );
+    assert!(
+        eventually(Duration::from_secs(60), || http_get(
+            stack.http_port,
+            "/readyz"
+        )
+        .is_some_and(|(code, _)| code == 200)),
+        "ready before the outage"
+    );
+    let before = std::fs::read_to_string(&log).unwrap().len();
+    stack.broker.kill();
+    std::thread::sleep(Duration::from_secs(20));
+    let readiness = http_get(stack.http_port, "/readyz").map(|(code, _)| code);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let during: Vec<&str> = text[before..]
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .collect();
+    println!(
+        "{} warning/error lines in 20 s:\n{}",
+        during.len(),
+        during.join("\n")
+    );
+    assert_eq!(readiness, Some(503), "not ready without a broker");
+    assert!(!during.is_empty(), "the outage is reported");
+    assert!(during.len() <= 20, "{} lines in 20 s", during.len());
+    assert!(
+        service
+            .child
+            .as_mut()
+            .unwrap()
+            .try_wait()
+            .unwrap()
+            .is_none(),
+        "alive"
+    );
 }

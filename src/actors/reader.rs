@@ -8,6 +8,7 @@
 //! partition (librdkafka fetches per partition anyway).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use rdkafka::Message as _;
@@ -16,6 +17,7 @@ use tokio::sync::watch;
 
 use super::tracker::OffsetTracker;
 use crate::kafka::context::ServiceContext;
+use crate::log_throttle::LogThrottle;
 use crate::messages::pipeline::Admit;
 use crate::messages::ticket::Ticket;
 use crate::pipeline::prepare::prepare;
@@ -95,7 +97,12 @@ async fn read_loop(
         let message = match message {
             Ok(m) => m,
             Err(e) => {
-                tracing::warn!(error = %e, "consumer error");
+                // The same outage the client context already reports: a few lines a
+                // minute, not one per poll.
+                static CONSUMER_ERRORS: LogThrottle = LogThrottle::new(Duration::from_secs(15));
+                if let Some(held_back) = CONSUMER_ERRORS.allow() {
+                    tracing::warn!(error = %e, held_back, "consumer error");
+                }
                 continue;
             }
         };

@@ -19,6 +19,7 @@ use super::fetcher::Fetcher;
 use super::publisher::Publisher;
 use crate::error_kind::ErrorKind;
 use crate::kafka::context::ServiceContext;
+use crate::log_throttle::LogThrottle;
 use crate::messages::pipeline::{Admit, Admitted, Completed, Fail, Failure, Fetch};
 use crate::messages::ticket::Ticket;
 use crate::pipeline::book::Book;
@@ -124,7 +125,12 @@ impl OffsetTracker {
                 }
                 tracing::debug!(?pending, "committed");
             }
-            Err(e) => tracing::warn!(error = %e, "commit failed; will retry on the next tick"),
+            Err(e) => {
+                static COMMIT_ERRORS: LogThrottle = LogThrottle::new(Duration::from_secs(15));
+                if let Some(held_back) = COMMIT_ERRORS.allow() {
+                    tracing::warn!(error = %e, held_back, "commit failed; will retry on the next tick");
+                }
+            }
         }
     }
 

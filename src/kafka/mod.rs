@@ -5,5 +5,6 @@
 pub mod context;
 pub mod oauth;
 pub mod produce_error;
+pub mod quiet_logs;
 pub mod settings;
 pub mod topics;

@@ -98,6 +98,14 @@ impl AuthContext {
 impl ClientContext for AuthContext {
     const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
 
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        super::quiet_logs::log(level, fac, log_message);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        super::quiet_logs::error(error, reason);
+    }
+
     fn generate_oauth_token(
         &self,
         _config: Option<&str>,

@@ -86,6 +86,12 @@ impl Broker {
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
+
+    /// Kills the broker (an outage: its port refuses connections from now on).
+    pub fn kill(&mut self) {
+        let _ = self._process.0.kill();
+        let _ = self._process.0.wait();
+    }
 }
 
 fn tansu_binary() -> PathBuf {
