@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 
 use common::kafka::{produce, read_all};
 use common::service::Service;
-use common::services::{Stack, free_port};
+use common::services::{Stack, free_port, metric};
+use common::{eventually, http_get};
 
 const PARTITIONS: i32 = 4;
 
@@ -101,6 +102,34 @@ fn sigterm_drains_exits_zero_and_a_restart_redoes_nothing() {
         redone.is_empty(),
         "requests answered before SIGTERM were redone: {redone:?}"
     );
+    assert!(service.terminate(Duration::from_secs(25)).success());
+
+    // Restarted on a fully committed group: the lag is 0 from the first report (it
+    // used to be each partition's whole history until this instance committed).
+    let service = start(&s);
+    let lags = |text: &str| -> Vec<f64> {
+        (0..PARTITIONS)
+            .filter_map(|p| {
+                metric(
+                    text,
+                    &format!("wsi_thumbnail_consumer_lag{{partition=\"{p}\"}}"),
+                )
+            })
+            .collect()
+    };
+    let mut last = Vec::new();
+    let reported = eventually(Duration::from_secs(60), || {
+        last = http_get(s.http_port, "/metrics")
+            .map(|(_, body)| lags(&body))
+            .unwrap_or_default();
+        last.len() == PARTITIONS as usize
+    });
+    assert!(reported, "lag gauges for every partition: {last:?}");
+    assert!(
+        last.iter().all(|l| *l == 0.0),
+        "lag after a restart: {last:?}"
+    );
+    let mut service = service;
     assert!(service.terminate(Duration::from_secs(25)).success());
 }
 

@@ -2,15 +2,18 @@
 //!
 //! Receives: nothing; runs on a timer.
 //! Sends: nothing; updates `Health` and the `wsi_thumbnail_consumer_lag{partition}`
-//! gauges (high watermark minus committed offset), and runs the metrics upkeep.
+//! gauges (high watermark minus the group's committed offset, as the broker has it;
+//! 0 for partitions this instance no longer owns), and runs the metrics upkeep.
 //! Owns: a handle on the consumer for metadata and watermark queries (blocking calls,
 //! so they run on the blocking pool, never on the actor's thread).
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
 use metrics_exporter_prometheus::PrometheusHandle;
+use rdkafka::Offset;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 
 use crate::health::Health;
@@ -24,6 +27,14 @@ pub struct Monitor {
     pub topic: String,
     pub metrics: PrometheusHandle,
     pub interval: Duration,
+    /// Partitions whose lag the last check reported.
+    pub reported: Arc<Mutex<HashSet<i32>>>,
+}
+
+/// Records not yet done: the high watermark minus the committed offset, or minus the
+/// low watermark when the group has never committed (what is still on the broker).
+fn consumer_lag(low: i64, high: i64, committed: Option<i64>) -> i64 {
+    (high - committed.unwrap_or(low).max(low)).max(0)
 }
 
 impl Monitor {
@@ -32,6 +43,7 @@ impl Monitor {
         let book = self.book.clone();
         let health = self.health.clone();
         let topic = self.topic.clone();
+        let reported = self.reported.clone();
         self.metrics.run_upkeep();
         let probe = tokio::task::spawn_blocking(move || {
             let timeout = Duration::from_secs(3);
@@ -43,20 +55,35 @@ impl Monitor {
             let Ok(assignment) = consumer.assignment() else {
                 return;
             };
+            // The group's committed offsets as the broker has them: right after a
+            // restart this instance has committed nothing yet, but the group has.
+            let broker_committed = consumer.committed_offsets(assignment.clone(), timeout).ok();
+            let mut assigned = HashSet::new();
             for elem in assignment.elements() {
-                let Ok((_, high)) =
-                    consumer.fetch_watermarks(elem.topic(), elem.partition(), timeout)
-                else {
+                let (topic, partition) = (elem.topic(), elem.partition());
+                assigned.insert(partition);
+                let Ok((low, high)) = consumer.fetch_watermarks(topic, partition, timeout) else {
                     continue;
                 };
-                let committed = book
-                    .lock()
-                    .ok()
-                    .and_then(|b| b.committed(elem.topic(), elem.partition()));
-                // Nothing committed yet by this instance: lag counts from the start.
-                let lag = (high - committed.unwrap_or(0)).max(0);
-                metrics::gauge!("wsi_thumbnail_consumer_lag", "partition" => elem.partition().to_string())
+                let ours = book.lock().ok().and_then(|b| b.committed(topic, partition));
+                let group = broker_committed
+                    .as_ref()
+                    .and_then(|tpl| tpl.find_partition(topic, partition))
+                    .and_then(|e| match e.offset() {
+                        Offset::Offset(n) => Some(n),
+                        _ => None,
+                    });
+                let lag = consumer_lag(low, high, ours.max(group));
+                metrics::gauge!("wsi_thumbnail_consumer_lag", "partition" => partition.to_string())
                     .set(lag as f64);
+            }
+            // Partitions no longer ours: their lag is another instance's to report.
+            if let Ok(mut previous) = reported.lock() {
+                for gone in previous.difference(&assigned) {
+                    metrics::gauge!("wsi_thumbnail_consumer_lag", "partition" => gone.to_string())
+                        .set(0.0);
+                }
+                *previous = assigned;
             }
         });
         ctx.spawn(
@@ -74,5 +101,23 @@ impl Actor for Monitor {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.check(ctx);
         ctx.run_interval(self.interval, |act, ctx| act.check(ctx));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::consumer_lag;
+
+    #[test]
+    fn lag_counts_from_the_commit_or_what_the_broker_still_holds() {
+        assert_eq!(consumer_lag(0, 20, Some(20)), 0, "fully committed");
+        assert_eq!(consumer_lag(0, 20, Some(15)), 5);
+        assert_eq!(consumer_lag(0, 20, None), 20, "never committed");
+        assert_eq!(consumer_lag(12, 20, None), 8, "retention removed the start");
+        assert_eq!(
+            consumer_lag(12, 20, Some(3)),
+            8,
+            "a commit older than retention"
+        );
     }
 }

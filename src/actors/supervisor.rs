@@ -231,6 +231,7 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
         topic: config.kafka.request_topic.clone(),
         metrics: metrics_handle.clone(),
         interval: Duration::from_secs(5),
+        reported: Arc::default(),
     }
     .start();
     let process_api = Arc::new(ProcessApi::new(
