@@ -163,6 +163,11 @@ pub struct HttpConfig {
     pub listen: String,
     /// Longest a `POST /process` caller waits for its thumbnail (then 504 `timeout`).
     pub process_timeout_ms: u64,
+    /// Serve `POST /process` at all (404 when off).
+    pub process_enabled: bool,
+    /// A file holding the bearer token `POST /process` callers must present (else the
+    /// `WSI_THUMBNAIL_PROCESS_TOKEN` environment variable; neither: no token).
+    pub process_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -223,6 +228,8 @@ impl Default for Config {
             http: HttpConfig {
                 listen: "0.0.0.0:8080".into(),
                 process_timeout_ms: 300_000,
+                process_enabled: true,
+                process_token_file: None,
             },
             log: LogConfig {
                 level: "info".into(),

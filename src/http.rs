@@ -1,7 +1,7 @@
 //! The HTTP side of the service (actix-web): `/metrics` (Prometheus text), `/healthz`
 //! (200 while the actors run) and `/readyz` (200 once the broker answers, 503 before
 //! and while draining) and `POST /process` (the synchronous API, see
-//! [`crate::process_api`]).
+//! [`crate::process_api`]; who may call it: [`crate::process_access`]).
 
 use std::sync::Arc;
 
@@ -9,6 +9,7 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::health::Health;
+use crate::process_access::{Decision, ProcessAccess};
 use crate::process_api::ProcessApi;
 
 /// Whether the pipeline's actors are still running.
@@ -20,6 +21,7 @@ struct State {
     alive: Liveness,
     metrics: PrometheusHandle,
     process: Arc<ProcessApi>,
+    access: Arc<ProcessAccess>,
 }
 
 async fn metrics(state: web::Data<State>) -> HttpResponse {
@@ -46,7 +48,27 @@ async fn readyz(state: web::Data<State>) -> HttpResponse {
     }
 }
 
-async fn process(state: web::Data<State>, body: web::Bytes) -> HttpResponse {
+async fn process(
+    state: web::Data<State>,
+    request: actix_web::HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let authorization = request
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    match state.access.check(authorization) {
+        Decision::Allowed => {}
+        Decision::Disabled => {
+            return HttpResponse::NotFound()
+                .body("POST /process is turned off (http.process_enabled)\n");
+        }
+        Decision::Unauthorized => {
+            return HttpResponse::Unauthorized()
+                .insert_header(("WWW-Authenticate", "Bearer"))
+                .body("POST /process needs Authorization: Bearer <token>\n");
+        }
+    }
     if state.health.is_draining() {
         return HttpResponse::ServiceUnavailable()
             .insert_header(("Retry-After", "5"))
@@ -67,12 +89,14 @@ pub fn server(
     alive: Liveness,
     metrics_handle: PrometheusHandle,
     process_api: Arc<ProcessApi>,
+    access: ProcessAccess,
 ) -> std::io::Result<actix_web::dev::Server> {
     let state = State {
         health,
         alive,
         metrics: metrics_handle,
         process: process_api,
+        access: Arc::new(access),
     };
     Ok(HttpServer::new(move || {
         App::new()

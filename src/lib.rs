@@ -19,6 +19,7 @@ pub mod kafka;
 pub mod log_throttle;
 pub mod messages;
 pub mod pipeline;
+pub mod process_access;
 pub mod process_api;
 pub mod slide;
 pub mod storage;

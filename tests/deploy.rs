@@ -198,6 +198,9 @@ fn the_kubernetes_manifests_carry_probes_budgets_and_scaling() {
     let mut docs = Vec::new();
     for entry in std::fs::read_dir(repo("deploy/k8s")).unwrap() {
         let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
         let name = format!("deploy/k8s/{}", path.file_name().unwrap().to_string_lossy());
         for doc in yaml_documents(&name) {
             assert!(
@@ -216,6 +219,8 @@ fn the_kubernetes_manifests_carry_probes_budgets_and_scaling() {
         "NetworkPolicy",
         "PodDisruptionBudget",
         "ScaledObject",
+        "ServiceAccount",
+        "PodMonitoring",
     ] {
         assert!(kinds.contains(kind), "no {kind} in deploy/k8s");
     }
@@ -267,19 +272,78 @@ fn the_kubernetes_manifests_carry_probes_budgets_and_scaling() {
         scaled["maxReplicaCount"], config["kafka"]["topics"]["partitions"],
         "max replicas = request topic partitions"
     );
+    // KEDA's Kafka scaler cannot authenticate to Managed Kafka: scale on our own lag.
     let trigger = &scaled["triggers"][0];
-    assert_eq!(trigger["type"], "kafka");
-    assert_eq!(
-        trigger["metadata"]["consumerGroup"],
-        config["kafka"]["consumer_group"]
+    assert_eq!(trigger["type"], "prometheus");
+    assert!(
+        trigger["metadata"]["query"]
+            .as_str()
+            .unwrap()
+            .contains("wsi_thumbnail_consumer_lag")
+    );
+    assert!(
+        pod.get("replicas").is_none() && of("Deployment")["spec"].get("replicas").is_none(),
+        "a fixed replica count fights KEDA"
     );
     assert_eq!(
-        trigger["metadata"]["topic"],
-        config["kafka"]["request_topic"]
+        pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
+        "Pod Security restricted"
+    );
+    assert!(pod["securityContext"]["runAsGroup"].is_number());
+    let image = container["image"].as_str().unwrap();
+    assert!(!image.ends_with(":latest"), "pinned image: {image}");
+    assert!(
+        container["resources"]["limits"]["cpu"].is_string()
+            || config["pipeline"]["decoder_threads"].as_u64() != Some(0),
+        "decoder_threads = 0 without a CPU limit means one thread per node core"
+    );
+    // Pod memory covers every decoder's worker at its cap plus the service.
+    let limit_mib = {
+        let m = container["resources"]["limits"]["memory"].as_str().unwrap();
+        m.strip_suffix("Gi").map_or_else(
+            || m.trim_end_matches("Mi").parse::<u64>().unwrap(),
+            |g| g.parse::<u64>().unwrap() * 1024,
+        )
+    };
+    let decoders = config["pipeline"]["decoder_threads"].as_u64().unwrap();
+    let worker_mib = config["thumbnail"]["worker_memory_mb"].as_u64().unwrap();
+    assert!(
+        decoders > 0 && decoders * worker_mib + 256 <= limit_mib,
+        "{decoders} workers x {worker_mib} MiB + the service do not fit {limit_mib} MiB"
+    );
+    let sa = of("ServiceAccount");
+    assert_eq!(sa["metadata"]["name"], pod["serviceAccountName"]);
+    assert!(
+        sa["metadata"]["annotations"]["iam.gke.io/gcp-service-account"]
+            .as_str()
+            .unwrap()
+            .ends_with(".iam.gserviceaccount.com")
     );
     assert_eq!(
         of("PodMonitor")["spec"]["podMetricsEndpoints"][0]["path"],
         "/metrics"
+    );
+    assert_eq!(
+        of("PodMonitor")["metadata"]["labels"]["release"],
+        "kube-prometheus-stack"
+    );
+    assert_eq!(
+        of("PodMonitoring")["spec"]["endpoints"][0]["path"],
+        "/metrics"
+    );
+    assert_eq!(
+        of("PodDisruptionBudget")["spec"]["unhealthyPodEvictionPolicy"],
+        "AlwaysAllow"
+    );
+    // Workload Identity's metadata server, on both GKE dataplanes.
+    let egress = serde_json::to_string(&of("NetworkPolicy")["spec"]["egress"]).unwrap();
+    for needed in ["169.254.169.254/32", "169.254.169.252/32", "987", "988"] {
+        assert!(egress.contains(needed), "egress lacks {needed}: {egress}");
+    }
+    let ingress = of("NetworkPolicy")["spec"]["ingress"].as_array().unwrap();
+    assert!(
+        ingress.iter().all(|rule| rule["from"].is_array()),
+        "every ingress rule names who may connect"
     );
     assert!(of("PodDisruptionBudget")["spec"]["maxUnavailable"].is_number());
 }

@@ -161,3 +161,55 @@ fn process_answers_like_the_kafka_path_and_logs_carry_job_ids() {
         "refusals are logged inside their job span:\n{text}"
     );
 }
+
+/// `POST /process` can be turned off, and when on can require a bearer token.
+#[test]
+fn process_can_be_turned_off_or_require_a_bearer_token() {
+    let body = request(
+        "auth-1",
+        "slide-auth",
+        "gs://slides-in/CMU-1-Small-Region.svs",
+    );
+    let serve = |extra: &str, env: &[(&'static str, String)]| {
+        let stack = Stack::start(
+            // The test config ends inside [http]: its keys come first.
+            &format!("{extra}[storage]\noutput = \"gs://thumbs/\"\n"),
+            |_| {},
+        );
+        let service = Service::start(&stack.config, &stack.env(env));
+        assert!(eventually(Duration::from_secs(30), || {
+            http_get(stack.http_port, "/readyz").is_some_and(|(s, _)| s == 200)
+        }));
+        (stack, service)
+    };
+
+    let (stack, mut service) = serve("process_enabled = false\n", &[]);
+    let (status, _) = http_post(stack.http_port, "/process", &body).unwrap();
+    assert_eq!(status, 404, "turned off");
+    assert!(service.terminate(Duration::from_secs(30)).success());
+
+    let token = "4f1c-a-long-random-token";
+    let (stack, mut service) = serve("", &[("WSI_THUMBNAIL_PROCESS_TOKEN", token.into())]);
+    let port = stack.http_port;
+    assert_eq!(
+        http_post(port, "/process", &body).unwrap().0,
+        401,
+        "no token"
+    );
+    let wrong = http_post_with(port, "/process", &body, "Authorization: Bearer nope\r\n");
+    assert_eq!(wrong.unwrap().0, 401, "wrong token");
+    let right = format!("Authorization: Bearer {token}\r\n");
+    let (status, text) = http_post_with(port, "/process", &body, &right).unwrap();
+    assert_eq!(status, 200, "{text}");
+    let response: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(response["id"], "auth-1");
+    // The token never shows in the effective configuration.
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_wsi-thumbnail"))
+        .args(["serve", "--check", "--config"])
+        .arg(&stack.config)
+        .env("WSI_THUMBNAIL_PROCESS_TOKEN", token)
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&check.stdout).contains(token));
+    assert!(service.terminate(Duration::from_secs(30)).success());
+}

@@ -36,6 +36,7 @@ use crate::kafka::oauth::{AuthContext, OAuthError};
 use crate::kafka::settings;
 use crate::pipeline::book::Book;
 use crate::pipeline::journal::{Journal, journal_file};
+use crate::process_access::ProcessAccess;
 use crate::process_api::ProcessApi;
 use crate::slide::ThumbnailOptions;
 use crate::storage::fetch::{WholeObjectFetcher, sweep_stale};
@@ -287,12 +288,18 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
         let stopped_actor = stopped_actor.clone();
         Arc::new(move || stopped_actor().is_none())
     };
+    let access = ProcessAccess::load(
+        config.http.process_enabled,
+        config.http.process_token_file.as_deref(),
+    )
+    .map_err(|e| ServiceError::Config(e.to_string()))?;
     let server = http::server(
         &config.http.listen,
         health.clone(),
         alive,
         metrics_handle,
         process_api,
+        access,
     )
     .map_err(|source| ServiceError::Http {
         listen: config.http.listen.clone(),

@@ -77,10 +77,25 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 
 /// `POST path` with a JSON body: (status code, body).
 pub fn http_post(port: u16, path: &str, body: &[u8]) -> Option<(u16, String)> {
-    http_request(port, "POST", path, body)
+    http_request_with(port, "POST", path, body, "")
+}
+
+/// `POST path` with a JSON body and extra header lines (`Name: value\r\n` each).
+pub fn http_post_with(port: u16, path: &str, body: &[u8], headers: &str) -> Option<(u16, String)> {
+    http_request_with(port, "POST", path, body, headers)
 }
 
 fn http_request(port: u16, method: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
+    http_request_with(port, method, path, body, "")
+}
+
+fn http_request_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    headers: &str,
+) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream
@@ -89,7 +104,7 @@ fn http_request(port: u16, method: &str, path: &str, body: &[u8]) -> Option<(u16
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+         Content-Type: application/json\r\nContent-Length: {}\r\n{headers}\r\n",
         body.len()
     )
     .ok()?;
