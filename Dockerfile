@@ -5,8 +5,18 @@
 #
 #   docker build -t wsi-thumbnail .
 #   docker run --rm -v $PWD/config/wsi-thumbnail.toml:/etc/wsi-thumbnail/config.toml:ro wsi-thumbnail
+#
+# The base images are build arguments, and the binary can come from the build stage
+# (default) or from the host: scripts/container-smoke.sh builds the runtime stage with
+# podman on a Debian 12 minbase made by mmdebstrap, around the host's release binary.
 
-FROM rust:1-bookworm AS builder
+ARG BUILDER_IMAGE=rust:1-bookworm
+ARG RUNTIME_IMAGE=debian:bookworm-slim
+# `builder`: compile in the image; `prebuilt`: take prebuilt/wsi-thumbnail from the
+# build context (the smoke script puts the host's release binary there).
+ARG BINARY_STAGE=builder
+
+FROM ${BUILDER_IMAGE} AS builder
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       pkg-config cmake nasm libopenslide-dev libclang-dev libssl-dev \
@@ -26,7 +36,12 @@ RUN touch src/main.rs src/lib.rs \
  && cargo build --release --locked --bin wsi-thumbnail \
  && strip target/release/wsi-thumbnail
 
-FROM debian:bookworm-slim AS runtime
+FROM scratch AS prebuilt
+COPY prebuilt/wsi-thumbnail /src/target/release/wsi-thumbnail
+
+FROM ${BINARY_STAGE} AS binary
+
+FROM ${RUNTIME_IMAGE} AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libopenslide0 libssl3 libstdc++6 libzstd1 zlib1g ca-certificates curl \
@@ -34,7 +49,7 @@ RUN apt-get update \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin wsi \
  && mkdir -p /etc/wsi-thumbnail /var/tmp/wsi-thumbnail \
  && chown wsi /var/tmp/wsi-thumbnail
-COPY --from=builder /src/target/release/wsi-thumbnail /usr/local/bin/wsi-thumbnail
+COPY --from=binary /src/target/release/wsi-thumbnail /usr/local/bin/wsi-thumbnail
 # The documented default; mount your own at the same path (or set WSI_THUMBNAIL_CONFIG).
 COPY config/wsi-thumbnail.toml /etc/wsi-thumbnail/config.toml
 ENV WSI_THUMBNAIL_CONFIG=/etc/wsi-thumbnail/config.toml \
