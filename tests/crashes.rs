@@ -195,7 +195,8 @@ fn a_joining_instance_redoes_nothing_the_first_had_in_flight() {
     let s = setup();
     let total = 200;
     enqueue(&s.broker.bootstrap(), total);
-    let mut first = start_another(&s);
+    // The first instance on the stack's own HTTP port, so its metrics can be read.
+    let mut first = start(&s);
     answered(&s.broker.bootstrap(), 30, Duration::from_secs(120));
     let mut second = start_another(&s);
     let counts = answered(&s.broker.bootstrap(), total, Duration::from_secs(180));
@@ -208,6 +209,28 @@ fn a_joining_instance_redoes_nothing_the_first_had_in_flight() {
     assert_eq!(
         duplicates, 0,
         "revoked partitions were handed over before their in-flight work was committed"
+    );
+    // The first instance reported lag for all partitions before the join; for the ones
+    // it gave away its gauges go to 0 (they are the other instance's to report), and
+    // for its own the lag is 0 once everything is committed: no stale lag remains.
+    let mut last = Vec::new();
+    let settled = eventually(Duration::from_secs(30), || {
+        let text = http_get(s.http_port, "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        last = (0..PARTITIONS)
+            .filter_map(|p| {
+                metric(
+                    &text,
+                    &format!("wsi_thumbnail_consumer_lag{{partition=\"{p}\"}}"),
+                )
+            })
+            .collect();
+        !last.is_empty() && last.iter().all(|l| *l == 0.0)
+    });
+    assert!(
+        settled,
+        "the first instance's lag gauges after the rebalance: {last:?}"
     );
     assert!(first.terminate(Duration::from_secs(25)).success());
     assert!(second.terminate(Duration::from_secs(25)).success());

@@ -26,9 +26,14 @@ fn run(cmd: &str, args: &[&str]) -> String {
 fn runtime_packages() -> BTreeSet<String> {
     let dockerfile = std::fs::read_to_string(repo("Dockerfile")).unwrap();
     let runtime = dockerfile.split("\nFROM ").last().expect("a runtime stage");
+    // The base is a build argument whose default is Debian 12 slim.
     assert!(
-        runtime.starts_with("debian:bookworm-slim"),
+        runtime.starts_with("${RUNTIME_IMAGE} AS runtime"),
         "runtime stage base: {runtime:.40}"
+    );
+    assert!(
+        dockerfile.contains("ARG RUNTIME_IMAGE=debian:bookworm-slim"),
+        "the runtime base defaults to Debian 12 slim"
     );
     let install = runtime
         .split("apt-get install")
