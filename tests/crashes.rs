@@ -67,6 +67,18 @@ fn answered(bootstrap: &str, want: usize, timeout: Duration) -> HashMap<String, 
     }
 }
 
+/// The `wsi_thumbnail_consumer_lag` gauges an instance exports, partition by partition.
+fn lags(metrics_text: &str) -> Vec<f64> {
+    (0..PARTITIONS)
+        .filter_map(|p| {
+            metric(
+                metrics_text,
+                &format!("wsi_thumbnail_consumer_lag{{partition=\"{p}\"}}"),
+            )
+        })
+        .collect()
+}
+
 fn start(s: &Stack) -> Service {
     Service::start(&s.config, &s.env(&[]))
 }
@@ -107,16 +119,6 @@ fn sigterm_drains_exits_zero_and_a_restart_redoes_nothing() {
     // Restarted on a fully committed group: the lag is 0 from the first report (it
     // used to be each partition's whole history until this instance committed).
     let service = start(&s);
-    let lags = |text: &str| -> Vec<f64> {
-        (0..PARTITIONS)
-            .filter_map(|p| {
-                metric(
-                    text,
-                    &format!("wsi_thumbnail_consumer_lag{{partition=\"{p}\"}}"),
-                )
-            })
-            .collect()
-    };
     let mut last = Vec::new();
     let reported = eventually(Duration::from_secs(60), || {
         last = http_get(s.http_port, "/metrics")
@@ -198,6 +200,18 @@ fn a_joining_instance_redoes_nothing_the_first_had_in_flight() {
     // The first instance on the stack's own HTTP port, so its metrics can be read.
     let mut first = start(&s);
     answered(&s.broker.bootstrap(), 30, Duration::from_secs(120));
+    // The first instance reports lag for every partition before the second joins, so
+    // the gauges of the partitions it gives away have something stale to forget.
+    let all_reported = eventually(Duration::from_secs(30), || {
+        let text = http_get(s.http_port, "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        lags(&text).len() == PARTITIONS as usize
+    });
+    assert!(
+        all_reported,
+        "the first instance reported lag for every partition"
+    );
     let mut second = start_another(&s);
     let counts = answered(&s.broker.bootstrap(), total, Duration::from_secs(180));
     let duplicates: usize = counts.values().map(|c| c - 1).sum();
@@ -218,15 +232,8 @@ fn a_joining_instance_redoes_nothing_the_first_had_in_flight() {
         let text = http_get(s.http_port, "/metrics")
             .map(|(_, b)| b)
             .unwrap_or_default();
-        last = (0..PARTITIONS)
-            .filter_map(|p| {
-                metric(
-                    &text,
-                    &format!("wsi_thumbnail_consumer_lag{{partition=\"{p}\"}}"),
-                )
-            })
-            .collect();
-        !last.is_empty() && last.iter().all(|l| *l == 0.0)
+        last = lags(&text);
+        last.len() == PARTITIONS as usize && last.iter().all(|l| *l == 0.0)
     });
     assert!(
         settled,

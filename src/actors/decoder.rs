@@ -19,15 +19,14 @@ use super::resizer::Resizer;
 use crate::error_kind::ErrorKind;
 use crate::messages::pipeline::{Decode, Decoded, Fail, Failure, Job, Resize};
 use crate::slide::{ThumbnailOptions, reduce_slide};
-use crate::worker::{WorkerSettings, WorkerSlot};
+use crate::worker::WorkerSlot;
 
 /// Where this decoder thread runs slide code.
 pub enum Engine {
-    /// A worker process, started with the actor.
-    Process {
-        settings: Box<WorkerSettings>,
-        slot: Option<WorkerSlot>,
-    },
+    /// A worker process. Built by the SyncArbiter's factory, which runs on the
+    /// decoder's own thread, so the worker starts with the service and dies with the
+    /// thread (`PR_SET_PDEATHSIG`).
+    Process(Box<WorkerSlot>),
     /// This thread, with its own pool for the engine's parallel chunks. With one shared
     /// pool, a huge slide's chunks queue ahead of every other slide's (rayon serves its
     /// workers' own queues before injected work); with a pool per decoder the OS
@@ -56,13 +55,6 @@ pub struct Decoder {
 
 impl Actor for Decoder {
     type Context = SyncContext<Self>;
-
-    fn started(&mut self, _: &mut Self::Context) {
-        // Workers start with the service, not at the first slide.
-        if let Engine::Process { settings, slot } = &mut self.engine {
-            *slot = Some(WorkerSlot::start((**settings).clone()));
-        }
-    }
 }
 
 impl Decoder {
@@ -84,12 +76,10 @@ impl Handler<Decode> for Decoder {
         let caught = catch_unwind(AssertUnwindSafe(|| {
             inject_fault("decode", &job.request.slide_id);
             match engine {
-                Engine::Process { settings, slot } => {
-                    let slot = slot.get_or_insert_with(|| WorkerSlot::start((**settings).clone()));
-                    slot.thumbnail(&slide.path, options)
-                        .map(Decoded::Finished)
-                        .map_err(|f| (f.kind, f.retryable, f.message))
-                }
+                Engine::Process(slot) => slot
+                    .thumbnail(&slide.path, options)
+                    .map(Decoded::Finished)
+                    .map_err(|f| (f.kind, f.retryable, f.message)),
                 Engine::InProcess { pool } => {
                     let run = || reduce_slide(&slide.path, options);
                     pool.as_ref()

@@ -246,8 +246,14 @@ async fn publish_failure(
     // The contract's bound first; a broker with a smaller limit gets the bare record
     // (ids, error and coordinates) before the request is given up on.
     let mut refused = None;
+    let mut sent: Option<Vec<u8>> = None;
     for limit in [MAX_FAILURE_RECORD_LEN, MIN_FAILURE_RECORD_LEN] {
         let value = record.to_bytes_within(limit);
+        if sent.as_ref() == Some(&value) {
+            // Already as small as it gets, and refused.
+            break;
+        }
+        sent = Some(value.clone());
         let produced = produce(
             producer.clone(),
             health.clone(),

@@ -45,7 +45,7 @@ use crate::storage::location::OutputLocation;
 use crate::storage::output::OutputSink;
 use crate::storage::ranged::{RangedFetcher, RangedSettings};
 use crate::telemetry;
-use crate::worker::{Isolation, WorkerSettings};
+use crate::worker::{Isolation, WorkerSettings, WorkerSlot};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -197,10 +197,9 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
         SyncArbiter::start(config.decoder_threads(), move || Decoder {
             options: options.clone(),
             engine: match isolation {
-                Isolation::Process => Engine::Process {
-                    settings: Box::new(settings.clone()),
-                    slot: None,
-                },
+                Isolation::Process => {
+                    Engine::Process(Box::new(WorkerSlot::start(settings.clone())))
+                }
                 Isolation::None => Engine::in_process(cores),
             },
             resizer: resizer.clone(),

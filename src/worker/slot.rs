@@ -49,21 +49,17 @@ impl WorkerSlot {
         slot
     }
 
-    /// The running worker's process id, if any (tests and logs).
-    pub fn pid(&self) -> Option<u32> {
-        self.worker.as_ref().map(WorkerProcess::pid)
-    }
-
     fn ensure_running(&mut self) -> Result<&mut WorkerProcess, StartError> {
-        if self.worker.is_none() {
-            let worker = WorkerProcess::start(&self.settings)?;
-            report_sandbox(&worker.sandbox);
-            tracing::debug!(pid = worker.pid(), "decoder process started");
-            self.worker = Some(worker);
-        }
-        self.worker
-            .as_mut()
-            .ok_or_else(|| StartError::Handshake("no worker".into()))
+        let worker = match self.worker.take() {
+            Some(worker) => worker,
+            None => {
+                let worker = WorkerProcess::start(&self.settings)?;
+                report_sandbox(&worker.sandbox);
+                tracing::debug!(pid = worker.pid(), "decoder process started");
+                worker
+            }
+        };
+        Ok(self.worker.insert(worker))
     }
 
     /// Makes the thumbnail of the slide at `path` in the worker.
