@@ -53,6 +53,22 @@ pub fn consumer(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
             ("partition.assignment.strategy", "cooperative-sticky".into()),
             ("max.poll.interval.ms", "900000".into()),
             ("enable.partition.eof", "false".into()),
+            // Latency (issue 14). Apache Kafka answers a waiting fetch as soon as
+            // `fetch.min.bytes` are readable, so the wait only bounds an empty poll;
+            // tansu 0.6 holds every fetch for up to the wait, data or not. 25 ms keeps
+            // an idle request's wait short on both, for 40 empty fetches a second per
+            // broker connection while idle (2 at librdkafka's 500).
+            ("fetch.wait.max.ms", "25".into()),
+            ("fetch.min.bytes", "1".into()),
+            // A leader move stalls a partition for 100 ms, not 500.
+            ("fetch.error.backoff.ms", "100".into()),
+            // Requests are units of seconds of work, not a stream: a thousand queued
+            // records is plenty, and a pause throws away whatever was pre-fetched.
+            ("queued.min.messages", "1000".into()),
+            ("queued.max.messages.kbytes", "8192".into()),
+            // With the thresholds above, librdkafka's 1 s backoff once they are
+            // reached would leave the queue empty for up to a second.
+            ("fetch.queue.backoff.ms", "20".into()),
         ],
         &kafka.consumer,
     )
