@@ -131,6 +131,13 @@ impl ConsumerContext for ServiceContext {
             .committed_offsets((*assigned).clone(), Duration::from_secs(10))
             .map_err(|e| tracing::warn!(error = %e, "cannot read commit metadata; finished work may be redone"))
             .ok();
+        // librdkafka keeps an application pause across revocation and reassignment,
+        // while the ledger forgets it: a partition paused by a full budget when it was
+        // revoked would come back paused and never be read again. Resuming a partition
+        // that is not paused does nothing.
+        if let Err(e) = consumer.resume(assigned) {
+            tracing::warn!(error = %e, "cannot resume newly assigned partitions");
+        }
         let Ok(mut ledger) = self.ledger.lock() else {
             return;
         };
