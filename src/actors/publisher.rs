@@ -29,6 +29,7 @@ use crate::log_throttle::LogThrottle;
 use crate::messages::payload::{MAX_FAILURE_RECORD_LEN, now_rfc3339};
 use crate::messages::pipeline::{Completed, Fail, Failure, Publish};
 use crate::messages::ticket::{KafkaRecord, Origin};
+use crate::messages::timeline::Mark;
 use crate::telemetry::record::{self, Stage};
 
 pub struct Publisher {
@@ -174,11 +175,16 @@ impl Handler<Publish> for Publisher {
                     return;
                 }
                 record::stage_seconds(Stage::Publish, started.elapsed());
+                job.ticket.timeline.mark(Mark::Published);
                 if let Some(ts) = request.timestamp_ms {
                     record::end_to_end_since(ts);
                 }
                 record::completed();
-                tracing::info!(link = %response.thumbnail_image_link, "thumbnail done");
+                tracing::info!(
+                    link = %response.thumbnail_image_link,
+                    timeline = %job.ticket.timeline,
+                    "thumbnail done"
+                );
                 to.completed.do_send(Completed { ticket: job.ticket });
             }
             .instrument(span),

@@ -19,6 +19,7 @@ use tracing::Instrument;
 use crate::error_kind::ErrorKind;
 use crate::faults::{inject_fault, record_panic};
 use crate::messages::pipeline::{Fail, Failure, Job};
+use crate::messages::timeline::{Mark, Timeline};
 use crate::telemetry::record::{self, Stage};
 
 /// What a stage's work ends in: the next stage's message, or the job's failure (boxed:
@@ -66,6 +67,21 @@ pub enum Timing {
     ByWork,
 }
 
+/// Marks the timeline points a stage passes before (`end` false) and after its work.
+fn mark(stage: Stage, timeline: &Timeline, end: bool) {
+    let point = match (stage, end) {
+        (Stage::Fetch, false) => Mark::FetchStart,
+        (Stage::Fetch, true) => Mark::FetchEnd,
+        (Stage::Decode, false) => Mark::DecodeStart,
+        (Stage::Decode, true) => Mark::DecodeEnd,
+        (Stage::Resize | Stage::Encode, true) => Mark::ResizeEnd,
+        (Stage::Upload, false) => Mark::UploadStart,
+        (Stage::Upload, true) => Mark::UploadEnd,
+        _ => return,
+    };
+    timeline.mark(point);
+}
+
 /// Runs a CPU stage's work on the calling (SyncArbiter) thread.
 pub fn run_sync<M>(stage: Stage, job: Job, routes: &Routes<M>, work: impl FnOnce(Job) -> Outcome<M>)
 where
@@ -73,6 +89,7 @@ where
 {
     let _in_job = job.ticket.span.clone().entered();
     let held = job.clone();
+    mark(stage, &held.ticket.timeline, false);
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         inject_fault(stage.label(), &job.request.slide_id);
         work(job)
@@ -85,6 +102,7 @@ where
             message,
         )))
     });
+    mark(stage, &held.ticket.timeline, true);
     routes.route(outcome);
 }
 
@@ -106,6 +124,7 @@ where
     Box::pin(
         async move {
             let started = Instant::now();
+            mark(stage, &held.ticket.timeline, false);
             let outcome = AssertUnwindSafe(async move {
                 inject_fault(stage.label(), &job.request.slide_id);
                 work(job).await
@@ -123,6 +142,7 @@ where
             if outcome.is_ok() && timing == Timing::Wall {
                 record::stage_seconds(stage, started.elapsed());
             }
+            mark(stage, &held.ticket.timeline, true);
             routes.route(outcome);
         }
         .instrument(span),

@@ -25,6 +25,7 @@ use crate::kafka::context::ServiceContext;
 use crate::log_throttle::LogThrottle;
 use crate::messages::pipeline::{Admit, Admitted, Completed, Fail, Failure, Fetch};
 use crate::messages::ticket::KafkaRecord;
+use crate::messages::timeline::Mark;
 use crate::telemetry::record;
 
 pub struct OffsetTracker {
@@ -35,7 +36,6 @@ pub struct OffsetTracker {
     fetch: Recipient<Fetch>,
     fail: Recipient<Fail>,
     limits: Limits,
-    globally_paused: bool,
     /// Requests in flight, on disk, so a restart loop can be noticed and broken.
     journal: Option<Journal>,
 }
@@ -57,7 +57,6 @@ impl OffsetTracker {
             fetch,
             fail,
             limits,
-            globally_paused: false,
         }
     }
 
@@ -81,7 +80,10 @@ impl OffsetTracker {
                     failure.retryable = false;
                     self.fail.do_send(Fail(failure));
                 }
-                _ => self.fetch.do_send(Fetch(job)),
+                _ => {
+                    job.ticket.timeline.mark(Mark::Admitted);
+                    self.fetch.do_send(Fetch(job))
+                }
             },
             Admitted::Failure(f) => self.fail.do_send(Fail(f)),
         }
@@ -130,29 +132,32 @@ impl OffsetTracker {
     }
 
     /// Pauses partitions whose budget is full (all of them when the global budget is)
-    /// and resumes those with room again.
+    /// and resumes those with room again (see [`Limits::keep_paused`]).
     fn apply_budgets(&mut self) {
         let Ok(mut ledger) = self.ledger.lock() else {
             return;
         };
         let total = ledger.in_flight_total();
         record::in_flight(total);
-        let global_full = total >= self.limits.max_in_flight;
         let (mut pause, mut resume) = (TopicPartitionList::new(), TopicPartitionList::new());
         for ((topic, partition), state) in ledger.partitions_mut() {
-            let full =
-                global_full || state.offsets.in_flight() >= self.limits.max_in_flight_per_partition;
-            if full && !state.paused {
+            let paused = self
+                .limits
+                .keep_paused(state.paused, state.offsets.in_flight(), total);
+            if paused && !state.paused {
                 let _ = pause.add_partition(topic, *partition);
-                state.paused = true;
-            } else if !full && state.paused {
+            } else if !paused && state.paused {
                 let _ = resume.add_partition(topic, *partition);
-                state.paused = false;
             }
+            state.paused = paused;
         }
-        if global_full != self.globally_paused {
-            self.globally_paused = global_full;
-            tracing::debug!(total, global_full, "global in-flight budget");
+        if pause.count() + resume.count() > 0 {
+            tracing::debug!(
+                total,
+                paused = pause.count(),
+                resumed = resume.count(),
+                "in-flight budgets"
+            );
         }
         if pause.count() > 0
             && let Err(e) = self.consumer.pause(&pause)

@@ -8,6 +8,7 @@ use tokio::sync::oneshot;
 
 use super::payload::{SourceCoordinates, ThumbnailResponse};
 use super::pipeline::Failure;
+use super::timeline::Timeline;
 
 /// The `source.topic` of `POST /process` failure bodies, which keep the record's shape
 /// (`{"topic": "http", "partition": -1, "offset": <sequence>}`) though no record exists.
@@ -19,6 +20,8 @@ pub struct Ticket {
     /// The job's log span: every line logged about this job, in any actor, carries its
     /// coordinates, and its request and slide ids once parsed.
     pub span: tracing::Span,
+    /// When the job reached each point of the pipeline.
+    pub timeline: Timeline,
 }
 
 /// Where the work came from, which decides who hears how it ended.
@@ -77,9 +80,14 @@ impl Ticket {
     /// A ticket for a record read from Kafka.
     pub fn kafka(record: KafkaRecord) -> Ticket {
         let span = job_span(&record.topic, record.partition, record.offset);
+        let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+        let waited_ms = record.timestamp_ms.map_or(0, |ts| {
+            (now_ms as i64 - ts).clamp(0, i64::from(u32::MAX)) as u64
+        });
         Ticket {
             origin: Origin::Kafka(record),
             span,
+            timeline: Timeline::starting(waited_ms),
         }
     }
 
@@ -88,6 +96,7 @@ impl Ticket {
         Ticket {
             origin: Origin::Http { sequence, reply },
             span: job_span(HTTP_ORIGIN, -1, sequence),
+            timeline: Timeline::starting(0),
         }
     }
 
@@ -117,6 +126,7 @@ impl Ticket {
         Ticket {
             origin,
             span: self.span.clone(),
+            timeline: self.timeline.clone(),
         }
     }
 
