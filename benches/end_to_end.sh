@@ -16,9 +16,16 @@
 # of the two orders' throughput ratios: the cost of the worker processes (small and 40k
 # classes).
 # Peak RSS of the service includes its worker processes.
+# Before each burst, ours also serves ISOLATED requests (default 10) one at a time on an
+# idle service: their mean end-to-end latency as the service measures it
+# (wsi_thumbnail_end_to_end_seconds, Kafka timestamp to acknowledged response), and the
+# median of each step of their timeline (and of the burst's), from the service's
+# "thumbnail done" log lines: where a request waits, not only how long.
+# The service runs its shipped defaults: budgets, consumer settings and all.
 # Usage: benches/end_to_end.sh [N_SMALL] [N_40K] [N_100K]   (default 60 20 5)
-# Env: IN_FLIGHT, IN_FLIGHT_PER_PARTITION (the service's budgets, default 32 and 8);
-# CONTENDERS (default "ours none seed") to run a subset, e.g. "ours none".
+# Env: CONTENDERS (default "ours none seed") to run a subset, e.g. "ours none";
+# ISOLATED (default 10); IN_FLIGHT, IN_FLIGHT_PER_PARTITION to try other budgets (unset:
+# the defaults).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N_SMALL="${1:-60}"; N_MID="${2:-20}"; N_BIG="${3:-5}"
@@ -67,14 +74,17 @@ commit_interval_ms = 500
 "batch.num.messages" = "1"
 [kafka.topics]
 partitions = 10
-[pipeline]
-max_in_flight = ${IN_FLIGHT:-32}
-max_in_flight_per_partition = ${IN_FLIGHT_PER_PARTITION:-8}
 [http]
 listen = "127.0.0.1:$HPORT"
 [log]
-level = "warn"
+# The publisher's one line per request carries its timeline.
+level = "warn,wsi_thumbnail::actors::publisher=info"
+json = true
 TOML
+if [ -n "${IN_FLIGHT:-}${IN_FLIGHT_PER_PARTITION:-}" ]; then
+  printf '[pipeline]\nmax_in_flight = %s\nmax_in_flight_per_partition = %s\n' \
+    "${IN_FLIGHT:-16}" "${IN_FLIGHT_PER_PARTITION:-4}" >>"$WORK/bench.toml"
+fi
 export WSI_THUMBNAIL_CONFIG="$WORK/bench.toml"
 { cat "$WORK/bench.toml"; printf '[thumbnail]\nisolation = "none"\n'; } >"$WORK/bench-none.toml"
 CONTENDERS="${CONTENDERS:-ours none seed}"
@@ -108,10 +118,18 @@ run_one() { # name link n, then the command that consumes the request topic
   "$@" >"$WORK/$name.log" 2>&1 & local pid=$!; pids+=("$pid")
   "$BIN" dev enqueue "$link" >/dev/null
   "$BIN" dev responses --count 1 --timeout 300 >/dev/null            # warm-up
-  [[ $name == seed-* ]] || scrape "$WORK/$name.metrics0"
+  local done=1
+  if [[ $name != seed-* ]]; then
+    scrape "$WORK/$name.iso0"
+    for _ in $(seq "${ISOLATED:-10}"); do                               # one at a time, idle
+      "$BIN" dev enqueue "$link" >/dev/null; done=$((done + 1))
+      "$BIN" dev responses --count "$done" --timeout 300 >/dev/null
+    done
+    scrape "$WORK/$name.iso1"; scrape "$WORK/$name.metrics0"
+  fi
   local t0 c0 m0; t0=$(date +%s.%N); c0=$(tree_ticks "$pid"); m0=$(machine_ticks)
   "$BIN" dev enqueue --verbose --repeat "$n" "$link" >"$WORK/$name.sent"
-  "$BIN" dev responses --count $((n + 1)) --timeout 1800 >"$WORK/$name.recv"
+  "$BIN" dev responses --count $((n + done)) --timeout 1800 >"$WORK/$name.recv"
   local t1 c1 m1; t1=$(date +%s.%N); c1=$(tree_ticks "$pid"); m1=$(machine_ticks)
   [[ $name == seed-* ]] || scrape "$WORK/$name.metrics1"
   local rss; rss=$(tree_hwm "$pid")
@@ -158,17 +176,35 @@ def load(name):
     return len(sent), len(recv), len(recv) / span, q(0.5), q(0.95), stats
 def scraped(name, i):
     values = {}
-    path = os.path.join(work, f"{name}.metrics{i}")
+    path = os.path.join(work, f"{name}.{i}" if isinstance(i, str) else f"{name}.metrics{i}")
     if os.path.exists(path):
         for line in open(path):
             if line and not line.startswith("#") and " " in line:
                 key, value = line.rsplit(" ", 1)
                 values[key] = float(value)
     return values
-def delta(name, key):
-    return scraped(name, 1).get(key, 0.0) - scraped(name, 0).get(key, 0.0)
-print(f"{'class':22} {'contender':10} {'answered':>9} {'req/s':>8} {'p50 s':>7} {'p95 s':>7} {'MB/slide':>9} {'peak RSS MB':>12} {'proc CPU':>9} {'machine':>8}")
+def delta(name, key, before="metrics0", after="metrics1"):
+    return scraped(name, after).get(key, 0.0) - scraped(name, before).get(key, 0.0)
+def isolated_mean(name):
+    n = delta(name, "wsi_thumbnail_end_to_end_seconds_count", "iso0", "iso1")
+    return delta(name, "wsi_thumbnail_end_to_end_seconds_sum", "iso0", "iso1") / n if n else None
+import re, statistics
+STEPS = ["received", "admitted", "fetch_start", "fetch_end", "decode_start", "decode_end", "resize_end", "upload_start", "upload_end", "published"]
+def timelines(name):
+    """The timelines of the service's "thumbnail done" lines, in order."""
+    out = []
+    path = os.path.join(work, name + ".log")
+    for line in open(path, errors="replace") if os.path.exists(path) else []:
+        m = re.search(r'"timeline":"([^"]*)"', line)
+        if m and "thumbnail done" in line:
+            out.append(dict((k, int(v)) for k, v in (kv.split("=") for kv in m.group(1).split())))
+    return out
+def timeline_row(rows):
+    med = lambda k: statistics.median(r[k] for r in rows) if all(k in r for r in rows) else None
+    return " ".join(f"{k}={med(k):.0f}" for k in STEPS if med(k) is not None)
+print(f"{'class':22} {'contender':10} {'answered':>9} {'req/s':>8} {'p50 s':>7} {'p95 s':>7} {'MB/slide':>9} {'peak RSS MB':>12} {'proc CPU':>9} {'machine':>8} {'CPU ms/req':>10}")
 stages = []
+isolated = []
 for c in ("small", "mid", "big"):
     res = {}
     for who in ("ours", "none", "none2", "ours2", "seed"):
@@ -180,7 +216,13 @@ for c in ("small", "mid", "big"):
         per = delta(name, "wsi_thumbnail_slide_bytes_fetched_total") / n if who != "seed" else sizes[c]
         busy = st["cpu_s"] / st["wall_s"] / cores
         res[who] = (tput, p50, per, st["rss_kb"])
-        print(f"{labels[c]:22} {who:10} {done:4d}/{n:<4d} {tput:8.2f} {p50:7.2f} {p95:7.2f} {per / 1e6:9.2f} {st['rss_kb'] / 1024:12.0f} {busy:9.0%} {st['machine_busy']:8.0%}")
+        print(f"{labels[c]:22} {who:10} {done:4d}/{n:<4d} {tput:8.2f} {p50:7.2f} {p95:7.2f} {per / 1e6:9.2f} {st['rss_kb'] / 1024:12.0f} {busy:9.0%} {st['machine_busy']:8.0%} {st['cpu_s'] / n * 1000:8.0f}")
+        if who != "seed" and (iso := isolated_mean(name)) is not None:
+            lines = timelines(name)
+            k = int(delta(name, "wsi_thumbnail_end_to_end_seconds_count", "iso0", "iso1"))
+            isolated.append(f"{labels[c]} ({who}): mean {iso * 1000:.0f} ms over {k}; timeline medians (ms after the Kafka timestamp): {timeline_row(lines[1:1 + k])}")
+            if len(lines) > 1 + k:
+                isolated.append(f"{'':22} burst timeline medians: {timeline_row(lines[1 + k:])}")
         if who == "ours":
             util = []
             for stage in ("fetch", "decode", "resize", "encode", "upload", "publish"):
@@ -199,7 +241,11 @@ print(f"(object sizes: " + ", ".join(f"{labels[c]} {sizes[c] / 1e6:.1f} MB" for 
 print("ratios: throughput ours/seed, p50 seed/ours, bytes seed/ours, peak RSS ours/seed; isolation: ours/none")
 print("ours = the shipped defaults (worker processes); none = thumbnail.isolation = \"none\"; ours2/none2 = the same, run in the other order")
 print("proc CPU: the contender's CPU over the burst / cores; machine: all processes (broker and emulator included)")
+print("CPU ms/req: the contender's CPU (with its worker processes) over the burst / requests")
 print("our stage utilisation over the burst (busy seconds per second, / workers for the thread pools):")
 for line in stages:
+    print("  " + line)
+print("isolated requests on an idle service (wsi_thumbnail_end_to_end_seconds):")
+for line in isolated:
     print("  " + line)
 PY

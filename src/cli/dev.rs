@@ -170,6 +170,13 @@ fn enqueue(
     let config = wsi_thumbnail::config::Config::load(config.as_deref())?;
     let producer: BaseProducer =
         settings::producer(&config.kafka, &settings::client_id()).create()?;
+    // Connect before stamping: a record's timestamp is its request's start for the
+    // service's end-to-end latency, and a fresh client spends a few hundred ms on
+    // connecting and metadata that a real, long-lived upstream producer does not.
+    producer.client().fetch_metadata(
+        Some(&config.kafka.request_topic),
+        std::time::Duration::from_secs(30),
+    )?;
     let run: u32 = rand::random();
     let created_on = wsi_thumbnail::messages::payload::now_rfc3339();
     let mut n = 0;
