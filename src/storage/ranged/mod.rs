@@ -43,13 +43,14 @@ use serde::{Deserialize, Serialize};
 
 use super::error::StorageError;
 use super::fetch::{FetchPath, LocalSlide, SlideFetcher, WholeObjectFetcher};
+use super::gcs::GcsObject;
 use super::location::InputLink;
 use partial::PartialObject;
 use plan::Decision;
 use ranges::ByteRange;
 use sparse::SparseFile;
 
-pub use object::{FileObject, GcsObject, ObjectInfo, RangeRead};
+pub use object::{FileObject, ObjectInfo, RangeRead};
 
 /// First read and the unit of planning reads: TIFF headers and directories are small,
 /// and one block usually holds a directory and the values right after it.

@@ -7,17 +7,15 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::future::BoxFuture;
-use google_cloud_storage::client::Storage;
 use google_cloud_storage::model_ext::ReadRange;
 
 use super::ranges::ByteRange;
 use crate::storage::error::StorageError;
 use crate::storage::fetch::suffix_of;
-use crate::storage::gcs::{bucket_path, emulator_object_size};
+use crate::storage::gcs::{GcsObject, emulator_object_size};
 
 /// Size and version of a remote object, reported by its first read.
 #[derive(Debug, Clone, Copy)]
@@ -43,66 +41,15 @@ pub trait RangeRead: Send + Sync {
     fn link(&self) -> String;
 }
 
-/// A GCS object.
-pub struct GcsObject {
-    pub client: Arc<Storage>,
-    pub bucket: String,
-    pub object: String,
-}
-
-impl GcsObject {
-    async fn read(
-        &self,
-        range: ReadRange,
-        generation: i64,
-    ) -> Result<(ObjectInfo, Bytes), StorageError> {
-        let link = self.link();
-        let mut request = self
-            .client
-            .read_object(bucket_path(&self.bucket), &self.object)
-            .set_read_range(range);
-        if generation > 0 {
-            request = request.set_generation(generation);
-        }
-        let mut response = match request.send().await {
-            Ok(r) => r,
-            // A range that starts at 0 is unsatisfiable only for an empty object.
-            Err(e) if e.http_status_code() == Some(416) => {
-                return Ok((
-                    ObjectInfo {
-                        size: 0,
-                        generation: 0,
-                    },
-                    Bytes::new(),
-                ));
-            }
-            // A pinned generation that is gone means the object was replaced while we
-            // read it: transient, so the retry starts over on the new version.
-            Err(e) if generation > 0 && e.http_status_code() == Some(404) => {
-                return Err(StorageError::Unavailable {
-                    link,
-                    message: "the object was replaced while it was being read".into(),
-                });
-            }
-            Err(e) => return Err(StorageError::from_gcs(&link, &e)),
-        };
-        let highlights = response.object();
-        let info = ObjectInfo {
-            size: u64::try_from(highlights.size).unwrap_or(0),
-            generation: highlights.generation,
-        };
-        let mut bytes = BytesMut::new();
-        while let Some(chunk) = response.next().await {
-            bytes.extend_from_slice(&chunk.map_err(|e| StorageError::from_gcs(&link, &e))?);
-        }
-        Ok((info, bytes.freeze()))
-    }
-}
-
 impl RangeRead for GcsObject {
     fn head(&self, len: u64) -> BoxFuture<'_, Result<(ObjectInfo, Bytes), StorageError>> {
         Box::pin(async move {
-            let (mut info, bytes) = self.read(ReadRange::segment(0, len), 0).await?;
+            let read = self.open(ReadRange::segment(0, len), 0).await?;
+            let mut info = ObjectInfo {
+                size: read.size,
+                generation: read.generation,
+            };
+            let bytes = read.collect().await?;
             let got = bytes.len() as u64;
             if info.size > 0 && got < len.min(info.size) {
                 return Err(StorageError::Unavailable {
@@ -131,11 +78,13 @@ impl RangeRead for GcsObject {
         range: ByteRange,
     ) -> BoxFuture<'_, Result<Bytes, StorageError>> {
         Box::pin(async move {
-            let (_, bytes) = self
-                .read(
+            let bytes = self
+                .open(
                     ReadRange::segment(range.start, range.len()),
                     info.generation,
                 )
+                .await?
+                .collect()
                 .await?;
             short_read_check(&self.link(), range, &bytes)?;
             Ok(bytes)
@@ -147,7 +96,8 @@ impl RangeRead for GcsObject {
     }
 
     fn link(&self) -> String {
-        format!("gs://{}/{}", self.bucket, self.object)
+        // The inherent `GcsObject::link`, which the GCS errors name too.
+        GcsObject::link(self)
     }
 }
 
