@@ -25,7 +25,8 @@
 //! `file://` input) through [`WholeObjectFetcher`].
 //!
 //! The word "plan" means one thing here: the byte ranges one thumbnail needs
-//! ([`plan::ReadPlan`]) and the making of it.
+//! ([`plan::ReadPlan`]) and the making of it. The engine's choice of level and chunks is
+//! [`crate::slide::geometry`].
 
 pub mod object;
 pub mod partial;

@@ -16,7 +16,7 @@
 //! - every tile of the smallest level, when they add up to at most 5 MiB: OpenSlide
 //!   hashes them for `openslide.quickhash-1` (and skips the hash otherwise);
 //! - all of tile 0 of every JPEG 2000 (Aperio) directory: OpenSlide test-decodes it;
-//! - every tile of the level the engine will read ([`crate::slide::plan::choose_level`]
+//! - every tile of the level the engine will read ([`crate::slide::geometry::choose_level`]
 //!   over the same dimensions OpenSlide reports).
 //!
 //! Only layouts whose reads are modelled here are planned: Aperio and generic tiled
@@ -36,7 +36,7 @@ use super::object::{ObjectInfo, RangeRead};
 use super::partial::{Missing, PartialObject};
 use super::ranges::{self, ByteRange};
 use super::{COALESCE_GAP, FetchMode, PIECE, PLAN_BLOCK, RangedSettings};
-use crate::slide::plan::{choose_level, thumbnail_dims};
+use crate::slide::geometry::{choose_level, thumbnail_dims};
 use crate::storage::error::StorageError;
 use crate::tiff::reader::{Directory, TiffError, TiffFile};
 use crate::tiff::tags;
