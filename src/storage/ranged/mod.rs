@@ -129,12 +129,13 @@ pub async fn fetch_ranged(
         copy.write_at(offset, bytes.clone()).await?;
         written += bytes.len() as u64;
     }
-    let sparse = &copy;
+    // The piece futures share the copy by reference; it is handed over below.
+    let copy_ref = &copy;
     let pieces = ranges::split(&remaining, PIECE);
     let fetched: u64 = futures::stream::iter(pieces.into_iter().map(|piece| async move {
         let bytes = object.range(info, piece).await?;
         let n = bytes.len() as u64;
-        sparse.write_at(piece.start, bytes).await?;
+        copy_ref.write_at(piece.start, bytes).await?;
         Ok::<u64, StorageError>(n)
     }))
     .buffer_unordered(settings.concurrency.max(1))
