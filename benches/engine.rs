@@ -9,7 +9,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use wsi_thumbnail::fixtures::{self, SlideSpec};
 use wsi_thumbnail::slide::reduce::{box_shrink, composite_argb};
 use wsi_thumbnail::slide::render::{Rgb, resize};
-use wsi_thumbnail::slide::{Decoder, ThumbnailOptions, encode::encode_png, make_thumbnail};
+use wsi_thumbnail::slide::{DecoderChoice, ThumbnailOptions, encode::encode_png, make_thumbnail};
 
 fn cmu() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/CMU-1-Small-Region.svs")
@@ -75,7 +75,7 @@ fn thumbnails(c: &mut Criterion) {
         ),
     ];
     for (name, path) in &slides {
-        for decoder in [Decoder::Auto, Decoder::Openslide] {
+        for decoder in [DecoderChoice::Auto, DecoderChoice::Openslide] {
             let options = ThumbnailOptions {
                 decoder,
                 ..ThumbnailOptions::default()

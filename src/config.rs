@@ -9,13 +9,17 @@ use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
-use crate::slide::{DEFAULT_MAX_SLIDE_PIXELS, Decoder};
+use serde::{Deserialize, Serialize};
+use serde_with::{DurationMilliSeconds, serde_as};
+
+use crate::delivery::limits::Limits;
+use crate::slide::{DEFAULT_MAX_SLIDE_PIXELS, DecoderChoice, ThumbnailOptions};
 use crate::storage::location::{InputPolicy, OutputLocation, parse_output};
 use crate::storage::ranged::FetchMode;
 use crate::storage::retry::RetryConfig;
-use crate::worker::Isolation;
+use crate::worker::{Isolation, WorkerSettings};
 
 /// Environment variables of the contract and the keys they override.
 pub const ENV_OVERRIDES: &[(&str, &str)] = &[
@@ -43,16 +47,24 @@ pub struct Config {
 
 /// Per-attempt bounds on storage stages; a stage past its bound fails that attempt
 /// with `timeout` (retried within the retry budget).
+#[serde_as]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimeoutConfig {
-    pub fetch_ms: u64,
-    pub upload_ms: u64,
+    #[serde(rename = "fetch_ms")]
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    pub fetch: Duration,
+    #[serde(rename = "upload_ms")]
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    pub upload: Duration,
     /// One slide's open + read + reduce in a worker process; past it the worker is
     /// stopped and the slide becomes a `timeout` failure that is not retryable.
-    pub decode_ms: u64,
+    #[serde(rename = "decode_ms")]
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    pub decode: Duration,
 }
 
+#[serde_as]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
@@ -68,7 +80,9 @@ pub struct KafkaConfig {
     #[serde(default)]
     pub producer: BTreeMap<String, String>,
     /// How often contiguous offsets are committed.
-    pub commit_interval_ms: u64,
+    #[serde(rename = "commit_interval_ms")]
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    pub commit_interval: Duration,
     pub topics: TopicsConfig,
     /// `google`: SASL_SSL + OAUTHBEARER with tokens from Google Application Default
     /// Credentials (GCP Managed Kafka); `none`: whatever `[kafka.consumer]` and
@@ -130,7 +144,7 @@ impl StorageConfig {
 pub struct ThumbnailConfig {
     pub max_size: u32,
     pub max_slide_pixels: u64,
-    pub decoder: Decoder,
+    pub decoder: DecoderChoice,
     /// `process`: slides are decoded in disposable, limited worker processes; `none`:
     /// in the service process (trusted input only, or to measure the difference).
     pub isolation: Isolation,
@@ -138,6 +152,20 @@ pub struct ThumbnailConfig {
     pub worker_memory_mb: u64,
 }
 
+impl ThumbnailConfig {
+    /// The slide engine's options. The engine does not know the file's other keys
+    /// (isolation and the worker's memory belong to the service), so they are
+    /// converted here rather than the engine's type being flattened into the file.
+    pub fn options(&self) -> ThumbnailOptions {
+        ThumbnailOptions {
+            max_size: self.max_size,
+            max_slide_pixels: self.max_slide_pixels,
+            decoder: self.decoder,
+        }
+    }
+}
+
+#[serde_as]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
@@ -150,19 +178,26 @@ pub struct PipelineConfig {
     /// Resize/encode threads.
     pub resizer_threads: usize,
     /// Drain time on SIGTERM/SIGINT before in-flight work is abandoned (uncommitted).
-    pub shutdown_grace_ms: u64,
+    #[serde(rename = "shutdown_grace_ms")]
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    pub shutdown_grace: Duration,
     /// How long a revoked partition's in-flight requests may take to finish before it
     /// is released (what misses it is redone by the new owner). Keep it well below the
     /// consumer's `max.poll.interval.ms`.
-    pub revocation_deadline_ms: u64,
+    #[serde(rename = "revocation_deadline_ms")]
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    pub revocation_deadline: Duration,
 }
 
+#[serde_as]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     pub listen: String,
     /// Longest a `POST /process` caller waits for its thumbnail (then 504 `timeout`).
-    pub process_timeout_ms: u64,
+    #[serde(rename = "process_timeout_ms")]
+    #[serde_as(as = "DurationMilliSeconds<u64>")]
+    pub process_timeout: Duration,
     /// Serve `POST /process` at all (404 when off).
     pub process_enabled: bool,
     /// A file holding the bearer token `POST /process` callers must present (else the
@@ -190,7 +225,7 @@ impl Default for Config {
                 consumer_group: "wsi-thumbnail-processor".into(),
                 consumer: BTreeMap::new(),
                 producer: BTreeMap::new(),
-                commit_interval_ms: 1000,
+                commit_interval: Duration::from_secs(1),
                 oauth: OAuthProvider::None,
                 oauth_principal: String::new(),
                 topics: TopicsConfig {
@@ -213,7 +248,7 @@ impl Default for Config {
             thumbnail: ThumbnailConfig {
                 max_size: 1024,
                 max_slide_pixels: DEFAULT_MAX_SLIDE_PIXELS,
-                decoder: Decoder::Auto,
+                decoder: DecoderChoice::Auto,
                 isolation: Isolation::Process,
                 worker_memory_mb: 2048,
             },
@@ -222,12 +257,12 @@ impl Default for Config {
                 max_in_flight_per_partition: 4,
                 decoder_threads: 0,
                 resizer_threads: 1,
-                shutdown_grace_ms: 30_000,
-                revocation_deadline_ms: 20_000,
+                shutdown_grace: Duration::from_secs(30),
+                revocation_deadline: Duration::from_secs(20),
             },
             http: HttpConfig {
                 listen: "0.0.0.0:8080".into(),
-                process_timeout_ms: 300_000,
+                process_timeout: Duration::from_secs(300),
                 process_enabled: true,
                 process_token_file: None,
             },
@@ -237,9 +272,9 @@ impl Default for Config {
             },
             retry: RetryConfig::default(),
             timeouts: TimeoutConfig {
-                fetch_ms: 600_000,
-                upload_ms: 120_000,
-                decode_ms: 600_000,
+                fetch: Duration::from_secs(600),
+                upload: Duration::from_secs(120),
+                decode: Duration::from_secs(600),
             },
         }
     }
@@ -302,7 +337,7 @@ impl Config {
                     .into(),
             );
         }
-        if self.timeouts.decode_ms == 0 {
+        if self.timeouts.decode.is_zero() {
             return invalid("timeouts.decode_ms must be at least 1".into());
         }
         if self.thumbnail.max_size == 0 || self.thumbnail.max_size > 16384 {
@@ -351,6 +386,27 @@ impl Config {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         }
+    }
+
+    /// The in-flight budgets and commit cadence of the offset tracker.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_in_flight: self.pipeline.max_in_flight,
+            max_in_flight_per_partition: self.pipeline.max_in_flight_per_partition,
+            // A commit per 10 ms at most, whatever the file says.
+            commit_interval: self.kafka.commit_interval.max(Duration::from_millis(10)),
+        }
+    }
+
+    /// What a decoder's worker process is started with.
+    pub fn worker_settings(&self) -> WorkerSettings {
+        let mut settings = WorkerSettings::new(
+            self.thumbnail.worker_memory_mb,
+            self.timeouts.decode,
+            self.temp_dir(),
+        );
+        settings.log_json = self.log.json;
+        settings
     }
 
     pub fn temp_dir(&self) -> PathBuf {

@@ -3,15 +3,24 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::shutdown::Shutdown;
+
 #[derive(Debug, Default)]
 pub struct Health {
     broker_reachable: AtomicBool,
-    draining: AtomicBool,
+    shutdown: Shutdown,
     /// Answers cannot be produced (broker down, unauthorised, topic missing).
     publishing_blocked: AtomicBool,
 }
 
 impl Health {
+    pub fn new(shutdown: Shutdown) -> Health {
+        Health {
+            shutdown,
+            ..Health::default()
+        }
+    }
+
     pub fn set_broker_reachable(&self, ok: bool) {
         self.broker_reachable.store(ok, Ordering::Relaxed);
     }
@@ -20,12 +29,8 @@ impl Health {
         self.publishing_blocked.store(blocked, Ordering::Relaxed);
     }
 
-    pub fn start_draining(&self) {
-        self.draining.store(true, Ordering::Relaxed);
-    }
-
     pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
+        self.shutdown.is_draining()
     }
 
     /// Ready to take work: connected to Kafka, able to publish answers, and not
@@ -43,7 +48,8 @@ mod tests {
 
     #[test]
     fn ready_only_when_reachable_and_not_draining() {
-        let h = Health::default();
+        let shutdown = Shutdown::default();
+        let h = Health::new(shutdown.clone());
         assert!(!h.is_ready());
         h.set_broker_reachable(true);
         assert!(h.is_ready());
@@ -51,7 +57,7 @@ mod tests {
         assert!(!h.is_ready());
         h.set_publishing_blocked(false);
         assert!(h.is_ready());
-        h.start_draining();
+        shutdown.drain();
         assert!(!h.is_ready());
     }
 }

@@ -9,20 +9,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use actix::Addr;
+use actix::Recipient;
 use tokio::sync::Semaphore;
 
-use crate::actors::fetcher::Fetcher;
+use crate::admission::admit;
 use crate::error_kind::ErrorKind;
 use crate::messages::payload::FailureRecord;
 use crate::messages::pipeline::{Admitted, Failure, Fetch};
 use crate::messages::ticket::{Reply, Ticket};
-use crate::pipeline::prepare::prepare;
 use crate::storage::location::InputPolicy;
+use crate::telemetry::record;
 
 /// What the route needs from the pipeline.
 pub struct ProcessApi {
-    pub fetcher: Addr<Fetcher>,
+    /// The fetcher: the first stage after admission.
+    pub fetch: Recipient<Fetch>,
     pub policy: InputPolicy,
     pub template: String,
     /// Bounds concurrent `POST /process` jobs (the Kafka path has its own budgets).
@@ -41,14 +42,14 @@ pub struct Answer {
 
 impl ProcessApi {
     pub fn new(
-        fetcher: Addr<Fetcher>,
+        fetch: Recipient<Fetch>,
         policy: InputPolicy,
         template: String,
         max_in_flight: usize,
         deadline: Duration,
     ) -> Self {
         ProcessApi {
-            fetcher,
+            fetch,
             policy,
             template,
             permits: Arc::new(Semaphore::new(max_in_flight.max(1))),
@@ -62,25 +63,24 @@ impl ProcessApi {
         let (reply, outcome) = Reply::channel();
         let ticket = Ticket::http(self.sequence.fetch_add(1, Ordering::Relaxed), reply);
         let span = ticket.span.clone();
-        let job = match prepare(ticket, body, &self.policy, &self.template) {
+        let job = match admit(ticket, body, &self.policy, &self.template) {
             Admitted::Job(job) => job,
             Admitted::Failure(f) => {
                 let _in_job = span.enter();
                 tracing::info!(kind = %f.kind, reason = %f.message, "POST /process refused");
-                metrics::counter!("wsi_thumbnail_http_process_total", "outcome" => f.kind.as_str())
-                    .increment(1);
+                record::http_process(Err(f.kind));
                 return failed(&f);
             }
         };
         // For answers the pipeline cannot give; it must not hold the reply sender, or a
         // job the pipeline dropped would look like one still running.
         let mut unanswered = Failure::of_job(&job, ErrorKind::Internal, String::new());
-        unanswered.ticket.reply = None;
+        unanswered.ticket = unanswered.ticket.detached();
         let Ok(_permit) = self.permits.acquire().await else {
             unanswered.message = "the /process queue is closed".into();
             return failed(&unanswered);
         };
-        self.fetcher.do_send(Fetch(job));
+        self.fetch.do_send(Fetch(job));
         match tokio::time::timeout(self.deadline, outcome).await {
             Ok(Ok(Ok(response))) => Answer {
                 status: 200,

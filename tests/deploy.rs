@@ -357,7 +357,7 @@ fn the_kubernetes_manifests_carry_probes_budgets_and_scaling() {
 fn the_grafana_dashboard_uses_only_metrics_the_service_exports() {
     let text = std::fs::read_to_string(repo("deploy/grafana/wsi-thumbnail.json")).unwrap();
     let dashboard: Value = serde_json::from_str(&text).unwrap();
-    let telemetry = std::fs::read_to_string(repo("src/telemetry.rs")).unwrap();
+    let telemetry = std::fs::read_to_string(repo("src/telemetry/record.rs")).unwrap();
     let panels = dashboard["panels"].as_array().unwrap();
     assert!(panels.len() >= 8);
     let mut used = BTreeSet::new();

@@ -9,12 +9,12 @@ use openslide_rs::OpenSlide;
 use wsi_thumbnail::slide::geometry::Rect;
 use wsi_thumbnail::slide::jpeg_tiles::JpegTileSource;
 use wsi_thumbnail::slide::source::{OpenSlideSource, RegionSource};
-use wsi_thumbnail::slide::{Decoder, PixelPath, ThumbnailOptions, make_thumbnail};
+use wsi_thumbnail::slide::{DecoderChoice, PixelPath, ThumbnailOptions, make_thumbnail};
 use wsi_thumbnail::tiff::TiffFile;
 
 use common::*;
 
-fn options(decoder: Decoder) -> ThumbnailOptions {
+fn options(decoder: DecoderChoice) -> ThumbnailOptions {
     ThumbnailOptions {
         decoder,
         ..ThumbnailOptions::default()
@@ -23,7 +23,7 @@ fn options(decoder: Decoder) -> ThumbnailOptions {
 
 #[test]
 fn metadata_is_exactly_the_contract_object() {
-    let thumb = make_thumbnail(&cmu_small_region(), &options(Decoder::Auto)).unwrap();
+    let thumb = make_thumbnail(&cmu_small_region(), &options(DecoderChoice::Auto)).unwrap();
     assert_eq!(
         serde_json::to_string(&thumb.metadata).unwrap(),
         r#"{"width":2220,"height":2967,"mpp":0.499,"objective_power":20.0,"vendor":"aperio"}"#
@@ -34,7 +34,7 @@ fn metadata_is_exactly_the_contract_object() {
 fn both_pixel_paths_match_openslides_reference_thumbnail() {
     let (rw, rh, reference) = decode_png(&std::fs::read(cmu_reference_png()).unwrap());
     assert_eq!((rw, rh), (766, 1024));
-    for decoder in [Decoder::Auto, Decoder::Openslide] {
+    for decoder in [DecoderChoice::Auto, DecoderChoice::Openslide] {
         let thumb = make_thumbnail(&cmu_small_region(), &options(decoder)).unwrap();
         let (w, h, rgb) = decode_png(&thumb.png);
         assert_eq!((w, h), (766, 1024), "{decoder:?}");
@@ -46,9 +46,9 @@ fn both_pixel_paths_match_openslides_reference_thumbnail() {
 
 #[test]
 fn auto_uses_direct_jpeg_decoding_on_svs() {
-    let thumb = make_thumbnail(&cmu_small_region(), &options(Decoder::Auto)).unwrap();
+    let thumb = make_thumbnail(&cmu_small_region(), &options(DecoderChoice::Auto)).unwrap();
     assert_eq!(thumb.path, PixelPath::JpegTiles { denominator: 1 });
-    let thumb = make_thumbnail(&cmu_small_region(), &options(Decoder::Openslide)).unwrap();
+    let thumb = make_thumbnail(&cmu_small_region(), &options(DecoderChoice::Openslide)).unwrap();
     assert_eq!(thumb.path, PixelPath::Openslide);
 }
 
@@ -93,8 +93,8 @@ fn direct_tile_decoding_equals_openslide_pixels_at_full_scale() {
 
 #[test]
 fn same_slide_twice_gives_identical_png_bytes() {
-    let a = make_thumbnail(&cmu_small_region(), &options(Decoder::Auto)).unwrap();
-    let b = make_thumbnail(&cmu_small_region(), &options(Decoder::Auto)).unwrap();
+    let a = make_thumbnail(&cmu_small_region(), &options(DecoderChoice::Auto)).unwrap();
+    let b = make_thumbnail(&cmu_small_region(), &options(DecoderChoice::Auto)).unwrap();
     assert_eq!(a.png, b.png);
 }
 

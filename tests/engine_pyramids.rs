@@ -11,7 +11,7 @@ use wsi_thumbnail::fixtures::{SlideSpec, Style};
 use wsi_thumbnail::slide::geometry::Rect;
 use wsi_thumbnail::slide::jpeg_tiles::JpegTileSource;
 use wsi_thumbnail::slide::source::{OpenSlideSource, RegionSource};
-use wsi_thumbnail::slide::{Decoder, PixelPath, ThumbnailOptions, make_thumbnail};
+use wsi_thumbnail::slide::{DecoderChoice, PixelPath, ThumbnailOptions, make_thumbnail};
 use wsi_thumbnail::tiff::TiffFile;
 
 use common::*;
@@ -31,7 +31,7 @@ fn check_pyramid(
     let field = TissueField::new(spec.seed, spec.width, spec.height);
     let reference = field.render_reference(expected_dims.0, expected_dims.1);
     let mut outputs = Vec::new();
-    for decoder in [Decoder::Auto, Decoder::Openslide] {
+    for decoder in [DecoderChoice::Auto, DecoderChoice::Openslide] {
         let thumb = make_thumbnail(
             &path,
             &ThumbnailOptions {

@@ -17,7 +17,7 @@ use common::service::Service;
 use common::services::{Stack, metric};
 use common::*;
 use wsi_thumbnail::fixtures::{SlideSpec, Style};
-use wsi_thumbnail::slide::{Decoder, ThumbnailOptions, make_thumbnail};
+use wsi_thumbnail::slide::{DecoderChoice, ThumbnailOptions, make_thumbnail};
 use wsi_thumbnail::storage::fetch::{FetchPath, LocalSlide};
 use wsi_thumbnail::storage::ranged::{FetchMode, FileObject, RangedSettings, fetch_ranged};
 
@@ -66,7 +66,7 @@ fn assert_same_slide(original: &Path, copy: &Path) {
         );
     }
     assert_eq!(props, properties(copy), "OpenSlide properties differ");
-    for decoder in [Decoder::Auto, Decoder::Openslide] {
+    for decoder in [DecoderChoice::Auto, DecoderChoice::Openslide] {
         let options = ThumbnailOptions {
             decoder,
             ..ThumbnailOptions::default()

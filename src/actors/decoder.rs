@@ -7,18 +7,14 @@
 //! decoder thread, replaced when a slide kills it (see [`crate::worker`]); with `none`,
 //! a rayon pool of its own. The downloaded file is deleted as soon as it is read,
 //! whatever happened to the worker. A panic inside the in-process engine fails that
-//! job (`internal`) instead of losing it (see [`super::guard`]).
-
-use std::panic::{AssertUnwindSafe, catch_unwind};
+//! job (`internal`) instead of losing it (see [`super::stage`]).
 
 use actix::prelude::*;
 
-use super::guard::{inject_fault, record_panic};
-use super::publisher::Publisher;
-use super::resizer::Resizer;
-use crate::error_kind::ErrorKind;
-use crate::messages::pipeline::{Decode, Decoded, Fail, Failure, Job, Resize};
+use super::stage::{Routes, run_sync};
+use crate::messages::pipeline::{Decode, Decoded, Failure, Resize};
 use crate::slide::{ThumbnailOptions, reduce_slide};
+use crate::telemetry::record::{self, Stage};
 use crate::worker::WorkerSlot;
 
 /// Where this decoder thread runs slide code.
@@ -49,33 +45,20 @@ impl Engine {
 pub struct Decoder {
     pub options: ThumbnailOptions,
     pub engine: Engine,
-    pub resizer: Addr<Resizer>,
-    pub publisher: Addr<Publisher>,
+    pub routes: Routes<Resize>,
 }
 
 impl Actor for Decoder {
     type Context = SyncContext<Self>;
 }
 
-impl Decoder {
-    fn fail(&self, job: &Job, kind: ErrorKind, retryable: bool, message: String) {
-        tracing::warn!(%kind, reason = %message, "slide failed");
-        let mut failure = Failure::of_job(job, kind, message);
-        failure.retryable = retryable;
-        self.publisher.do_send(Fail(failure));
-    }
-}
-
 impl Handler<Decode> for Decoder {
     type Result = ();
 
     fn handle(&mut self, Decode { job, slide }: Decode, _: &mut Self::Context) {
-        let _in_job = job.ticket.span.clone().entered();
-        let options = &self.options;
-        let engine = &mut self.engine;
-        let caught = catch_unwind(AssertUnwindSafe(|| {
-            inject_fault("decode", &job.request.slide_id);
-            match engine {
+        let (options, engine) = (&self.options, &mut self.engine);
+        run_sync(Stage::Decode, job, &self.routes, |job| {
+            let decoded = match engine {
                 Engine::Process(slot) => slot
                     .thumbnail(&slide.path, options)
                     .map(Decoded::Finished)
@@ -87,27 +70,25 @@ impl Handler<Decode> for Decoder {
                         .map(Decoded::Reduced)
                         .map_err(|e| (e.kind(), e.kind().retryable(), e.describe()))
                 }
+            };
+            // The slide is read (or unreadable): its download goes now.
+            drop(slide);
+            match decoded {
+                Ok(decoded) => {
+                    let t = match &decoded {
+                        Decoded::Reduced(r) => r.timings,
+                        Decoded::Finished(t) => t.timings,
+                    };
+                    record::stage_seconds(Stage::Decode, t.open + t.decode);
+                    Ok(Resize { job, decoded })
+                }
+                Err((kind, retryable, message)) => {
+                    tracing::warn!(%kind, reason = %message, "slide failed");
+                    let mut failure = Failure::of_job(&job, kind, message);
+                    failure.retryable = retryable;
+                    Err(Box::new(failure))
+                }
             }
-        }));
-        let decoded = caught.unwrap_or_else(|panic| {
-            Err((
-                ErrorKind::Internal,
-                false,
-                record_panic("decode", panic.as_ref()),
-            ))
         });
-        drop(slide);
-        match decoded {
-            Ok(decoded) => {
-                let t = match &decoded {
-                    Decoded::Reduced(r) => r.timings,
-                    Decoded::Finished(t) => t.timings,
-                };
-                metrics::histogram!("wsi_thumbnail_stage_seconds", "stage" => "decode")
-                    .record((t.open + t.decode).as_secs_f64());
-                self.resizer.do_send(Resize { job, decoded });
-            }
-            Err((kind, retryable, message)) => self.fail(&job, kind, retryable, message),
-        }
     }
 }

@@ -16,13 +16,14 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use rdkafka::Offset;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 
+use crate::delivery::ledger::Ledger;
 use crate::health::Health;
 use crate::kafka::context::ServiceContext;
-use crate::pipeline::book::Book;
+use crate::telemetry::record;
 
 pub struct Monitor {
     pub consumer: Arc<StreamConsumer<ServiceContext>>,
-    pub book: Arc<Mutex<Book>>,
+    pub ledger: Arc<Mutex<Ledger>>,
     pub health: Arc<Health>,
     pub topic: String,
     pub metrics: PrometheusHandle,
@@ -40,7 +41,7 @@ fn consumer_lag(low: i64, high: i64, committed: Option<i64>) -> i64 {
 impl Monitor {
     fn check(&self, ctx: &mut Context<Self>) {
         let consumer = self.consumer.clone();
-        let book = self.book.clone();
+        let ledger = self.ledger.clone();
         let health = self.health.clone();
         let topic = self.topic.clone();
         let reported = self.reported.clone();
@@ -65,7 +66,10 @@ impl Monitor {
                 let Ok((low, high)) = consumer.fetch_watermarks(topic, partition, timeout) else {
                     continue;
                 };
-                let ours = book.lock().ok().and_then(|b| b.committed(topic, partition));
+                let ours = ledger
+                    .lock()
+                    .ok()
+                    .and_then(|l| l.committed(topic, partition));
                 let group = broker_committed
                     .as_ref()
                     .and_then(|tpl| tpl.find_partition(topic, partition))
@@ -74,14 +78,12 @@ impl Monitor {
                         _ => None,
                     });
                 let lag = consumer_lag(low, high, ours.max(group));
-                metrics::gauge!("wsi_thumbnail_consumer_lag", "partition" => partition.to_string())
-                    .set(lag as f64);
+                record::consumer_lag(partition, lag);
             }
             // Partitions no longer ours: their lag is another instance's to report.
             if let Ok(mut previous) = reported.lock() {
                 for gone in previous.difference(&assigned) {
-                    metrics::gauge!("wsi_thumbnail_consumer_lag", "partition" => gone.to_string())
-                        .set(0.0);
+                    record::consumer_lag(*gone, 0);
                 }
                 *previous = assigned;
             }

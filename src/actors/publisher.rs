@@ -21,7 +21,6 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tracing::Instrument;
 
-use super::tracker::OffsetTracker;
 use crate::error_kind::ErrorKind;
 use crate::health::Health;
 use crate::kafka::oauth::AuthContext;
@@ -29,14 +28,16 @@ use crate::kafka::produce_error::{ProduceProblem, classify};
 use crate::log_throttle::LogThrottle;
 use crate::messages::payload::{MAX_FAILURE_RECORD_LEN, now_rfc3339};
 use crate::messages::pipeline::{Completed, Fail, Failure, Publish};
-use crate::messages::ticket::Ticket;
+use crate::messages::ticket::{KafkaRecord, Origin};
+use crate::telemetry::record::{self, Stage};
 
 pub struct Publisher {
     producer: FutureProducer<AuthContext>,
     health: Arc<Health>,
     response_topic: Arc<str>,
     dlq_topic: Arc<str>,
-    tracker: Option<Addr<OffsetTracker>>,
+    /// The offset tracker, told of every Kafka request whose answer is acknowledged.
+    completed: Recipient<Completed>,
 }
 
 impl Publisher {
@@ -45,32 +46,20 @@ impl Publisher {
         health: Arc<Health>,
         response_topic: &str,
         dlq_topic: &str,
+        completed: Recipient<Completed>,
     ) -> Self {
         Publisher {
             producer,
             health,
             response_topic: response_topic.into(),
             dlq_topic: dlq_topic.into(),
-            tracker: None,
+            completed,
         }
     }
 }
 
 impl Actor for Publisher {
     type Context = Context<Self>;
-}
-
-/// The tracker is created after the publisher (it needs its address), so it is wired
-/// in afterwards.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SetTracker(pub Addr<OffsetTracker>);
-
-impl Handler<SetTracker> for Publisher {
-    type Result = ();
-    fn handle(&mut self, msg: SetTracker, _: &mut Self::Context) {
-        self.tracker = Some(msg.0);
-    }
 }
 
 /// The smallest form of a failure record: ids and the error, nothing echoed.
@@ -95,9 +84,9 @@ async fn produce(
     topic: Arc<str>,
     key: Vec<u8>,
     value: Vec<u8>,
-    ticket: &Ticket,
+    request: &KafkaRecord,
 ) -> Result<(), Refused> {
-    let source = format!("{}/{}/{}", ticket.topic, ticket.partition, ticket.offset);
+    let source = request.to_string();
     let attempt = || {
         let producer = producer.clone();
         let (topic, key, value, source) =
@@ -134,7 +123,7 @@ async fn produce(
         .when(|e| classify(e) == ProduceProblem::System)
         .notify(|e, wait| {
             health.set_publishing_blocked(true);
-            metrics::counter!("wsi_thumbnail_retries_total").increment(1);
+            record::retried();
             if let Some(held_back) = SYSTEM_ERRORS.allow() {
                 tracing::warn!(error = %e, ?wait, held_back, "producing failed; retrying");
             }
@@ -152,25 +141,24 @@ impl Handler<Publish> for Publisher {
         Publish { job, response }: Publish,
         _: &mut Self::Context,
     ) -> Self::Result {
-        if let Some(reply) = &job.ticket.reply {
-            let _in_job = job.ticket.span.clone().entered();
-            tracing::info!(link = %response.thumbnail_image_link, "thumbnail done (POST /process)");
-            metrics::counter!("wsi_thumbnail_http_process_total", "outcome" => "ok").increment(1);
-            reply.send(Ok(response));
-            return Box::pin(async {});
-        }
-        let producer = self.producer.clone();
-        let health = self.health.clone();
-        let topic = self.response_topic.clone();
-        let dlq = self.dlq_topic.clone();
-        let tracker = self.tracker.clone();
         let span = job.ticket.span.clone();
+        let request = match &job.ticket.origin {
+            Origin::Http { reply, .. } => {
+                let _in_job = span.entered();
+                tracing::info!(link = %response.thumbnail_image_link, "thumbnail done (POST /process)");
+                record::http_process(Ok(()));
+                reply.send(Ok(response));
+                return Box::pin(async {});
+            }
+            Origin::Kafka(request) => request.clone(),
+        };
+        let to = self.destination();
         Box::pin(
             async move {
                 let started = std::time::Instant::now();
                 let value = serde_json::to_vec(&response).unwrap_or_default();
                 let key = response.slide_id.clone().into_bytes();
-                let produced = produce(producer.clone(), health.clone(), topic, key, value, &job.ticket).await;
+                let produced = produce(to.producer.clone(), to.health.clone(), to.response_topic.clone(), key, value, &request).await;
                 if let Err(Refused(e)) = produced {
                     // The thumbnail exists, but its answer can never be delivered as it
                     // is: the request ends as a failure record instead.
@@ -182,21 +170,16 @@ impl Handler<Publish> for Publisher {
                             "the broker refused the response ({e}); check the response topic's max.message.bytes"
                         ),
                     );
-                    publish_failure(producer, health, dlq, failure, tracker).await;
+                    publish_failure(to, failure, request).await;
                     return;
                 }
-                metrics::histogram!("wsi_thumbnail_stage_seconds", "stage" => "publish")
-                    .record(started.elapsed().as_secs_f64());
-                if let Some(ts) = job.ticket.kafka_timestamp_ms {
-                    let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-                    metrics::histogram!("wsi_thumbnail_end_to_end_seconds")
-                        .record((now_ms as i64 - ts).max(0) as f64 / 1000.0);
+                record::stage_seconds(Stage::Publish, started.elapsed());
+                if let Some(ts) = request.timestamp_ms {
+                    record::end_to_end_since(ts);
                 }
-                metrics::counter!("wsi_thumbnail_completed_total").increment(1);
+                record::completed();
                 tracing::info!(link = %response.thumbnail_image_link, "thumbnail done");
-                if let Some(t) = tracker {
-                    t.do_send(Completed { ticket: job.ticket });
-                }
+                to.completed.do_send(Completed { ticket: job.ticket });
             }
             .instrument(span),
         )
@@ -207,39 +190,52 @@ impl Handler<Fail> for Publisher {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, Fail(f): Fail, _: &mut Self::Context) -> Self::Result {
-        if let Some(reply) = f.ticket.reply.clone() {
-            let _in_job = f.ticket.span.clone().entered();
-            tracing::warn!(kind = %f.kind, reason = %f.message, "request failed (POST /process)");
-            metrics::counter!("wsi_thumbnail_http_process_total", "outcome" => f.kind.as_str())
-                .increment(1);
-            reply.send(Err(f));
-            return Box::pin(async {});
-        }
-        let producer = self.producer.clone();
-        let health = self.health.clone();
-        let topic = self.dlq_topic.clone();
-        let tracker = self.tracker.clone();
         let span = f.ticket.span.clone();
-        Box::pin(publish_failure(producer, health, topic, f, tracker).instrument(span))
+        let request = match &f.ticket.origin {
+            Origin::Http { reply, .. } => {
+                let _in_job = span.entered();
+                tracing::warn!(kind = %f.kind, reason = %f.message, "request failed (POST /process)");
+                record::http_process(Err(f.kind));
+                reply.clone().send(Err(f));
+                return Box::pin(async {});
+            }
+            Origin::Kafka(request) => request.clone(),
+        };
+        Box::pin(publish_failure(self.destination(), f, request).instrument(span))
     }
+}
+
+impl Publisher {
+    fn destination(&self) -> Destination {
+        Destination {
+            producer: self.producer.clone(),
+            health: self.health.clone(),
+            response_topic: self.response_topic.clone(),
+            dlq_topic: self.dlq_topic.clone(),
+            completed: self.completed.clone(),
+        }
+    }
+}
+
+/// What a publication in flight needs of the publisher.
+struct Destination {
+    producer: FutureProducer<AuthContext>,
+    health: Arc<Health>,
+    response_topic: Arc<str>,
+    dlq_topic: Arc<str>,
+    completed: Recipient<Completed>,
 }
 
 /// Produces a failure record (cut to the contract's bound) and reports the request
 /// done. A record the broker refuses even then is logged with its coordinates, counted
 /// and committed: one lost answer is better than a partition that never moves again.
-async fn publish_failure(
-    producer: FutureProducer<AuthContext>,
-    health: Arc<Health>,
-    topic: Arc<str>,
-    f: Failure,
-    tracker: Option<Addr<OffsetTracker>>,
-) {
+async fn publish_failure(to: Destination, f: Failure, request: KafkaRecord) {
     let record = f.record();
     let key: Vec<u8> = f
         .slide_id
         .clone()
         .map(String::into_bytes)
-        .or_else(|| f.ticket.key.clone())
+        .or_else(|| request.key.clone())
         .unwrap_or_default();
     // Keys are echoed from the request: keep them as short as the ids in the record.
     let key = key[..key.len().min(1024)].to_vec();
@@ -255,12 +251,12 @@ async fn publish_failure(
         }
         sent = Some(value.clone());
         let produced = produce(
-            producer.clone(),
-            health.clone(),
-            topic.clone(),
+            to.producer.clone(),
+            to.health.clone(),
+            to.dlq_topic.clone(),
             key.clone(),
             value,
-            &f.ticket,
+            &request,
         )
         .await;
         match produced {
@@ -273,23 +269,21 @@ async fn publish_failure(
     }
     match refused {
         None => {
-            metrics::counter!("wsi_thumbnail_failed_total", "kind" => f.kind.as_str()).increment(1);
+            record::failed(f.kind);
             tracing::warn!(kind = %f.kind, reason = %f.message, "request failed; failure record published");
         }
         Some(e) => {
-            metrics::counter!("wsi_thumbnail_unpublishable_total").increment(1);
+            record::unpublishable();
             tracing::error!(
                 error = %e,
-                topic = %f.ticket.topic,
-                partition = f.ticket.partition,
-                offset = f.ticket.offset,
+                topic = %request.topic,
+                partition = request.partition,
+                offset = request.offset,
                 kind = %f.kind,
                 reason = %f.message,
                 "the broker refused even the cut failure record; the request is committed without an answer"
             );
         }
     }
-    if let Some(t) = tracker {
-        t.do_send(Completed { ticket: f.ticket });
-    }
+    to.completed.do_send(Completed { ticket: f.ticket });
 }

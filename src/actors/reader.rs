@@ -1,6 +1,6 @@
-//! PartitionReader: reads the request topic and admits each record to the tracker.
+//! RequestReader: reads the request topic and admits each record to the tracker.
 //!
-//! Receives: `StopReading` (shutdown).
+//! Receives: nothing; it stops when the shutdown starts draining.
 //! Sends: `Admit` to the offset tracker, one per record, in offset order per partition.
 //! Owns: the consumer's message loop. All assigned partitions share one consumer; the
 //! tracker pauses and resumes individual partitions on that consumer when their
@@ -10,45 +10,28 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::prelude::*;
-use rdkafka::Message as _;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use tokio::sync::watch;
-
-use super::tracker::OffsetTracker;
+use crate::admission::admit;
 use crate::kafka::context::ServiceContext;
 use crate::log_throttle::LogThrottle;
 use crate::messages::pipeline::Admit;
-use crate::messages::ticket::Ticket;
-use crate::pipeline::prepare::prepare;
+use crate::messages::ticket::{KafkaRecord, Ticket};
+use crate::shutdown::Shutdown;
 use crate::storage::location::InputPolicy;
+use actix::prelude::*;
+use rdkafka::Message as _;
+use rdkafka::consumer::{Consumer, StreamConsumer};
 
-pub struct PartitionReader {
-    consumer: Arc<StreamConsumer<ServiceContext>>,
-    tracker: Addr<OffsetTracker>,
-    policy: InputPolicy,
-    template: String,
-    stop: watch::Sender<bool>,
+pub struct RequestReader {
+    pub consumer: Arc<StreamConsumer<ServiceContext>>,
+    /// The offset tracker, which admits each record.
+    pub tracker: Recipient<Admit>,
+    pub policy: InputPolicy,
+    /// The thumbnail object-name template.
+    pub template: String,
+    pub shutdown: Shutdown,
 }
 
-impl PartitionReader {
-    pub fn new(
-        consumer: Arc<StreamConsumer<ServiceContext>>,
-        tracker: Addr<OffsetTracker>,
-        policy: InputPolicy,
-        template: String,
-    ) -> Self {
-        PartitionReader {
-            consumer,
-            tracker,
-            policy,
-            template,
-            stop: watch::channel(false).0,
-        }
-    }
-}
-
-impl Actor for PartitionReader {
+impl Actor for RequestReader {
     type Context = Context<Self>;
 
     fn started(&mut self, _: &mut Self::Context) {
@@ -56,7 +39,7 @@ impl Actor for PartitionReader {
         let tracker = self.tracker.clone();
         let policy = self.policy.clone();
         let template = self.template.clone();
-        let stop = self.stop.subscribe();
+        let shutdown = self.shutdown.clone();
         // The consumer is polled on a thread of its own, because librdkafka runs the
         // rebalance and OAuth callbacks inside the poll: a revocation waits there for the
         // partition's in-flight work (invariant 7), which the actors on the main runtime
@@ -74,7 +57,7 @@ impl Actor for PartitionReader {
                         return;
                     }
                 };
-                runtime.block_on(read_loop(consumer, tracker, policy, template, stop));
+                runtime.block_on(read_loop(consumer, tracker, policy, template, shutdown));
             });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the reader thread");
@@ -84,15 +67,15 @@ impl Actor for PartitionReader {
 
 async fn read_loop(
     consumer: Arc<StreamConsumer<ServiceContext>>,
-    tracker: Addr<OffsetTracker>,
+    tracker: Recipient<Admit>,
     policy: InputPolicy,
     template: String,
-    mut stop: watch::Receiver<bool>,
+    shutdown: Shutdown,
 ) {
     loop {
         let message = tokio::select! {
             m = consumer.recv() => m,
-            _ = stop.changed() => break,
+            _ = shutdown.draining() => break,
         };
         let message = match message {
             Ok(m) => m,
@@ -108,39 +91,27 @@ async fn read_loop(
         };
         let generation = consumer
             .context()
-            .book
+            .ledger
             .lock()
             .ok()
-            .and_then(|b| b.generation(message.topic(), message.partition()));
+            .and_then(|l| l.generation(message.topic(), message.partition()));
         let Some(generation) = generation else {
             continue;
         };
-        let ticket = Ticket::kafka(
-            message.topic(),
-            message.partition(),
-            message.offset(),
-            message.key().map(<[u8]>::to_vec),
+        let ticket = Ticket::kafka(KafkaRecord {
+            topic: message.topic().to_string(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
             generation,
-            message.timestamp().to_millis(),
-        );
+            timestamp_ms: message.timestamp().to_millis(),
+        });
         let value = message.payload().unwrap_or_default();
-        let item = prepare(ticket, value, &policy, &template);
+        let item = admit(ticket, value, &policy, &template);
         // Awaiting the tracker keeps offsets in order and gives backpressure.
         if tracker.send(Admit(item)).await.is_err() {
             break;
         }
     }
     tracing::info!("stopped reading requests");
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct StopReading;
-
-impl Handler<StopReading> for PartitionReader {
-    type Result = ();
-
-    fn handle(&mut self, _: StopReading, _: &mut Self::Context) {
-        let _ = self.stop.send(true);
-    }
 }

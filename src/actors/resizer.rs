@@ -4,22 +4,18 @@
 //!
 //! Receives: `Resize` from the decoder pool.
 //! Sends: `Upload` to the uploader, or `Fail` to the publisher.
-
-use std::panic::{AssertUnwindSafe, catch_unwind};
+//! Owns: nothing between jobs.
 
 use actix::prelude::*;
 use bytes::Bytes;
 
-use super::guard::{inject_fault, record_panic};
-use super::publisher::Publisher;
-use super::uploader::Uploader;
-use crate::error_kind::ErrorKind;
-use crate::messages::pipeline::{Decoded, Fail, Failure, Resize, Upload};
+use super::stage::{Routes, run_sync};
+use crate::messages::pipeline::{Decoded, Failure, Resize, Upload};
 use crate::slide::finish;
+use crate::telemetry::record::{self, Stage};
 
 pub struct Resizer {
-    pub uploader: Addr<Uploader>,
-    pub publisher: Addr<Publisher>,
+    pub routes: Routes<Upload>,
 }
 
 impl Actor for Resizer {
@@ -30,37 +26,20 @@ impl Handler<Resize> for Resizer {
     type Result = ();
 
     fn handle(&mut self, Resize { job, decoded }: Resize, _: &mut Self::Context) {
-        let _in_job = job.ticket.span.clone().entered();
-        let result = catch_unwind(AssertUnwindSafe(|| {
-            inject_fault("resize", &job.request.slide_id);
-            match decoded {
+        run_sync(Stage::Resize, job, &self.routes, |job| {
+            let thumb = match decoded {
                 Decoded::Reduced(reduced) => finish(reduced),
                 // A worker process already resized and encoded it.
                 Decoded::Finished(thumbnail) => Ok(thumbnail),
             }
-        }));
-        match result {
-            Ok(Ok(thumb)) => {
-                let t = thumb.timings;
-                metrics::histogram!("wsi_thumbnail_stage_seconds", "stage" => "resize")
-                    .record(t.resize.as_secs_f64());
-                metrics::histogram!("wsi_thumbnail_stage_seconds", "stage" => "encode")
-                    .record(t.encode.as_secs_f64());
-                self.uploader.do_send(Upload {
-                    job,
-                    png: Bytes::from(thumb.png),
-                    metadata: thumb.metadata,
-                });
-            }
-            Ok(Err(e)) => {
-                self.publisher
-                    .do_send(Fail(Failure::of_job(&job, e.kind(), e.to_string())))
-            }
-            Err(panic) => {
-                let message = record_panic("resize", panic.as_ref());
-                self.publisher
-                    .do_send(Fail(Failure::of_job(&job, ErrorKind::Internal, message)));
-            }
-        }
+            .map_err(|e| Box::new(Failure::of_job(&job, e.kind(), e.to_string())))?;
+            record::stage_seconds(Stage::Resize, thumb.timings.resize);
+            record::stage_seconds(Stage::Encode, thumb.timings.encode);
+            Ok(Upload {
+                job,
+                png: Bytes::from(thumb.png),
+                metadata: thumb.metadata,
+            })
+        });
     }
 }

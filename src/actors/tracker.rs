@@ -12,32 +12,28 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::{Offset, TopicPartitionList};
 
-use super::fetcher::Fetcher;
-use super::publisher::Publisher;
+use crate::delivery::journal::{Journal, MAX_DEATHS};
+use crate::delivery::key_order::KeyOrder;
+use crate::delivery::ledger::Ledger;
+use crate::delivery::limits::Limits;
 use crate::error_kind::ErrorKind;
+use crate::kafka::commit::commit_list;
 use crate::kafka::context::ServiceContext;
 use crate::log_throttle::LogThrottle;
 use crate::messages::pipeline::{Admit, Admitted, Completed, Fail, Failure, Fetch};
-use crate::messages::ticket::Ticket;
-use crate::pipeline::book::Book;
-use crate::pipeline::journal::{Journal, MAX_DEATHS};
-use crate::pipeline::key_order::KeyOrder;
-
-pub struct Limits {
-    pub max_in_flight: usize,
-    pub max_in_flight_per_partition: usize,
-    pub commit_interval: Duration,
-}
+use crate::messages::ticket::KafkaRecord;
+use crate::telemetry::record;
 
 pub struct OffsetTracker {
     consumer: Arc<StreamConsumer<ServiceContext>>,
-    book: Arc<Mutex<Book>>,
+    ledger: Arc<Mutex<Ledger>>,
     keys: KeyOrder<Admitted>,
-    fetcher: Addr<Fetcher>,
-    publisher: Addr<Publisher>,
+    /// Where admitted jobs go (the fetcher) and where failures go (the publisher).
+    fetch: Recipient<Fetch>,
+    fail: Recipient<Fail>,
     limits: Limits,
     globally_paused: bool,
     /// Requests in flight, on disk, so a restart loop can be noticed and broken.
@@ -47,19 +43,19 @@ pub struct OffsetTracker {
 impl OffsetTracker {
     pub fn new(
         consumer: Arc<StreamConsumer<ServiceContext>>,
-        book: Arc<Mutex<Book>>,
-        fetcher: Addr<Fetcher>,
-        publisher: Addr<Publisher>,
+        ledger: Arc<Mutex<Ledger>>,
+        fetch: Recipient<Fetch>,
+        fail: Recipient<Fail>,
         limits: Limits,
         journal: Option<Journal>,
     ) -> Self {
         OffsetTracker {
             journal,
             consumer,
-            book,
+            ledger,
             keys: KeyOrder::default(),
-            fetcher,
-            publisher,
+            fetch,
+            fail,
             limits,
             globally_paused: false,
         }
@@ -67,10 +63,9 @@ impl OffsetTracker {
 
     fn dispatch(&mut self, item: Admitted) {
         match item {
-            Admitted::Job(job) => match self.journal_begin(&job.ticket) {
-                Ok(()) => self.fetcher.do_send(Fetch(job)),
-                Err(deaths) => {
-                    metrics::counter!("wsi_thumbnail_restart_loop_total").increment(1);
+            Admitted::Job(job) => match job.ticket.record().map(|r| self.journal_begin(r)) {
+                Some(Err(deaths)) => {
+                    record::restart_loop_broken();
                     tracing::error!(
                         deaths,
                         "the service stopped while serving this request before; failing it instead of serving it again"
@@ -84,23 +79,24 @@ impl OffsetTracker {
                         ),
                     );
                     failure.retryable = false;
-                    self.publisher.do_send(Fail(failure));
+                    self.fail.do_send(Fail(failure));
                 }
+                _ => self.fetch.do_send(Fetch(job)),
             },
-            Admitted::Failure(f) => self.publisher.do_send(Fail(f)),
+            Admitted::Failure(f) => self.fail.do_send(Fail(f)),
         }
     }
 
     /// Journals a Kafka request as in flight, or says how often it killed the service.
-    fn journal_begin(&mut self, ticket: &Ticket) -> Result<(), u32> {
-        let Some(journal) = self.journal.as_mut().filter(|_| ticket.reply.is_none()) else {
+    fn journal_begin(&mut self, request: &KafkaRecord) -> Result<(), u32> {
+        let Some(journal) = self.journal.as_mut() else {
             return Ok(());
         };
-        let deaths = journal.deaths(&ticket.topic, ticket.partition, ticket.offset);
+        let deaths = journal.deaths(&request.topic, request.partition, request.offset);
         if deaths >= MAX_DEATHS {
             return Err(deaths);
         }
-        if let Err(e) = journal.begin(&ticket.topic, ticket.partition, ticket.offset) {
+        if let Err(e) = journal.begin(&request.topic, request.partition, request.offset) {
             tracing::warn!(error = %e, "cannot write the in-flight journal");
         }
         Ok(())
@@ -108,10 +104,10 @@ impl OffsetTracker {
 
     /// Commits every partition whose contiguous done prefix moved.
     fn commit(&self, mode: CommitMode) {
-        let Ok(mut book) = self.book.lock() else {
+        let Ok(mut ledger) = self.ledger.lock() else {
             return;
         };
-        let pending = book.pending_commits();
+        let pending = ledger.pending_commits();
         if pending.is_empty() {
             return;
         }
@@ -119,9 +115,8 @@ impl OffsetTracker {
         match self.consumer.commit(&tpl, mode) {
             Ok(()) => {
                 for (tp, offset, metadata) in &pending {
-                    book.mark_committed(tp, *offset, metadata.clone());
-                    metrics::gauge!("wsi_thumbnail_committed_offset", "partition" => tp.1.to_string())
-                        .set(*offset as f64);
+                    ledger.mark_committed(tp, *offset, metadata.clone());
+                    record::committed_offset(tp.1, *offset);
                 }
                 tracing::debug!(?pending, "committed");
             }
@@ -137,14 +132,14 @@ impl OffsetTracker {
     /// Pauses partitions whose budget is full (all of them when the global budget is)
     /// and resumes those with room again.
     fn apply_budgets(&mut self) {
-        let Ok(mut book) = self.book.lock() else {
+        let Ok(mut ledger) = self.ledger.lock() else {
             return;
         };
-        let total = book.in_flight_total();
-        metrics::gauge!("wsi_thumbnail_in_flight").set(total as f64);
+        let total = ledger.in_flight_total();
+        record::in_flight(total);
         let global_full = total >= self.limits.max_in_flight;
         let (mut pause, mut resume) = (TopicPartitionList::new(), TopicPartitionList::new());
-        for ((topic, partition), state) in book.partitions_mut() {
+        for ((topic, partition), state) in ledger.partitions_mut() {
             let full =
                 global_full || state.offsets.in_flight() >= self.limits.max_in_flight_per_partition;
             if full && !state.paused {
@@ -182,30 +177,22 @@ impl Actor for OffsetTracker {
     }
 }
 
-/// The offsets (and their commit metadata) to commit, as librdkafka wants them.
-pub fn commit_list(pending: &[((String, i32), i64, String)]) -> TopicPartitionList {
-    let mut tpl = TopicPartitionList::new();
-    for ((topic, partition), offset, metadata) in pending {
-        let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset));
-        if let Some(mut elem) = tpl.find_partition(topic, *partition) {
-            elem.set_metadata(metadata.as_str());
-        }
-    }
-    tpl
-}
-
 impl Handler<Admit> for OffsetTracker {
     type Result = ();
 
     fn handle(&mut self, Admit(item): Admit, _: &mut Self::Context) {
+        // Only Kafka records are admitted (`POST /process` jobs skip the tracker).
+        let Some(request) = item.ticket().record() else {
+            return;
+        };
         let (accepted, already_done) = self
-            .book
+            .ledger
             .lock()
-            .map(|mut b| {
-                let done = b.already_done(item.ticket());
-                let accepted = b.begin(item.ticket());
+            .map(|mut ledger| {
+                let done = ledger.already_done(request);
+                let accepted = ledger.begin(request);
                 if accepted && done {
-                    b.finish(item.ticket());
+                    ledger.finish(request);
                 }
                 (accepted, done)
             })
@@ -216,16 +203,12 @@ impl Handler<Admit> for OffsetTracker {
         }
         if already_done {
             // Finished by an earlier owner (commit metadata): nothing to redo.
-            metrics::counter!("wsi_thumbnail_skipped_total").increment(1);
-            tracing::debug!(
-                partition = item.ticket().partition,
-                offset = item.ticket().offset,
-                "already done; skipped"
-            );
+            record::request_skipped();
+            tracing::debug!(%request, "already done; skipped");
             return;
         }
-        metrics::counter!("wsi_thumbnail_requests_total").increment(1);
-        let key = item.ticket().key.clone();
+        record::request_admitted();
+        let key = item.ticket().key().map(<[u8]>::to_vec);
         if let Some(ready) = self.keys.admit(key.as_deref(), item) {
             self.dispatch(ready);
         }
@@ -237,38 +220,45 @@ impl Handler<Completed> for OffsetTracker {
     type Result = ();
 
     fn handle(&mut self, Completed { ticket }: Completed, _: &mut Self::Context) {
+        let Some(request) = ticket.record() else {
+            return;
+        };
         if let Some(journal) = self.journal.as_mut()
-            && let Err(e) = journal.end(&ticket.topic, ticket.partition, ticket.offset)
+            && let Err(e) = journal.end(&request.topic, request.partition, request.offset)
         {
             tracing::warn!(error = %e, "cannot write the in-flight journal");
         }
         let counted = self
-            .book
+            .ledger
             .lock()
-            .map(|mut b| b.finish(&ticket))
+            .map(|mut ledger| ledger.finish(request))
             .unwrap_or(false);
         if !counted {
-            tracing::debug!(
-                partition = ticket.partition,
-                offset = ticket.offset,
-                "completion for a revoked partition ignored"
-            );
+            tracing::debug!(%request, "completion for a revoked partition ignored");
         }
-        // Hand the key to the next waiting request of a partition we still own.
-        let mut next = self.keys.release(ticket.key.as_deref());
+        self.release_key(ticket.key());
+        self.apply_budgets();
+    }
+}
+
+impl OffsetTracker {
+    /// Hands a finished request's key to the next waiting request of a partition we
+    /// still own.
+    fn release_key(&mut self, key: Option<&[u8]>) {
+        let mut next = self.keys.release(key);
         while let Some(item) = next {
-            let current = self
-                .book
-                .lock()
-                .map(|b| b.is_current(item.ticket()))
-                .unwrap_or(false);
+            let current = item.ticket().record().is_some_and(|request| {
+                self.ledger
+                    .lock()
+                    .map(|ledger| ledger.is_current(request))
+                    .unwrap_or(false)
+            });
             if current {
                 self.dispatch(item);
                 break;
             }
-            next = self.keys.release(ticket.key.as_deref());
+            next = self.keys.release(key);
         }
-        self.apply_budgets();
     }
 }
 
@@ -285,11 +275,11 @@ impl Handler<Drain> for OffsetTracker {
 
     fn handle(&mut self, msg: Drain, _: &mut Self::Context) -> Self::Result {
         let deadline = Instant::now() + msg.grace;
-        let book = self.book.clone();
+        let ledger = self.ledger.clone();
         Box::pin(
             async move {
                 loop {
-                    let left = book.lock().map(|b| b.in_flight_total()).unwrap_or(0);
+                    let left = ledger.lock().map(|l| l.in_flight_total()).unwrap_or(0);
                     if left == 0 || Instant::now() >= deadline {
                         return left;
                     }

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use wsi_thumbnail::actors::supervisor::{self, ServiceError};
 use wsi_thumbnail::config::{Config, ConfigError};
 use wsi_thumbnail::kafka::{settings, topics};
+use wsi_thumbnail::supervisor::{self, ServiceError};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use std::time::Duration;
 
-use wsi_thumbnail::slide::{self, Decoder, SlideError, Thumbnail, ThumbnailOptions};
+use wsi_thumbnail::slide::{self, DecoderChoice, SlideError, Thumbnail, ThumbnailOptions};
 use wsi_thumbnail::worker::{DecodeFailure, Isolation, WorkerSettings, WorkerSlot};
 
 #[derive(Debug, clap::Args)]
@@ -32,8 +32,8 @@ pub struct Args {
     size: u32,
 
     /// Pixel path: `auto` decodes JPEG tiles directly where possible.
-    #[arg(long, value_enum, default_value_t = Decoder::Auto)]
-    decoder: Decoder,
+    #[arg(long, value_enum, default_value_t = DecoderChoice::Auto)]
+    decoder: DecoderChoice,
 
     /// Refuse slides declaring more level-0 pixels than this (decompression bombs).
     #[arg(long, default_value_t = slide::DEFAULT_MAX_SLIDE_PIXELS)]

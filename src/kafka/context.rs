@@ -5,7 +5,6 @@
 //! by us (its new owner redoes it: at least once). On assignment a partition enters the
 //! ledger under a new generation, with what earlier owners recorded as finished.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,18 +12,19 @@ use rdkafka::ClientContext;
 use rdkafka::client::OAuthToken;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 
+use super::commit::commit_list;
 use super::oauth::AuthContext;
-use crate::actors::tracker::commit_list;
-use crate::pipeline::book::Book;
-use crate::pipeline::commit_metadata::decode;
+use crate::delivery::commit_metadata::decode;
+use crate::delivery::ledger::Ledger;
+use crate::shutdown::Shutdown;
 
 pub struct ServiceContext {
-    pub book: Arc<Mutex<Book>>,
+    pub ledger: Arc<Mutex<Ledger>>,
     /// How long a revoked partition's in-flight work may take to finish.
     pub revocation_deadline: Duration,
-    /// Set once the pipeline has drained for shutdown: nothing in flight will finish
-    /// any more, so revocations at close do not wait.
-    pub closing: Arc<AtomicBool>,
+    /// Once closed, nothing in flight will finish any more, so revocations at close
+    /// do not wait.
+    pub shutdown: Shutdown,
     pub auth: AuthContext,
 }
 
@@ -35,11 +35,11 @@ impl ServiceContext {
         let deadline = Instant::now() + self.revocation_deadline;
         loop {
             let left = self
-                .book
+                .ledger
                 .lock()
-                .map(|b| b.in_flight_of(partitions))
+                .map(|l| l.in_flight_of(partitions))
                 .unwrap_or(0);
-            if left == 0 || Instant::now() >= deadline || self.closing.load(Ordering::Relaxed) {
+            if left == 0 || Instant::now() >= deadline || self.shutdown.is_closed() {
                 return left;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -92,11 +92,11 @@ impl ConsumerContext for ServiceContext {
         }
         let mut pending = Vec::new();
         {
-            let Ok(mut book) = self.book.lock() else {
+            let Ok(mut ledger) = self.ledger.lock() else {
                 return;
             };
             for elem in revoked.elements() {
-                if let Some(state) = book.revoke(elem.topic(), elem.partition()) {
+                if let Some(state) = ledger.revoke(elem.topic(), elem.partition()) {
                     if let Some((next, metadata)) = state.offsets.pending_commit_with_metadata() {
                         pending.push((
                             (elem.topic().to_string(), elem.partition()),
@@ -131,11 +131,11 @@ impl ConsumerContext for ServiceContext {
             .committed_offsets((*assigned).clone(), Duration::from_secs(10))
             .map_err(|e| tracing::warn!(error = %e, "cannot read commit metadata; finished work may be redone"))
             .ok();
-        let Ok(mut book) = self.book.lock() else {
+        let Ok(mut ledger) = self.ledger.lock() else {
             return;
         };
         for elem in assigned.elements() {
-            book.assign(elem.topic(), elem.partition());
+            ledger.assign(elem.topic(), elem.partition());
             let finished = committed
                 .as_ref()
                 .and_then(|c| c.find_partition(elem.topic(), elem.partition()))
@@ -148,7 +148,7 @@ impl ConsumerContext for ServiceContext {
                     pending = finished.pending.len(),
                     "partition assigned; skipping work finished by the previous owner"
                 );
-                book.set_finished(elem.topic(), elem.partition(), finished);
+                ledger.set_finished(elem.topic(), elem.partition(), finished);
             } else {
                 tracing::info!(
                     topic = elem.topic(),

@@ -160,7 +160,7 @@ impl GoogleTokenProvider {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let expires = now + TOKEN_LIFETIME;
-        metrics::counter!("wsi_thumbnail_kafka_token_refreshes_total").increment(1);
+        crate::telemetry::record::token_refreshed();
         tracing::debug!(principal = %self.principal, "Kafka OAUTHBEARER token refreshed");
         Ok(OAuthToken {
             token: managed_kafka_token(&access.token, &self.principal, now, expires),

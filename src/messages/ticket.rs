@@ -3,18 +3,37 @@
 //! tracker for a Kafka record, the waiting HTTP caller for a `POST /process` request.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use tokio::sync::oneshot;
 
 use super::payload::{SourceCoordinates, ThumbnailResponse};
 use super::pipeline::Failure;
 
-/// Topic name on tickets of `POST /process` requests (they have no Kafka record).
+/// The `source.topic` of `POST /process` failure bodies, which keep the record's shape
+/// (`{"topic": "http", "partition": -1, "offset": <sequence>}`) though no record exists.
 pub const HTTP_ORIGIN: &str = "http";
 
 #[derive(Debug, Clone)]
 pub struct Ticket {
+    pub origin: Origin,
+    /// The job's log span: every line logged about this job, in any actor, carries its
+    /// coordinates, and its request and slide ids once parsed.
+    pub span: tracing::Span,
+}
+
+/// Where the work came from, which decides who hears how it ended.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    /// A record of the request topic: its answer is produced, then its offset is done.
+    Kafka(KafkaRecord),
+    /// A `POST /process` call: the outcome goes back to the waiting caller; nothing is
+    /// produced and no offset is involved. `sequence` numbers them for the logs.
+    Http { sequence: i64, reply: Reply },
+}
+
+/// The coordinates of a request record, and what the ledger needs to count it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaRecord {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
@@ -24,14 +43,7 @@ pub struct Ticket {
     /// an earlier assignment (before a revocation) are ignored.
     pub generation: u64,
     /// The record's Kafka timestamp, for end-to-end latency.
-    pub kafka_timestamp_ms: Option<i64>,
-    pub received: Instant,
-    /// The job's log span: every line logged about this job, in any actor, carries its
-    /// partition and offset, and its request and slide ids once parsed.
-    pub span: tracing::Span,
-    /// Set for `POST /process` requests: the outcome goes back to the caller instead of
-    /// to the response topic, and no offset is involved.
-    pub reply: Option<Reply>,
+    pub timestamp_ms: Option<i64>,
 }
 
 /// What a `POST /process` caller gets back.
@@ -63,47 +75,64 @@ impl Reply {
 
 impl Ticket {
     /// A ticket for a record read from Kafka.
-    pub fn kafka(
-        topic: &str,
-        partition: i32,
-        offset: i64,
-        key: Option<Vec<u8>>,
-        generation: u64,
-        kafka_timestamp_ms: Option<i64>,
-    ) -> Ticket {
+    pub fn kafka(record: KafkaRecord) -> Ticket {
+        let span = job_span(&record.topic, record.partition, record.offset);
         Ticket {
-            topic: topic.to_string(),
-            partition,
-            offset,
-            key,
-            generation,
-            kafka_timestamp_ms,
-            received: Instant::now(),
-            span: job_span(topic, partition, offset),
-            reply: None,
+            origin: Origin::Kafka(record),
+            span,
         }
     }
 
-    /// A ticket for a `POST /process` request; `sequence` numbers them for the logs.
+    /// A ticket for a `POST /process` request.
     pub fn http(sequence: i64, reply: Reply) -> Ticket {
         Ticket {
-            topic: HTTP_ORIGIN.to_string(),
-            partition: -1,
-            offset: sequence,
-            key: None,
-            generation: 0,
-            kafka_timestamp_ms: None,
-            received: Instant::now(),
+            origin: Origin::Http { sequence, reply },
             span: job_span(HTTP_ORIGIN, -1, sequence),
-            reply: Some(reply),
         }
     }
 
+    /// The Kafka record behind this ticket (none for `POST /process`).
+    pub fn record(&self) -> Option<&KafkaRecord> {
+        match &self.origin {
+            Origin::Kafka(record) => Some(record),
+            Origin::Http { .. } => None,
+        }
+    }
+
+    /// The request record's key, if it came from Kafka with one.
+    pub fn key(&self) -> Option<&[u8]> {
+        self.record().and_then(|r| r.key.as_deref())
+    }
+
+    /// The same ticket without the caller's reply channel: for answers built outside
+    /// the pipeline, which must not look like the pipeline's own.
+    pub fn detached(&self) -> Ticket {
+        let origin = match &self.origin {
+            Origin::Http { sequence, .. } => Origin::Http {
+                sequence: *sequence,
+                reply: Reply::channel().0,
+            },
+            kafka => kafka.clone(),
+        };
+        Ticket {
+            origin,
+            span: self.span.clone(),
+        }
+    }
+
+    /// The failure record's `source`.
     pub fn source(&self) -> SourceCoordinates {
-        SourceCoordinates {
-            topic: self.topic.clone(),
-            partition: self.partition,
-            offset: self.offset,
+        match &self.origin {
+            Origin::Kafka(r) => SourceCoordinates {
+                topic: r.topic.clone(),
+                partition: r.partition,
+                offset: r.offset,
+            },
+            Origin::Http { sequence, .. } => SourceCoordinates {
+                topic: HTTP_ORIGIN.to_string(),
+                partition: -1,
+                offset: *sequence,
+            },
         }
     }
 
@@ -115,6 +144,12 @@ impl Ticket {
         if let Some(slide_id) = slide_id {
             self.span.record("slide_id", slide_id);
         }
+    }
+}
+
+impl std::fmt::Display for KafkaRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.topic, self.partition, self.offset)
     }
 }
 

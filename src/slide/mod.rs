@@ -45,7 +45,7 @@ pub const MAX_LEVELS: usize = 64;
     Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize, Serialize,
 )]
 #[serde(rename_all = "lowercase")]
-pub enum Decoder {
+pub enum DecoderChoice {
     /// Direct JPEG tile decoding where the level allows it, OpenSlide otherwise.
     #[default]
     Auto,
@@ -59,7 +59,7 @@ pub struct ThumbnailOptions {
     pub max_size: u32,
     /// Slides declaring more level-0 pixels than this are refused as `slide_too_large`.
     pub max_slide_pixels: u64,
-    pub decoder: Decoder,
+    pub decoder: DecoderChoice,
 }
 
 impl Default for ThumbnailOptions {
@@ -67,7 +67,7 @@ impl Default for ThumbnailOptions {
         ThumbnailOptions {
             max_size: 1024,
             max_slide_pixels: DEFAULT_MAX_SLIDE_PIXELS,
-            decoder: Decoder::Auto,
+            decoder: DecoderChoice::Auto,
         }
     }
 }
@@ -191,7 +191,7 @@ pub fn reduce_slide(path: &Path, options: &ThumbnailOptions) -> Result<Reduced, 
 
     let decode_started = Instant::now();
     let fast = match (&tiff, options.decoder) {
-        (Ok(Some(tiff)), Decoder::Auto) if fast_path_vendor(&metadata.vendor) => {
+        (Ok(Some(tiff)), DecoderChoice::Auto) if fast_path_vendor(&metadata.vendor) => {
             let denominator = geometry::jpeg_denominator(level_dims, target);
             match JpegTileSource::open(path, tiff, level_dims, denominator, background) {
                 Ok(source) => match render::reduce_source(&source, target) {

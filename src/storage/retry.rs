@@ -66,7 +66,7 @@ where
         .retry(backoff)
         .when(|e: &StorageError| e.kind().retryable())
         .notify(|e, wait| {
-            metrics::counter!("wsi_thumbnail_retries_total").increment(1);
+            crate::telemetry::record::retried();
             tracing::warn!(error = %e, ?wait, what, "transient storage failure; retrying");
         })
         .await;

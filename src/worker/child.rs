@@ -119,7 +119,7 @@ fn decode(task: Task) -> (Reply, Option<Vec<u8>>) {
                 kind: ErrorKind::Internal,
                 message: format!(
                     "the decoder panicked: {}",
-                    crate::actors::guard::panic_message(panic.as_ref())
+                    crate::faults::panic_message(panic.as_ref())
                 ),
             },
             None,

@@ -30,7 +30,7 @@ pub const PASSED_ENV: &[&str] = &[
     "TMPDIR",
     "RUST_LOG",
     "RUST_BACKTRACE",
-    crate::actors::guard::INJECT_PANIC_ENV,
+    crate::faults::INJECT_PANIC_ENV,
 ];
 
 /// How often a busy worker's memory and deadline are checked.

@@ -92,8 +92,7 @@ impl WorkerSlot {
                     self.worker = None;
                     let verdict =
                         outcome::judge(ending, peak_virtual_bytes, self.settings.memory_cap_bytes);
-                    metrics::counter!("wsi_thumbnail_worker_restarts_total", "reason" => verdict.restart_reason)
-                        .increment(1);
+                    crate::telemetry::record::worker_restart(verdict.restart_reason);
                     // The job's own failure line (with the kind and reason) is the warning;
                     // this one is about the process.
                     tracing::info!(

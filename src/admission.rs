@@ -1,5 +1,6 @@
-//! Turning a Kafka record into a job or a failure: parse and validate the request,
-//! check the input link against the policy, and name the thumbnail.
+//! Admission: turning a request (a Kafka record's value or a `POST /process` body)
+//! into a job or a failure: parse and validate the request, check the input link
+//! against the policy, and name the thumbnail.
 
 use crate::error_kind::ErrorKind;
 use crate::messages::payload::parse_request;
@@ -7,7 +8,7 @@ use crate::messages::pipeline::{Admitted, Failure, Job};
 use crate::messages::ticket::Ticket;
 use crate::storage::location::{InputPolicy, object_name, parse_input};
 
-pub fn prepare(ticket: Ticket, value: &[u8], policy: &InputPolicy, template: &str) -> Admitted {
+pub fn admit(ticket: Ticket, value: &[u8], policy: &InputPolicy, template: &str) -> Admitted {
     let request = match parse_request(value) {
         Ok(r) => r,
         Err(e) => {

@@ -5,9 +5,11 @@
 use metrics::Unit;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+pub mod record;
+
+use self::record::*;
 use crate::error_kind::ErrorKind;
 
-const STAGES: [&str; 6] = ["fetch", "decode", "resize", "encode", "upload", "publish"];
 /// The `reason` labels of `wsi_thumbnail_worker_restarts_total` (see `worker::outcome`).
 const WORKER_RESTART_REASONS: [&str; 6] =
     ["crash", "timeout", "memory", "killed", "exit", "protocol"];
@@ -18,16 +20,8 @@ pub fn install() -> Result<PrometheusHandle, String> {
         0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
     ];
     let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(
-            Matcher::Full("wsi_thumbnail_stage_seconds".into()),
-            &seconds,
-        )
-        .and_then(|b| {
-            b.set_buckets_for_metric(
-                Matcher::Full("wsi_thumbnail_end_to_end_seconds".into()),
-                &seconds,
-            )
-        })
+        .set_buckets_for_metric(Matcher::Full(STAGE_SECONDS.into()), &seconds)
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(END_TO_END_SECONDS.into()), &seconds))
         .and_then(|b| b.install_recorder())
         .map_err(|e| e.to_string())?;
     describe();
@@ -35,99 +29,77 @@ pub fn install() -> Result<PrometheusHandle, String> {
 }
 
 fn describe() {
-    metrics::describe_counter!(
-        "wsi_thumbnail_requests_total",
-        "Requests read from the request topic"
-    );
-    metrics::describe_counter!(
-        "wsi_thumbnail_completed_total",
-        "Responses acknowledged by the broker"
-    );
-    metrics::describe_counter!(
-        "wsi_thumbnail_failed_total",
-        "Failure records acknowledged, by error kind"
-    );
-    metrics::describe_counter!(
-        "wsi_thumbnail_retries_total",
-        "Retried operations (storage, broker)"
-    );
-    metrics::describe_gauge!(
-        "wsi_thumbnail_in_flight",
-        "Requests admitted and not yet done"
-    );
+    metrics::describe_counter!(REQUESTS, "Requests read from the request topic");
+    metrics::describe_counter!(COMPLETED, "Responses acknowledged by the broker");
+    metrics::describe_counter!(FAILED, "Failure records acknowledged, by error kind");
+    metrics::describe_counter!(RETRIES, "Retried operations (storage, broker)");
+    metrics::describe_gauge!(IN_FLIGHT, "Requests admitted and not yet done");
+    metrics::describe_histogram!(STAGE_SECONDS, Unit::Seconds, "Time per pipeline stage");
     metrics::describe_histogram!(
-        "wsi_thumbnail_stage_seconds",
-        Unit::Seconds,
-        "Time per pipeline stage"
-    );
-    metrics::describe_histogram!(
-        "wsi_thumbnail_end_to_end_seconds",
+        END_TO_END_SECONDS,
         Unit::Seconds,
         "From the request's Kafka timestamp to the response acknowledged"
     );
+    metrics::describe_gauge!(COMMITTED_OFFSET, "Last committed offset, by partition");
     metrics::describe_gauge!(
-        "wsi_thumbnail_committed_offset",
-        "Last committed offset, by partition"
-    );
-    metrics::describe_gauge!(
-        "wsi_thumbnail_consumer_lag",
+        CONSUMER_LAG,
         "High watermark minus committed offset, by partition"
     );
     metrics::describe_counter!(
-        "wsi_thumbnail_slide_bytes_fetched_total",
+        SLIDE_BYTES_FETCHED,
         Unit::Bytes,
         "Slide bytes read from storage"
     );
     metrics::describe_counter!(
-        "wsi_thumbnail_fetch_path_total",
+        FETCH_PATH,
         "Slides fetched, by path: ranged (planned byte ranges), whole, or local (file://)"
     );
     metrics::describe_gauge!(
-        "wsi_thumbnail_stage_workers",
+        STAGE_WORKERS,
         "Threads serving a CPU stage; rate(stage_seconds_sum) / workers is its utilisation"
     );
     metrics::describe_counter!(
-        "wsi_thumbnail_actor_panics_total",
+        ACTOR_PANICS,
         "Panics caught in a stage actor, by stage (each failed one job)"
     );
     metrics::describe_counter!(
-        "wsi_thumbnail_http_process_total",
+        HTTP_PROCESS,
         "POST /process requests answered, by outcome (ok or the error kind)"
     );
     metrics::describe_counter!(
-        "wsi_thumbnail_worker_restarts_total",
+        WORKER_RESTARTS,
         "Decoder worker processes replaced, by reason: crash (a signal from a slide library), \
          timeout (timeouts.decode_ms), memory (thumbnail.worker_memory_mb), killed (SIGKILL \
          from outside), exit, protocol"
     );
     metrics::describe_counter!(
-        "wsi_thumbnail_unpublishable_total",
+        UNPUBLISHABLE,
         "Requests committed without an answer: the broker refused even their cut failure record"
     );
     metrics::describe_counter!(
-        "wsi_thumbnail_restart_loop_total",
+        RESTART_LOOP,
         "Requests failed as `internal` because the service stopped twice while serving them"
     );
     for reason in WORKER_RESTART_REASONS {
-        metrics::counter!("wsi_thumbnail_worker_restarts_total", "reason" => reason).absolute(0);
+        metrics::counter!(WORKER_RESTARTS, "reason" => reason).absolute(0);
     }
     for name in [
-        "wsi_thumbnail_unpublishable_total",
-        "wsi_thumbnail_restart_loop_total",
-        "wsi_thumbnail_requests_total",
-        "wsi_thumbnail_completed_total",
-        "wsi_thumbnail_retries_total",
-        "wsi_thumbnail_slide_bytes_fetched_total",
+        UNPUBLISHABLE,
+        RESTART_LOOP,
+        REQUESTS,
+        COMPLETED,
+        RETRIES,
+        SLIDE_BYTES_FETCHED,
     ] {
         metrics::counter!(name).absolute(0);
     }
     for kind in ErrorKind::ALL {
-        metrics::counter!("wsi_thumbnail_failed_total", "kind" => kind.as_str()).absolute(0);
+        metrics::counter!(FAILED, "kind" => kind.as_str()).absolute(0);
     }
-    metrics::gauge!("wsi_thumbnail_in_flight").set(0.0);
+    metrics::gauge!(IN_FLIGHT).set(0.0);
     // Histograms appear once observed; register their series so scrapes show them.
-    for stage in STAGES {
-        let _ = metrics::histogram!("wsi_thumbnail_stage_seconds", "stage" => stage);
+    for stage in Stage::ALL {
+        let _ = metrics::histogram!(STAGE_SECONDS, "stage" => stage.label());
     }
-    let _ = metrics::histogram!("wsi_thumbnail_end_to_end_seconds");
+    let _ = metrics::histogram!(END_TO_END_SECONDS);
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use super::commit_metadata::Finished;
 use super::offsets::PartitionOffsets;
-use crate::messages::ticket::Ticket;
+use crate::messages::ticket::KafkaRecord;
 
 pub type TopicPartition = (String, i32);
 
@@ -21,12 +21,12 @@ pub struct PartitionState {
 }
 
 #[derive(Debug, Default)]
-pub struct Book {
+pub struct Ledger {
     partitions: HashMap<TopicPartition, PartitionState>,
     next_generation: u64,
 }
 
-impl Book {
+impl Ledger {
     /// Starts tracking a newly assigned partition (no-op if already tracked).
     pub fn assign(&mut self, topic: &str, partition: i32) -> u64 {
         let key = (topic.to_string(), partition);
@@ -58,12 +58,12 @@ impl Book {
     }
 
     /// Whether an earlier owner already finished this record (so it must not be redone).
-    pub fn already_done(&self, ticket: &Ticket) -> bool {
+    pub fn already_done(&self, record: &KafkaRecord) -> bool {
         self.partitions
-            .get(&(ticket.topic.clone(), ticket.partition))
-            .filter(|s| s.generation == ticket.generation)
+            .get(&(record.topic.clone(), record.partition))
+            .filter(|s| s.generation == record.generation)
             .and_then(|s| s.finished.as_ref())
-            .is_some_and(|f| f.contains(ticket.offset))
+            .is_some_and(|f| f.contains(record.offset))
     }
 
     pub fn generation(&self, topic: &str, partition: i32) -> Option<u64> {
@@ -72,17 +72,17 @@ impl Book {
             .map(|s| s.generation)
     }
 
-    fn current(&mut self, ticket: &Ticket) -> Option<&mut PartitionState> {
+    fn current(&mut self, record: &KafkaRecord) -> Option<&mut PartitionState> {
         self.partitions
-            .get_mut(&(ticket.topic.clone(), ticket.partition))
-            .filter(|s| s.generation == ticket.generation)
+            .get_mut(&(record.topic.clone(), record.partition))
+            .filter(|s| s.generation == record.generation)
     }
 
     /// Records a ticket as in flight; false if its partition is no longer ours.
-    pub fn begin(&mut self, ticket: &Ticket) -> bool {
-        match self.current(ticket) {
+    pub fn begin(&mut self, record: &KafkaRecord) -> bool {
+        match self.current(record) {
             Some(state) => {
-                state.offsets.begin(ticket.offset);
+                state.offsets.begin(record.offset);
                 true
             }
             None => false,
@@ -90,13 +90,13 @@ impl Book {
     }
 
     /// Records a ticket as done; false if stale (revoked partition) or a duplicate.
-    pub fn finish(&mut self, ticket: &Ticket) -> bool {
-        self.current(ticket)
-            .is_some_and(|state| state.offsets.finish(ticket.offset))
+    pub fn finish(&mut self, record: &KafkaRecord) -> bool {
+        self.current(record)
+            .is_some_and(|state| state.offsets.finish(record.offset))
     }
 
-    pub fn is_current(&self, ticket: &Ticket) -> bool {
-        self.generation(&ticket.topic, ticket.partition) == Some(ticket.generation)
+    pub fn is_current(&self, record: &KafkaRecord) -> bool {
+        self.generation(&record.topic, record.partition) == Some(record.generation)
     }
 
     /// Commits to make: partitions whose commit point or finished set moved, with the
@@ -150,48 +150,55 @@ impl Book {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::commit_metadata::decode;
+    use crate::delivery::commit_metadata::decode;
 
     #[test]
     fn finished_offsets_above_a_slow_head_survive_in_metadata() {
-        let mut book = Book::default();
-        let g = book.assign("t", 0);
+        let mut ledger = Ledger::default();
+        let g = ledger.assign("t", 0);
         for o in 0..5 {
-            book.begin(&ticket(0, o, g));
+            ledger.begin(&ticket(0, o, g));
         }
         for o in 1..5 {
-            book.finish(&ticket(0, o, g));
+            ledger.finish(&ticket(0, o, g));
         }
-        let commits = book.pending_commits();
+        let commits = ledger.pending_commits();
         assert_eq!(commits.len(), 1);
         let (_, point, metadata) = &commits[0];
         assert_eq!(*point, 0, "the slow head holds the commit point");
         // A new owner reads the metadata and skips 1..=4 but redoes 0.
-        book.revoke("t", 0);
-        let g2 = book.assign("t", 0);
-        book.set_finished("t", 0, decode(metadata).unwrap());
-        assert!(!book.already_done(&ticket(0, 0, g2)));
-        assert!((1..5).all(|o| book.already_done(&ticket(0, o, g2))));
-        assert!(!book.already_done(&ticket(0, 5, g2)));
+        ledger.revoke("t", 0);
+        let g2 = ledger.assign("t", 0);
+        ledger.set_finished("t", 0, decode(metadata).unwrap());
+        assert!(!ledger.already_done(&ticket(0, 0, g2)));
+        assert!((1..5).all(|o| ledger.already_done(&ticket(0, o, g2))));
+        assert!(!ledger.already_done(&ticket(0, 5, g2)));
     }
 
-    fn ticket(partition: i32, offset: i64, generation: u64) -> Ticket {
-        Ticket::kafka("t", partition, offset, None, generation, None)
+    fn ticket(partition: i32, offset: i64, generation: u64) -> KafkaRecord {
+        KafkaRecord {
+            topic: "t".into(),
+            partition,
+            offset,
+            key: None,
+            generation,
+            timestamp_ms: None,
+        }
     }
 
     #[test]
     fn completions_from_before_a_revocation_are_ignored() {
-        let mut book = Book::default();
-        let g1 = book.assign("t", 0);
-        assert!(book.begin(&ticket(0, 5, g1)));
-        book.revoke("t", 0);
-        let g2 = book.assign("t", 0);
+        let mut ledger = Ledger::default();
+        let g1 = ledger.assign("t", 0);
+        assert!(ledger.begin(&ticket(0, 5, g1)));
+        ledger.revoke("t", 0);
+        let g2 = ledger.assign("t", 0);
         assert_ne!(g1, g2);
-        assert!(!book.finish(&ticket(0, 5, g1)), "stale completion");
-        assert!(book.begin(&ticket(0, 5, g2)));
-        assert!(book.finish(&ticket(0, 5, g2)));
+        assert!(!ledger.finish(&ticket(0, 5, g1)), "stale completion");
+        assert!(ledger.begin(&ticket(0, 5, g2)));
+        assert!(ledger.finish(&ticket(0, 5, g2)));
         assert_eq!(
-            book.pending_commits(),
+            ledger.pending_commits(),
             vec![(("t".to_string(), 0), 6, String::new())]
         );
     }

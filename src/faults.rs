@@ -1,21 +1,20 @@
-//! Supervision of the stage actors. A panic inside a stage (a slide library, an image
-//! routine, a storage client) is caught where the job is held, the job becomes an
-//! `internal` failure record (or error reply), and the actor goes on with the next
-//! message: a restart with no state to lose, since stage actors hold nothing between
-//! jobs. The tracker and reader hold the offsets; if one of them dies the supervisor
-//! stops the process with an error so the orchestrator restarts it and the broker
-//! redelivers whatever was not committed (see `supervisor::run`).
+//! Faults inside a stage: how a caught panic is described and counted, and fault
+//! injection for the tests. A panic inside a stage (a slide library, an image routine,
+//! a storage client) is caught where the job is held (see [`crate::actors::stage`]), the
+//! job becomes an `internal` failure record (or error reply), and the actor goes on
+//! with the next message: a restart with no state to lose, since stage actors hold
+//! nothing between jobs. The tracker and reader hold the offsets; if one of them dies
+//! the supervisor stops the process with an error so the orchestrator restarts it and
+//! the broker redelivers whatever was not committed.
 //!
 //! `WSI_THUMBNAIL_INJECT_PANIC=stage:slide_id[,stage:slide_id...]` makes a stage panic on
 //! a given slide: the fault tests use it to prove the above on a real run. Stages:
 //! `fetch`, `decode`, `resize`, `upload`.
 
 use std::any::Any;
-use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::sync::OnceLock;
 
-use futures::FutureExt;
+use crate::telemetry::record::{self, Stage};
 
 pub const INJECT_PANIC_ENV: &str = "WSI_THUMBNAIL_INJECT_PANIC";
 
@@ -29,19 +28,12 @@ pub fn panic_message(payload: &(dyn Any + Send)) -> String {
 }
 
 /// Counts a caught panic and says what it was.
-pub fn record_panic(stage: &'static str, payload: &(dyn Any + Send)) -> String {
+pub fn record_panic(stage: Stage, payload: &(dyn Any + Send)) -> String {
     let message = panic_message(payload);
-    metrics::counter!("wsi_thumbnail_actor_panics_total", "stage" => stage).increment(1);
-    tracing::error!(stage, panic = %message, "stage panicked; job failed, stage goes on");
-    format!("the {stage} stage panicked: {message}")
-}
-
-/// Runs a stage's future, returning the panic's description if it panicked.
-pub async fn guarded<F: Future<Output = ()>>(stage: &'static str, fut: F) -> Result<(), String> {
-    AssertUnwindSafe(fut)
-        .catch_unwind()
-        .await
-        .map_err(|p| record_panic(stage, p.as_ref()))
+    let stage_name = stage.label();
+    record::actor_panic(stage);
+    tracing::error!(stage = stage_name, panic = %message, "stage panicked; job failed, stage goes on");
+    format!("the {stage_name} stage panicked: {message}")
 }
 
 /// Panics if fault injection asks `stage` to panic on `slide_id`.
@@ -72,15 +64,5 @@ mod tests {
             vec![("decode".into(), "a".into()), ("upload".into(), "b".into())]
         );
         assert!(parse_rules("").is_empty());
-    }
-
-    #[test]
-    fn a_panicking_future_is_caught_and_described() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let caught = rt.block_on(guarded("fetch", async { panic!("boom") }));
-        assert_eq!(caught, Err("the fetch stage panicked: boom".into()));
-        assert_eq!(rt.block_on(guarded("fetch", async {})), Ok(()));
     }
 }
