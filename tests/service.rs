@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use wsi_thumbnail::fixtures::SlideSpec;
-use wsi_thumbnail::slide::plan::thumbnail_dims;
+use wsi_thumbnail::slide::geometry::thumbnail_dims;
 
 use common::kafka::{committed, end_offsets, produce, read_all};
 use common::service::Service;

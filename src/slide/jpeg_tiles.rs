@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use turbojpeg::{Decompressor, Image, PixelFormat, ScalingFactor};
 
 use super::error::SlideError;
-use super::plan::Rect;
+use super::geometry::Rect;
 use super::source::{RegionReader, RegionSource};
 use crate::tiff::{Directory, TiffFile, tags};
 

@@ -3,15 +3,15 @@
 //! No actors and no I/O beyond the local file: the CLI, the service's decoder pool and
 //! the benchmarks all call [`make_thumbnail`]. The steps, each in its own module:
 //! guard against decompression bombs ([`crate::tiff`]), open with OpenSlide, pick the
-//! level ([`plan`]), stream it through a bounded box reduction on all cores
+//! level ([`geometry`]), stream it through a bounded box reduction on all cores
 //! ([`render`]) from either OpenSlide or the direct JPEG tile decoder ([`jpeg_tiles`]),
 //! resize with Lanczos3 and encode ([`encode`]).
 
 pub mod encode;
 pub mod error;
+pub mod geometry;
 pub mod jpeg_tiles;
 pub mod metadata;
-pub mod plan;
 pub mod reduce;
 pub mod render;
 pub mod source;
@@ -180,19 +180,19 @@ pub fn reduce_slide(path: &Path, options: &ThumbnailOptions) -> Result<Reduced, 
     let metadata = SlideMetadata::from_properties(Some((width, height)), property);
     let background = metadata::parse_background(property(metadata::PROP_BACKGROUND).as_deref());
 
-    let target = plan::thumbnail_dims(width, height, options.max_size);
+    let target = geometry::thumbnail_dims(width, height, options.max_size);
     let levels: Vec<(u64, u64)> = dims
         .iter()
         .map(|s| (u64::from(s.w), u64::from(s.h)))
         .collect();
-    let level = plan::choose_level(&levels, target);
+    let level = geometry::choose_level(&levels, target);
     let level_dims = levels[level];
     let open = started.elapsed();
 
     let decode_started = Instant::now();
     let fast = match (&tiff, options.decoder) {
         (Ok(Some(tiff)), DecoderChoice::Auto) if fast_path_vendor(&metadata.vendor) => {
-            let denominator = plan::jpeg_denominator(level_dims, target);
+            let denominator = geometry::jpeg_denominator(level_dims, target);
             match JpegTileSource::open(path, tiff, level_dims, denominator, background) {
                 Ok(source) => match render::reduce_source(&source, target) {
                     Ok(image) => Some((image, PixelPath::JpegTiles { denominator })),

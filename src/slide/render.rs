@@ -10,7 +10,7 @@ use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer
 use rayon::prelude::*;
 
 use super::error::SlideError;
-use super::plan::{box_factor, plan_chunks};
+use super::geometry::{box_factor, cut_into_chunks};
 use super::reduce::{box_shrink, shrunk_dims};
 use super::source::RegionSource;
 
@@ -24,12 +24,12 @@ pub struct Rgb {
     pub pixels: Vec<u8>,
 }
 
-/// Reads the whole source, box-shrunk by the factor `plan::box_factor` picks for `target`.
+/// Reads the whole source, box-shrunk by the factor `geometry::box_factor` picks for `target`.
 pub fn reduce_source(source: &dyn RegionSource, target: (u32, u32)) -> Result<Rgb, SlideError> {
     let (w, h) = source.dims();
     let k = box_factor((w, h), target);
     let (ow, oh) = shrunk_dims(w, h, k);
-    let chunks = plan_chunks(w, h, k, source.alignment(), CHUNK_BUDGET_PX);
+    let chunks = cut_into_chunks(w, h, k, source.alignment(), CHUNK_BUDGET_PX);
     let intermediate = Mutex::new(vec![0u8; (ow * oh * 3) as usize]);
     let ku = u64::from(k);
 

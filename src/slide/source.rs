@@ -5,7 +5,7 @@
 use openslide_rs::{Address, OpenSlide, Region, Size};
 
 use super::error::SlideError;
-use super::plan::Rect;
+use super::geometry::Rect;
 use super::reduce::composite_argb;
 
 /// A source of RGB pixels for rectangles of one level (at the source's own scale).

@@ -1,17 +1,18 @@
 //! Getting a slide onto local disk for OpenSlide. The strategy sits behind
-//! [`SlideFetcher`] so a ranged reader can replace the whole-object download without
-//! touching any actor.
+//! [`SlideFetcher`] so a ranged reader ([`super::ranged`]) can replace the whole-object
+//! download without touching any actor. Both read GCS through [`GcsObject::open`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use google_cloud_storage::client::Storage;
+use google_cloud_storage::model_ext::ReadRange;
 use tempfile::TempPath;
 use tokio::io::AsyncWriteExt;
 
 use super::error::StorageError;
-use super::gcs::bucket_path;
+use super::gcs::GcsObject;
 use super::location::InputLink;
 
 /// How a slide reached local disk (a metric label and a log field).
@@ -104,7 +105,6 @@ impl WholeObjectFetcher {
     }
 
     async fn download(&self, bucket: &str, object: &str) -> Result<LocalSlide, StorageError> {
-        let link = format!("gs://{bucket}/{object}");
         let client = self
             .client
             .as_ref()
@@ -115,14 +115,16 @@ impl WholeObjectFetcher {
         };
         let (std_file, temp_path) = temp_slide(&self.temp_dir, &suffix_of(object))?;
         let mut file = tokio::fs::File::from_std(std_file);
-        let mut response = client
-            .read_object(bucket_path(bucket), object)
-            .send()
-            .await
-            .map_err(|e| StorageError::from_gcs(&link, &e))?;
+        let gcs = GcsObject {
+            client: client.clone(),
+            bucket: bucket.to_string(),
+            object: object.to_string(),
+        };
+        // One streamed GET of everything, unpinned: the same read path as the ranged
+        // fetch, asked for the whole object.
+        let mut read = gcs.open(ReadRange::all(), 0).await?;
         let mut bytes = 0u64;
-        while let Some(chunk) = response.next().await {
-            let chunk = chunk.map_err(|e| StorageError::from_gcs(&link, &e))?;
+        while let Some(chunk) = read.next().await? {
             bytes += chunk.len() as u64;
             file.write_all(&chunk).await.map_err(local)?;
         }

@@ -1,10 +1,17 @@
-//! The Google Cloud Storage client. `STORAGE_EMULATOR_HOST` (the standard variable)
-//! points every call at an emulator with anonymous credentials; otherwise Application
-//! Default Credentials are used, as on GKE and Cloud Run.
+//! The Google Cloud Storage client, and the one path every slide read takes
+//! ([`GcsObject::open`]: the whole-object download and the ranged reads alike).
+//! `STORAGE_EMULATOR_HOST` (the standard variable) points every call at an emulator with
+//! anonymous credentials; otherwise Application Default Credentials are used, as on GKE
+//! and Cloud Run.
 
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
 use google_cloud_auth::credentials::anonymous::Builder as Anonymous;
 use google_cloud_gax::retry_policy::RetryPolicyExt;
 use google_cloud_storage::client::Storage;
+use google_cloud_storage::model_ext::ReadRange;
+use google_cloud_storage::read_object::ReadObjectResponse;
 use google_cloud_storage::retry_policy::RetryableErrors;
 
 use super::error::StorageError;
@@ -41,6 +48,99 @@ fn emulator_endpoint() -> Option<String> {
 /// The bucket resource name the v2 API expects.
 pub fn bucket_path(bucket: &str) -> String {
     format!("projects/_/buckets/{bucket}")
+}
+
+/// One GCS object.
+pub struct GcsObject {
+    pub client: Arc<Storage>,
+    pub bucket: String,
+    pub object: String,
+}
+
+/// One GET of a [`GcsObject`] under way: what the response said about the object, and
+/// its bytes as they arrive.
+pub struct GcsRead {
+    /// The object's size as the response reported it (`x-goog-stored-content-length`):
+    /// 0 when the store left it out (fake-gcs-server) or the object is empty.
+    pub size: u64,
+    /// The generation that answered; 0 where the store did not say.
+    pub generation: i64,
+    /// `None` for an empty object, which has no bytes to stream.
+    response: Option<ReadObjectResponse>,
+    link: String,
+}
+
+impl GcsObject {
+    /// `gs://bucket/object`, for errors and logs.
+    pub fn link(&self) -> String {
+        format!("gs://{}/{}", self.bucket, self.object)
+    }
+
+    /// Starts a GET of `range` ([`ReadRange::all`] for the whole object), pinned to
+    /// `generation` unless that is 0. One attempt: the caller's retry loop
+    /// ([`super::retry`]) owns the retries.
+    pub async fn open(&self, range: ReadRange, generation: i64) -> Result<GcsRead, StorageError> {
+        let link = self.link();
+        let mut request = self
+            .client
+            .read_object(bucket_path(&self.bucket), &self.object)
+            .set_read_range(range);
+        if generation > 0 {
+            request = request.set_generation(generation);
+        }
+        let response = match request.send().await {
+            Ok(r) => r,
+            // A range that starts at 0 is unsatisfiable only for an empty object.
+            Err(e) if e.http_status_code() == Some(416) => {
+                return Ok(GcsRead {
+                    size: 0,
+                    generation: 0,
+                    response: None,
+                    link,
+                });
+            }
+            // A pinned generation that is gone means the object was replaced while we
+            // read it: transient, so the retry starts over on the new version.
+            Err(e) if generation > 0 && e.http_status_code() == Some(404) => {
+                return Err(StorageError::Unavailable {
+                    link,
+                    message: "the object was replaced while it was being read".into(),
+                });
+            }
+            Err(e) => return Err(StorageError::from_gcs(&link, &e)),
+        };
+        let highlights = response.object();
+        Ok(GcsRead {
+            size: u64::try_from(highlights.size).unwrap_or(0),
+            generation: highlights.generation,
+            response: Some(response),
+            link,
+        })
+    }
+}
+
+impl GcsRead {
+    /// The next bytes of the response, or `None` at its end.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, StorageError> {
+        let Some(response) = self.response.as_mut() else {
+            return Ok(None);
+        };
+        response
+            .next()
+            .await
+            .transpose()
+            .map_err(|e| StorageError::from_gcs(&self.link, &e))
+    }
+
+    /// The rest of the response in one buffer: for ranged reads, whose size the caller
+    /// bounds (a whole download streams with [`GcsRead::next`] instead).
+    pub async fn collect(mut self) -> Result<Bytes, StorageError> {
+        let mut bytes = BytesMut::new();
+        while let Some(chunk) = self.next().await? {
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes.freeze())
+    }
 }
 
 /// The object's size from the emulator's JSON API. Real GCS reports the stored size on

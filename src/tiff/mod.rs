@@ -2,7 +2,6 @@
 //! path) and a tiled writer (the fixture generator). Everything else about a slide is
 //! OpenSlide's job.
 
-pub mod read_plan;
 pub mod reader;
 pub mod tags;
 pub mod writer;

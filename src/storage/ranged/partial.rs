@@ -1,4 +1,5 @@
-//! The bytes of a remote object fetched so far, readable as a file.
+//! The bytes of a remote object fetched so far, readable as a file (in memory; the local
+//! copy OpenSlide opens is [`super::sparse::SparseFile`]).
 //!
 //! The ranged fetcher plans with the same TIFF reader the engine uses, over this view of
 //! a partly fetched object. A read of a byte not fetched yet fails with [`Missing`],
@@ -30,15 +31,15 @@ impl Missing {
 
 /// Fetched segments of an object of known size, with a read position.
 #[derive(Debug, Clone)]
-pub struct RangeCache {
+pub struct PartialObject {
     size: u64,
     segments: BTreeMap<u64, Bytes>,
     pos: u64,
 }
 
-impl RangeCache {
-    pub fn new(size: u64) -> RangeCache {
-        RangeCache {
+impl PartialObject {
+    pub fn new(size: u64) -> PartialObject {
+        PartialObject {
             size,
             segments: BTreeMap::new(),
             pos: 0,
@@ -73,7 +74,7 @@ impl RangeCache {
     }
 
     /// Bytes held, counting each fetched segment once.
-    pub fn bytes(&self) -> u64 {
+    pub fn held_bytes(&self) -> u64 {
         self.segments.values().map(|b| b.len() as u64).sum()
     }
 
@@ -89,7 +90,7 @@ impl RangeCache {
     }
 }
 
-impl Read for RangeCache {
+impl Read for PartialObject {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.pos >= self.size || buf.is_empty() {
             return Ok(0);
@@ -109,7 +110,7 @@ impl Read for RangeCache {
     }
 }
 
-impl Seek for RangeCache {
+impl Seek for PartialObject {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
         let target = match to {
             SeekFrom::Start(p) => Some(p),
@@ -128,36 +129,36 @@ mod tests {
 
     #[test]
     fn reads_fetched_bytes_and_names_the_missing_ones() {
-        let mut cache = RangeCache::new(100);
-        cache.insert(10, Bytes::from_static(b"abcdef"));
-        cache.seek(SeekFrom::Start(12)).unwrap();
+        let mut partial = PartialObject::new(100);
+        partial.insert(10, Bytes::from_static(b"abcdef"));
+        partial.seek(SeekFrom::Start(12)).unwrap();
         let mut buf = [0u8; 3];
-        cache.read_exact(&mut buf).unwrap();
+        partial.read_exact(&mut buf).unwrap();
         assert_eq!(&buf, b"cde");
 
         let mut buf = [0u8; 8];
-        let err = cache.read_exact(&mut buf).unwrap_err();
+        let err = partial.read_exact(&mut buf).unwrap_err();
         // The first byte came from the segment; the rest is named precisely.
         assert_eq!(Missing::of(&err), Some(Missing { offset: 16, len: 7 }));
     }
 
     #[test]
     fn end_of_object_is_eof_not_missing() {
-        let mut cache = RangeCache::new(4);
-        assert_eq!(cache.seek(SeekFrom::End(0)).unwrap(), 4);
-        assert_eq!(cache.read(&mut [0u8; 4]).unwrap(), 0);
-        assert!(cache.seek(SeekFrom::Current(-5)).is_err());
+        let mut partial = PartialObject::new(4);
+        assert_eq!(partial.seek(SeekFrom::End(0)).unwrap(), 4);
+        assert_eq!(partial.read(&mut [0u8; 4]).unwrap(), 0);
+        assert!(partial.seek(SeekFrom::Current(-5)).is_err());
     }
 
     #[test]
     fn a_short_segment_inside_a_long_one_does_not_hide_it() {
-        let mut cache = RangeCache::new(100);
-        cache.insert(0, Bytes::from(vec![1u8; 50]));
-        cache.insert(10, Bytes::from(vec![2u8; 5]));
-        cache.seek(SeekFrom::Start(30)).unwrap();
+        let mut partial = PartialObject::new(100);
+        partial.insert(0, Bytes::from(vec![1u8; 50]));
+        partial.insert(10, Bytes::from(vec![2u8; 5]));
+        partial.seek(SeekFrom::Start(30)).unwrap();
         let mut buf = [0u8; 4];
-        cache.read_exact(&mut buf).unwrap();
+        partial.read_exact(&mut buf).unwrap();
         assert_eq!(buf, [1, 1, 1, 1]);
-        assert_eq!(cache.held(), vec![ByteRange::at(0, 50)]);
+        assert_eq!(partial.held(), vec![ByteRange::at(0, 50)]);
     }
 }

@@ -1,4 +1,6 @@
-//! Which bytes of a TIFF slide OpenSlide and the engine read to make one thumbnail.
+//! Which bytes of a TIFF slide OpenSlide and the engine read to make one thumbnail: the
+//! [`ReadPlan`], made by [`read_plan`] from the bytes fetched so far and by [`decide`],
+//! which fetches what each planning pass says it is missing until there is a plan.
 //!
 //! A 1024-pixel thumbnail of a multi-gigabyte pyramid needs the directories and one
 //! small level, so fetching only those bytes (and leaving the rest of a local sparse
@@ -14,22 +16,36 @@
 //! - every tile of the smallest level, when they add up to at most 5 MiB: OpenSlide
 //!   hashes them for `openslide.quickhash-1` (and skips the hash otherwise);
 //! - all of tile 0 of every JPEG 2000 (Aperio) directory: OpenSlide test-decodes it;
-//! - every tile of the level the engine will read ([`crate::slide::plan::choose_level`]
+//! - every tile of the level the engine will read ([`crate::slide::geometry::choose_level`]
 //!   over the same dimensions OpenSlide reports).
 //!
 //! Only layouts whose reads are modelled here are planned: Aperio and generic tiled
 //! TIFF, the two OpenSlide drivers whose levels are plain tiled directories. Anything
 //! else (NDPI, Ventana, Philips, Leica, Trestle, strip-only files) is
 //! [`PlanError::Unplannable`] and is downloaded whole.
+//!
+//! The TIFF structure itself (directories, tags, tile locations) is [`crate::tiff`]'s;
+//! this module decides which of its bytes a thumbnail needs.
 
 use std::io::{Read, Seek};
 
-use super::reader::{Directory, TiffError, TiffFile};
-use super::tags;
-use crate::slide::plan::{choose_level, thumbnail_dims};
-use crate::storage::ranges::ByteRange;
-use crate::storage::sparse::Missing;
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 
+use super::object::{ObjectInfo, RangeRead};
+use super::partial::{Missing, PartialObject};
+use super::ranges::{self, ByteRange};
+use super::{COALESCE_GAP, FetchMode, PIECE, PLAN_BLOCK, RangedSettings};
+use crate::slide::geometry::{choose_level, thumbnail_dims};
+use crate::storage::error::StorageError;
+use crate::tiff::reader::{Directory, TiffError, TiffFile};
+use crate::tiff::tags;
+
+/// Planning round trips before giving up on a file (a directory chain this long is
+/// either hostile or better downloaded whole).
+const MAX_PLAN_ROUNDS: usize = 64;
+/// Planning reads beyond this many bytes mean the metadata alone is huge: download whole.
+const MAX_PLAN_BYTES: u64 = 64 * 1024 * 1024;
 /// libtiff's subsampling check stops at the JPEG start-of-frame marker, a few hundred
 /// bytes in; this bounds the prefix of strip 0 we provide for it.
 const FIRST_STRILE_PREFIX: u64 = 64 * 1024;
@@ -102,9 +118,9 @@ fn missing(e: &TiffError) -> Option<ByteRange> {
     }
 }
 
-/// Plans the reads for a thumbnail whose longest side is `max_size`. `r` is usually a
-/// [`crate::storage::sparse::RangeCache`]; on a complete file the plan is final at once.
-pub fn plan<R: Read + Seek>(
+/// One planning pass: the reads for a thumbnail whose longest side is `max_size`. `r` is
+/// usually a [`PartialObject`]; on a complete file the plan is final at once.
+pub fn read_plan<R: Read + Seek>(
     r: &mut R,
     max_size: u32,
     max_slide_pixels: u64,
@@ -268,32 +284,104 @@ fn flavour<R: Read + Seek>(r: &mut R, tiff: &TiffFile) -> Result<Flavour, PlanEr
     Ok(Flavour::GenericTiff)
 }
 
+/// What a ranged fetch will read: the planned ranges, or the whole object and why.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Ranged {
+        /// The level the engine will read (a log field).
+        level: usize,
+        ranges: Vec<ByteRange>,
+    },
+    Whole {
+        reason: String,
+    },
+}
+
+/// Runs planning passes over `partial` until there is a plan or a reason to read the
+/// whole object, fetching what each pass says it is missing into `partial`.
+pub async fn decide(
+    object: &dyn RangeRead,
+    info: ObjectInfo,
+    settings: &RangedSettings,
+    partial: &mut PartialObject,
+) -> Result<Decision, StorageError> {
+    if settings.mode == FetchMode::Whole {
+        return Ok(Decision::Whole {
+            reason: "storage.fetch is whole".into(),
+        });
+    }
+    for _ in 0..MAX_PLAN_ROUNDS {
+        let wanted = match read_plan(partial, settings.max_size, settings.max_slide_pixels) {
+            Ok(p) => {
+                return Ok(Decision::Ranged {
+                    level: p.level,
+                    ranges: p.ranges,
+                });
+            }
+            Err(PlanError::Unplannable(reason)) => return Ok(Decision::Whole { reason }),
+            Err(PlanError::Need(wanted)) => wanted,
+        };
+        // Read ahead a block past each miss: the next directory is usually nearby.
+        let blocks = wanted
+            .into_iter()
+            .map(|r| ByteRange::at(r.start, r.len().max(PLAN_BLOCK)));
+        let missing = ranges::subtract(
+            &ranges::coalesce(blocks, info.size, COALESCE_GAP),
+            &partial.held(),
+        );
+        if partial.held_bytes() + ranges::total(&missing) > MAX_PLAN_BYTES {
+            return Ok(Decision::Whole {
+                reason: "the slide's directories alone are larger than the planning budget".into(),
+            });
+        }
+        if missing.is_empty() {
+            // The planner asked for bytes we hold: a bug, not a reason to loop.
+            return Ok(Decision::Whole {
+                reason: "the planner did not converge".into(),
+            });
+        }
+        let pieces = ranges::split(&missing, PIECE);
+        let got: Vec<(u64, Bytes)> = futures::stream::iter(
+            pieces
+                .into_iter()
+                .map(|p| async move { object.range(info, p).await.map(|b| (p.start, b)) }),
+        )
+        .buffer_unordered(settings.concurrency.max(1))
+        .try_collect()
+        .await?;
+        for (offset, bytes) in got {
+            partial.insert(offset, bytes);
+        }
+    }
+    Ok(Decision::Whole {
+        reason: "the directory chain needs too many round trips".into(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::sparse::RangeCache;
-    use bytes::Bytes;
     use std::io::Cursor;
 
     #[test]
     fn an_empty_cache_asks_for_the_header() {
-        let mut cache = RangeCache::new(1_000_000);
+        let mut partial = PartialObject::new(1_000_000);
         assert_eq!(
-            plan(&mut cache, 1024, u64::MAX).unwrap_err(),
+            read_plan(&mut partial, 1024, u64::MAX).unwrap_err(),
             PlanError::Need(vec![ByteRange::at(0, 16)])
         );
     }
 
     #[test]
     fn a_file_that_is_not_a_tiff_is_left_to_the_whole_download() {
-        let mut cache = RangeCache::new(4);
-        cache.insert(0, Bytes::from_static(b"PK\x03\x04"));
+        let mut partial = PartialObject::new(4);
+        partial.insert(0, Bytes::from_static(b"PK\x03\x04"));
         assert!(matches!(
-            plan(&mut cache, 1024, u64::MAX),
+            read_plan(&mut partial, 1024, u64::MAX),
             Err(PlanError::Unplannable(_))
         ));
         assert!(matches!(
-            plan(&mut Cursor::new(Vec::<u8>::new()), 1024, u64::MAX),
+            read_plan(&mut Cursor::new(Vec::<u8>::new()), 1024, u64::MAX),
             Err(PlanError::Unplannable(_))
         ));
     }
@@ -320,11 +408,11 @@ mod tests {
     fn old_style_jpeg_and_trestle_are_left_to_the_whole_download() {
         let ojpeg = one_tile(6, "Aperio Image Library");
         assert!(matches!(
-            plan(&mut Cursor::new(ojpeg), 1024, u64::MAX),
+            read_plan(&mut Cursor::new(ojpeg), 1024, u64::MAX),
             Err(PlanError::Unplannable(reason)) if reason.contains("compression 6")
         ));
         let aperio = one_tile(7, "Aperio Image Library");
-        let planned = plan(&mut Cursor::new(aperio), 1024, u64::MAX).expect("planned");
+        let planned = read_plan(&mut Cursor::new(aperio), 1024, u64::MAX).expect("planned");
         assert_eq!(planned.flavour, Flavour::Aperio);
         assert!(
             planned.ranges.contains(&ByteRange::at(8, 64)),
@@ -338,7 +426,7 @@ mod tests {
         let mut bytes = b"II*\x00".to_vec();
         bytes.extend_from_slice(&1_000u32.to_le_bytes());
         assert!(matches!(
-            plan(&mut Cursor::new(bytes), 1024, u64::MAX),
+            read_plan(&mut Cursor::new(bytes), 1024, u64::MAX),
             Err(PlanError::Unplannable(_))
         ));
     }

@@ -1,6 +1,10 @@
-//! The arithmetic of a thumbnail: its size, which pyramid level to read, how far the
+//! The geometry of a thumbnail: its size, which pyramid level to read, how far the
 //! JPEG decoder may pre-shrink, the integer box factor, and how the level is cut into
 //! bounded chunks. Pure functions, so every choice is unit-tested in isolation.
+//!
+//! (Not called "plan": in this crate a plan is only the byte ranges a ranged fetch
+//! reads, [`crate::storage::ranged::plan`], which uses [`choose_level`] from here so that
+//! it fetches the level the engine will read.)
 
 /// A rectangle in some pixel space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +82,7 @@ fn unit(align: u64, k: u64) -> u64 {
 
 /// Cuts a `width` x `height` source into chunks aligned to the box factor `k` (and to
 /// tiles where cheap), each at most about `budget_px` pixels (never less than one unit).
-pub fn plan_chunks(
+pub fn cut_into_chunks(
     width: u64,
     height: u64,
     k: u32,
@@ -165,7 +169,7 @@ mod tests {
             w in 1u64..20_000, h in 1u64..20_000, k in 1u32..40,
             aw in 1u32..600, ah in 1u32..600, budget in 1u64..5_000_000,
         ) {
-            let chunks = plan_chunks(w, h, k, (aw, ah), budget);
+            let chunks = cut_into_chunks(w, h, k, (aw, ah), budget);
             let area: u64 = chunks.iter().map(|c| c.w * c.h).sum();
             prop_assert_eq!(area, w * h);
             for c in &chunks {
