@@ -168,11 +168,15 @@ fn enqueue(
 ) -> Result<(), Error> {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     let config = wsi_thumbnail::config::Config::load(config.as_deref())?;
-    let producer: BaseProducer =
-        settings::producer(&config.kafka, &settings::client_id()).create()?;
-    // Connect before stamping: a record's timestamp is its request's start for the
-    // service's end-to-end latency, and a fresh client spends a few hundred ms on
-    // connecting and metadata that a real, long-lived upstream producer does not.
+    // A record's timestamp starts its request's end-to-end latency, so this stand-in
+    // for a long-lived upstream producer must not spend it on starting up: it connects
+    // before stamping, and it is not idempotent (an idempotent producer holds its first
+    // records until it has a producer id, up to half a second here). One request in
+    // flight per connection keeps per-key order without idempotence.
+    let producer: BaseProducer = settings::producer(&config.kafka, &settings::client_id())
+        .set("enable.idempotence", "false")
+        .set("max.in.flight.requests.per.connection", "1")
+        .create()?;
     producer.client().fetch_metadata(
         Some(&config.kafka.request_topic),
         std::time::Duration::from_secs(30),
