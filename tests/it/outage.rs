@@ -2,19 +2,17 @@
 //! Nothing is lost and the retries show in /metrics; then, with storage gone for good,
 //! requests whose retry budget runs out become retryable `storage_unavailable` records.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use common::kafka::{committed, end_offsets, produce, read_all};
-use common::service::Service;
-use common::services::{
+use crate::support::kafka::{committed, end_offsets, produce, read_all};
+use crate::support::service::Service;
+use crate::support::services::{
     Broker, Gcs, Stack, ensure_topics, free_port, metric, service_config, stage_buckets,
 };
-use common::*;
+use crate::support::*;
 
 const PARTITIONS: i32 = 4;
 

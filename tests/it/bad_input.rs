@@ -3,18 +3,16 @@
 //! yields exactly one failure record of the right kind per bad request, a response per
 //! good one, and commits up to the end offset.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use wsi_thumbnail::fixtures::broken;
 
-use common::kafka::{committed, end_offsets, produce, read_all};
-use common::service::Service;
-use common::services::Stack;
-use common::*;
+use crate::support::kafka::{committed, end_offsets, produce, read_all};
+use crate::support::service::Service;
+use crate::support::services::Stack;
+use crate::support::*;
 
 fn good(id: &str, link: &str) -> Vec<u8> {
     with(id, &[("image_bucket_link", json!(link))])

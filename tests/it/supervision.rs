@@ -3,17 +3,15 @@
 //! record, goes on serving the requests behind it, and the process stays alive and
 //! commits to the end offsets.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use common::kafka::{committed, end_offsets, produce, read_all};
-use common::service::Service;
-use common::services::{Stack, metric};
-use common::*;
+use crate::support::kafka::{committed, end_offsets, produce, read_all};
+use crate::support::service::Service;
+use crate::support::services::{Stack, metric};
+use crate::support::*;
 
 const STAGES: [&str; 4] = ["fetch", "decode", "resize", "upload"];
 

@@ -5,8 +5,6 @@
 //! reads and hides the JSON metadata route, so a ranged fetch can only work if the
 //! headers are parsed and the generation is pinned from them.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -15,9 +13,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use wsi_thumbnail::fixtures::SlideSpec;
 
-use common::service::Service;
-use common::services::{Broker, Gcs, ensure_topics, free_port, metric, service_config};
-use common::*;
+use crate::support::service::Service;
+use crate::support::services::{Broker, Gcs, ensure_topics, free_port, metric, service_config};
+use crate::support::*;
 
 #[derive(Default)]
 struct Seen {

@@ -4,16 +4,14 @@
 //! from the same run's JSON log, every line about a job carries its request id, slide
 //! id, partition and offset.
 
-mod common;
-
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use common::kafka::{produce, read_all};
-use common::service::Service;
-use common::services::Stack;
-use common::*;
+use crate::support::kafka::{produce, read_all};
+use crate::support::service::Service;
+use crate::support::services::Stack;
+use crate::support::*;
 
 fn request(id: &str, slide_id: &str, link: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({

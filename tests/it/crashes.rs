@@ -2,17 +2,15 @@
 //! leaving anything to redo; `kill -9` at random moments loses nothing (duplicates are
 //! allowed by at-least-once, and counted).
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use common::kafka::{produce, read_all};
-use common::service::Service;
-use common::services::{Stack, free_port, metric};
-use common::{eventually, http_get};
+use crate::support::kafka::{produce, read_all};
+use crate::support::service::Service;
+use crate::support::services::{Stack, free_port, metric};
+use crate::support::{eventually, http_get};
 
 const PARTITIONS: i32 = 4;
 

@@ -1,6 +1,5 @@
 //! Shared test helpers: where the real test data lives, cached generated fixtures, and
 //! image comparison.
-#![allow(dead_code)]
 
 pub mod kafka;
 pub mod process_tree;

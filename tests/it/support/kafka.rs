@@ -1,7 +1,6 @@
 //! Test-side Kafka clients: produce requests one record per batch (tansu reports a
 //! batch's watermark by its base offset), read a topic from the beginning, and read a
 //! group's committed offsets.
-#![allow(dead_code)]
 
 use std::time::{Duration, Instant};
 

@@ -5,8 +5,6 @@
 //! with good requests, against the real broker and emulator, with the service run
 //! under a restart loop as an orchestrator would.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,11 +14,11 @@ use serde_json::{Value, json};
 use wsi_thumbnail::fixtures::poison;
 use wsi_thumbnail::messages::payload::{MAX_FIELD_LEN, MAX_LINK_LEN, MAX_VALUE_LEN};
 
-use common::kafka::{committed, end_offsets, produce, read_all};
-use common::process_tree::{children, cpu_ticks, tree_rss_bytes};
-use common::service::Service;
-use common::services::{Stack, metric};
-use common::*;
+use crate::support::kafka::{committed, end_offsets, produce, read_all};
+use crate::support::process_tree::{children, cpu_ticks, tree_rss_bytes};
+use crate::support::service::Service;
+use crate::support::services::{Stack, metric};
+use crate::support::*;
 
 const PARTITIONS: i32 = 2;
 const GOOD_LINK: &str = "gs://slides-in/CMU-1-Small-Region.svs";

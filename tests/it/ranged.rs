@@ -5,17 +5,15 @@
 //! service and emulator, a 1024-pixel thumbnail of a 40000 x 30000 pyramid reads at most
 //! 3% of the object.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
 use openslide_rs::OpenSlide;
 use serde_json::{Value, json};
 
-use common::service::Service;
-use common::services::{Stack, metric};
-use common::*;
+use crate::support::service::Service;
+use crate::support::services::{Stack, metric};
+use crate::support::*;
 use wsi_thumbnail::fixtures::{SlideSpec, Style};
 use wsi_thumbnail::slide::{DecoderChoice, ThumbnailOptions, make_thumbnail};
 use wsi_thumbnail::storage::fetch::{FetchPath, LocalSlide};

@@ -1,7 +1,6 @@
 //! Real infrastructure for service tests: a tansu Kafka broker and a fake-gcs-server,
 //! each started on a free port for one test and killed when the handle drops, plus
 //! the service itself as a child process.
-#![allow(dead_code)]
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};

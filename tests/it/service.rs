@@ -2,8 +2,6 @@
 //! started on free ports: requests in, thumbnails in the bucket (or on disk), responses
 //! out, and every partition committed to its end offset afterwards.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,10 +10,10 @@ use serde_json::{Value, json};
 use wsi_thumbnail::fixtures::SlideSpec;
 use wsi_thumbnail::slide::geometry::thumbnail_dims;
 
-use common::kafka::{committed, end_offsets, produce, read_all};
-use common::service::Service;
-use common::services::{Broker, Gcs, ensure_topics, metric, service_config};
-use common::*;
+use crate::support::kafka::{committed, end_offsets, produce, read_all};
+use crate::support::service::Service;
+use crate::support::services::{Broker, Gcs, ensure_topics, metric, service_config};
+use crate::support::*;
 
 const PARTITIONS: i32 = 10;
 const GROUP: &str = "wsi-thumbnail-processor";
@@ -60,7 +58,7 @@ fn write_config(dir: &Path, broker: &Broker, output: &str) -> PathBuf {
         dir,
         &broker.bootstrap(),
         output,
-        common::services::free_port(),
+        crate::support::services::free_port(),
     )
 }
 
@@ -327,7 +325,7 @@ async fn requests_for_one_slide_are_answered_in_offset_order() {
         Duration::from_secs(120),
     );
     assert_eq!(responses.len(), 80);
-    let mut by_partition: HashMap<i32, Vec<&common::kafka::Record>> = HashMap::new();
+    let mut by_partition: HashMap<i32, Vec<&crate::support::kafka::Record>> = HashMap::new();
     for r in &responses {
         by_partition.entry(r.partition).or_default().push(r);
     }
@@ -358,8 +356,8 @@ async fn probes_and_metrics_tell_the_truth() {
     let dir = tempfile::tempdir().unwrap();
 
     // No broker yet: alive, not ready.
-    let dead = format!("127.0.0.1:{}", common::services::free_port());
-    let port = common::services::free_port();
+    let dead = format!("127.0.0.1:{}", crate::support::services::free_port());
+    let port = crate::support::services::free_port();
     let config = write_config_at(dir.path(), &dead, "gs://thumbs/", port);
     let mut service = Service::start(&config, &[]);
     assert!(eventually(Duration::from_secs(20), || http_get(
@@ -375,7 +373,7 @@ async fn probes_and_metrics_tell_the_truth() {
     let slides = stage_slides(&dir.path().join("gcs"));
     let gcs = Gcs::start(&dir.path().join("gcs"));
     let broker = Broker::start();
-    let port = common::services::free_port();
+    let port = crate::support::services::free_port();
     let config = write_config_at(dir.path(), &broker.bootstrap(), "gs://thumbs/", port);
     ensure_topics(&config);
     let mut service = Service::start(&config, &[("STORAGE_EMULATOR_HOST", gcs.url())]);
