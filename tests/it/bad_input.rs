@@ -9,9 +9,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use wsi_thumbnail::fixtures::broken;
 
+use crate::support::infra::Stack;
 use crate::support::kafka::{committed, end_offsets, produce, read_all};
 use crate::support::service::Service;
-use crate::support::services::Stack;
 use crate::support::*;
 
 fn good(id: &str, link: &str) -> Vec<u8> {

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::support::infra::{Stack, free_port, metric};
 use crate::support::kafka::{produce, read_all};
 use crate::support::service::Service;
-use crate::support::services::{Stack, free_port, metric};
 use crate::support::{eventually, http_get};
 
 const PARTITIONS: i32 = 4;

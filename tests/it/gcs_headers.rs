@@ -13,8 +13,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use wsi_thumbnail::fixtures::SlideSpec;
 
+use crate::support::infra::{Broker, Gcs, ensure_topics, free_port, metric, service_config};
 use crate::support::service::Service;
-use crate::support::services::{Broker, Gcs, ensure_topics, free_port, metric, service_config};
 use crate::support::*;
 
 #[derive(Default)]

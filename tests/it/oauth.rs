@@ -15,8 +15,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 
+use crate::support::infra::free_port;
 use crate::support::service::Service;
-use crate::support::services::free_port;
 use crate::support::*;
 
 const EMAIL: &str = "wsi-thumbnail@test-project.iam.gserviceaccount.com";

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::kafka::{committed, end_offsets, produce, read_all};
-use crate::support::service::Service;
-use crate::support::services::{
+use crate::support::infra::{
     Broker, Gcs, Stack, ensure_topics, free_port, metric, service_config, stage_buckets,
 };
+use crate::support::kafka::{committed, end_offsets, produce, read_all};
+use crate::support::service::Service;
 use crate::support::*;
 
 const PARTITIONS: i32 = 4;

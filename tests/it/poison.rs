@@ -14,10 +14,10 @@ use serde_json::{Value, json};
 use wsi_thumbnail::fixtures::poison;
 use wsi_thumbnail::messages::payload::{MAX_FIELD_LEN, MAX_LINK_LEN, MAX_VALUE_LEN};
 
+use crate::support::infra::{Stack, metric};
 use crate::support::kafka::{committed, end_offsets, produce, read_all};
 use crate::support::process_tree::{children, cpu_ticks, tree_rss_bytes};
 use crate::support::service::Service;
-use crate::support::services::{Stack, metric};
 use crate::support::*;
 
 const PARTITIONS: i32 = 2;

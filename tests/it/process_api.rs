@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::support::infra::Stack;
 use crate::support::kafka::{produce, read_all};
 use crate::support::service::Service;
-use crate::support::services::Stack;
 use crate::support::*;
 
 fn request(id: &str, slide_id: &str, link: &str) -> Vec<u8> {

@@ -11,8 +11,8 @@ use std::time::Duration;
 use openslide_rs::OpenSlide;
 use serde_json::{Value, json};
 
+use crate::support::infra::{Stack, metric};
 use crate::support::service::Service;
-use crate::support::services::{Stack, metric};
 use crate::support::*;
 use wsi_thumbnail::fixtures::{SlideSpec, Style};
 use wsi_thumbnail::slide::{DecoderChoice, ThumbnailOptions, make_thumbnail};

@@ -10,9 +10,9 @@ use serde_json::{Value, json};
 use wsi_thumbnail::fixtures::SlideSpec;
 use wsi_thumbnail::slide::geometry::thumbnail_dims;
 
+use crate::support::infra::{Broker, Gcs, ensure_topics, metric, service_config};
 use crate::support::kafka::{committed, end_offsets, produce, read_all};
 use crate::support::service::Service;
-use crate::support::services::{Broker, Gcs, ensure_topics, metric, service_config};
 use crate::support::*;
 
 const PARTITIONS: i32 = 10;
@@ -58,7 +58,7 @@ fn write_config(dir: &Path, broker: &Broker, output: &str) -> PathBuf {
         dir,
         &broker.bootstrap(),
         output,
-        crate::support::services::free_port(),
+        crate::support::infra::free_port(),
     )
 }
 
@@ -356,8 +356,8 @@ async fn probes_and_metrics_tell_the_truth() {
     let dir = tempfile::tempdir().unwrap();
 
     // No broker yet: alive, not ready.
-    let dead = format!("127.0.0.1:{}", crate::support::services::free_port());
-    let port = crate::support::services::free_port();
+    let dead = format!("127.0.0.1:{}", crate::support::infra::free_port());
+    let port = crate::support::infra::free_port();
     let config = write_config_at(dir.path(), &dead, "gs://thumbs/", port);
     let mut service = Service::start(&config, &[]);
     assert!(eventually(Duration::from_secs(20), || http_get(
@@ -373,7 +373,7 @@ async fn probes_and_metrics_tell_the_truth() {
     let slides = stage_slides(&dir.path().join("gcs"));
     let gcs = Gcs::start(&dir.path().join("gcs"));
     let broker = Broker::start();
-    let port = crate::support::services::free_port();
+    let port = crate::support::infra::free_port();
     let config = write_config_at(dir.path(), &broker.bootstrap(), "gs://thumbs/", port);
     ensure_topics(&config);
     let mut service = Service::start(&config, &[("STORAGE_EMULATOR_HOST", gcs.url())]);

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::support::infra::{Stack, metric};
 use crate::support::kafka::{committed, end_offsets, produce, read_all};
 use crate::support::service::Service;
-use crate::support::services::{Stack, metric};
 use crate::support::*;
 
 const STAGES: [&str; 4] = ["fetch", "decode", "resize", "upload"];

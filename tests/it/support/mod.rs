@@ -1,10 +1,12 @@
-//! Shared test helpers: where the real test data lives, cached generated fixtures, and
-//! image comparison.
+//! Shared test helpers: where the real test data lives, cached generated fixtures,
+//! image comparison and a minimal HTTP client; the submodules hold the broker and
+//! emulator (`infra`), the service child process (`service`), test-side Kafka clients
+//! (`kafka`) and /proc readings of a process tree (`process_tree`).
 
+pub mod infra;
 pub mod kafka;
 pub mod process_tree;
 pub mod service;
-pub mod services;
 
 use std::path::{Path, PathBuf};
 
