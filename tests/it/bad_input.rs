@@ -11,28 +11,22 @@ use wsi_thumbnail::fixtures::broken;
 
 use crate::support::infra::Stack;
 use crate::support::kafka::{committed, end_offsets, produce, read_all};
+use crate::support::request::Request;
 use crate::support::service::Service;
 use crate::support::*;
 
-fn good(id: &str, link: &str) -> Vec<u8> {
-    with(id, &[("image_bucket_link", json!(link))])
-}
-
 /// A valid request for `id` with some fields replaced (`Value::Null` removes a field).
 fn with(id: &str, changes: &[(&str, Value)]) -> Vec<u8> {
-    let mut r = json!({
-        "id": id, "created_on": "2026-02-25T10:00:00Z",
-        "image_bucket_link": "gs://slides-in/CMU-1-Small-Region.svs",
-        "patient_id": "p", "slide_id": format!("slide-{id}"), "block_id": "b",
-    });
-    for (k, v) in changes {
-        if v.is_null() {
-            r.as_object_mut().unwrap().remove(*k);
-        } else {
-            r[*k] = v.clone();
-        }
-    }
-    serde_json::to_vec(&r).unwrap()
+    changes
+        .iter()
+        .fold(Request::new(id), |r, (field, value)| {
+            if value.is_null() {
+                r.without(field)
+            } else {
+                r.set(field, value.clone())
+            }
+        })
+        .bytes()
 }
 
 fn link(l: &str) -> Vec<(&'static str, Value)> {
@@ -154,11 +148,7 @@ fn every_bad_request_gets_one_failure_record_and_nothing_stalls() {
     let mut expected_kind: Vec<Option<&str>> = Vec::new();
     for (i, (value, kind)) in bad.iter().enumerate() {
         let id = format!("good-{i}");
-        records.push((
-            0,
-            format!("slide-{id}"),
-            good(&id, "gs://slides-in/CMU-1-Small-Region.svs"),
-        ));
+        records.push((0, format!("slide-{id}"), Request::new(&id).bytes()));
         expected_kind.push(None);
         records.push((0, format!("bad-key-{i}"), value.clone()));
         expected_kind.push(Some(kind));

@@ -5,10 +5,11 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::support::infra::{Stack, free_port, metric};
 use crate::support::kafka::{produce, read_all};
+use crate::support::request::numbered;
 use crate::support::service::Service;
 use crate::support::{eventually, http_get};
 
@@ -25,18 +26,11 @@ fn setup() -> Stack {
 }
 
 fn enqueue(bootstrap: &str, total: usize) {
-    let requests: Vec<_> = (0..total)
-        .map(|n| {
-            let value = serde_json::to_vec(&json!({
-                "id": format!("req-{n}"), "created_on": "2026-02-25T10:00:00Z",
-                "image_bucket_link": "gs://slides-in/CMU-1-Small-Region.svs",
-                "patient_id": "p", "slide_id": format!("s{n}"), "block_id": "b",
-            }))
-            .unwrap();
-            ((n % PARTITIONS as usize) as i32, format!("s{n}"), value)
-        })
-        .collect();
-    produce(bootstrap, "wsi-thumbnail-req", &requests);
+    produce(
+        bootstrap,
+        "wsi-thumbnail-req",
+        &numbered(0..total, PARTITIONS),
+    );
 }
 
 /// Response count per request id, reading the response topic for up to `timeout` or

@@ -5,25 +5,17 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::support::infra::{
     Broker, Gcs, Stack, ensure_topics, free_port, metric, service_config, stage_buckets,
 };
 use crate::support::kafka::{committed, end_offsets, produce, read_all};
+use crate::support::request::numbered;
 use crate::support::service::Service;
 use crate::support::*;
 
 const PARTITIONS: i32 = 4;
-
-fn request(n: usize) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "id": format!("req-{n}"), "created_on": "2026-02-25T10:00:00Z",
-        "image_bucket_link": "gs://slides-in/CMU-1-Small-Region.svs",
-        "patient_id": "p", "slide_id": format!("s{n}"), "block_id": "b",
-    }))
-    .unwrap()
-}
 
 #[test]
 fn a_storage_outage_loses_nothing_and_an_endless_one_becomes_failure_records() {
@@ -55,16 +47,11 @@ fn a_storage_outage_loses_nothing_and_an_endless_one_becomes_failure_records() {
     );
 
     let total = 60;
-    let requests: Vec<_> = (0..total)
-        .map(|n| {
-            (
-                (n % PARTITIONS as usize) as i32,
-                format!("s{n}"),
-                request(n),
-            )
-        })
-        .collect();
-    produce(&broker.bootstrap(), "wsi-thumbnail-req", &requests);
+    produce(
+        &broker.bootstrap(),
+        "wsi-thumbnail-req",
+        &numbered(0..total, PARTITIONS),
+    );
     let early = read_all(
         &broker.bootstrap(),
         "wsi-thumbnail-resp",
@@ -112,16 +99,11 @@ fn a_storage_outage_loses_nothing_and_an_endless_one_becomes_failure_records() {
 
     // Storage gone for good: the budget (20 s of backoff) runs out.
     drop(gcs);
-    let more: Vec<_> = (total..total + 3)
-        .map(|n| {
-            (
-                (n % PARTITIONS as usize) as i32,
-                format!("s{n}"),
-                request(n),
-            )
-        })
-        .collect();
-    produce(&broker.bootstrap(), "wsi-thumbnail-req", &more);
+    produce(
+        &broker.bootstrap(),
+        "wsi-thumbnail-req",
+        &numbered(total..total + 3, PARTITIONS),
+    );
     let failures = read_all(
         &broker.bootstrap(),
         "wsi-thumbnail-dlq",

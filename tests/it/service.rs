@@ -12,6 +12,7 @@ use wsi_thumbnail::slide::geometry::thumbnail_dims;
 
 use crate::support::infra::{Broker, Gcs, ensure_topics, metric, service_config};
 use crate::support::kafka::{committed, end_offsets, produce, read_all};
+use crate::support::request::Request;
 use crate::support::service::Service;
 use crate::support::*;
 
@@ -72,15 +73,12 @@ fn write_config_at(dir: &Path, bootstrap: &str, output: &str, http_port: u16) ->
 }
 
 fn request(n: usize, slide_id: &str, link: &str) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "id": format!("req-{n}"),
-        "created_on": "2026-02-25T10:00:00Z",
-        "image_bucket_link": link,
-        "patient_id": format!("patient-{}", n % 7),
-        "slide_id": slide_id,
-        "block_id": "block-A",
-    }))
-    .unwrap()
+    Request::new(format!("req-{n}"))
+        .slide(slide_id)
+        .link(link)
+        .patient(format!("patient-{}", n % 7))
+        .block("block-A")
+        .bytes()
 }
 
 /// Checks one response against the contract's schema and the request it answers.

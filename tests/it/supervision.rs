@@ -6,10 +6,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::support::infra::{Stack, metric};
 use crate::support::kafka::{committed, end_offsets, produce, read_all};
+use crate::support::request::Request;
 use crate::support::service::Service;
 use crate::support::*;
 
@@ -41,12 +42,7 @@ fn a_panicking_stage_fails_its_job_and_keeps_serving() {
     let values: Vec<(i32, String, Vec<u8>)> = records
         .iter()
         .map(|slide| {
-            let value = serde_json::to_vec(&json!({
-                "id": format!("id-{slide}"), "created_on": "2026-02-25T10:00:00Z",
-                "image_bucket_link": "gs://slides-in/CMU-1-Small-Region.svs",
-                "patient_id": "p", "slide_id": slide, "block_id": "b",
-            }))
-            .unwrap();
+            let value = Request::new(format!("id-{slide}")).slide(slide).bytes();
             (0, slide.clone(), value)
         })
         .collect();
