@@ -10,7 +10,10 @@ use serde_json::{Value, json};
 use wsi_thumbnail::fixtures::broken;
 
 use crate::support::infra::Stack;
-use crate::support::kafka::{committed, end_offsets, produce, read_all};
+use crate::support::kafka::{
+    CONSUMER_GROUP, DLQ_TOPIC, REQUEST_TOPIC, RESPONSE_TOPIC, committed, end_offsets, produce,
+    read_all,
+};
 use crate::support::request::Request;
 use crate::support::service::Service;
 use crate::support::*;
@@ -153,20 +156,20 @@ fn every_bad_request_gets_one_failure_record_and_nothing_stalls() {
         records.push((0, format!("bad-key-{i}"), value.clone()));
         expected_kind.push(Some(kind));
     }
-    produce(&broker.bootstrap(), "wsi-thumbnail-req", &records);
+    produce(&broker.bootstrap(), REQUEST_TOPIC, &records);
 
     let mut service = Service::start(&stack.config, &stack.env(&[]));
     let goods = expected_kind.iter().filter(|k| k.is_none()).count();
     let responses = read_all(
         &broker.bootstrap(),
-        "wsi-thumbnail-resp",
+        RESPONSE_TOPIC,
         1,
         goods,
         Duration::from_secs(120),
     );
     let failures = read_all(
         &broker.bootstrap(),
-        "wsi-thumbnail-dlq",
+        DLQ_TOPIC,
         1,
         bad.len(),
         Duration::from_secs(60),
@@ -174,7 +177,7 @@ fn every_bad_request_gets_one_failure_record_and_nothing_stalls() {
     // Linger a moment to catch any extra (duplicate) records.
     let failures_again = read_all(
         &broker.bootstrap(),
-        "wsi-thumbnail-dlq",
+        DLQ_TOPIC,
         1,
         bad.len() + 1,
         Duration::from_secs(2),
@@ -201,7 +204,7 @@ fn every_bad_request_gets_one_failure_record_and_nothing_stalls() {
         assert_eq!(rec["error"]["kind"], kind, "offset {offset}: {rec}");
         assert_eq!(rec["error"]["retryable"], false);
         assert_eq!(rec["attempts"], 1);
-        assert_eq!(rec["source"]["topic"], "wsi-thumbnail-req");
+        assert_eq!(rec["source"]["topic"], REQUEST_TOPIC);
         assert_eq!(rec["source"]["partition"], 0);
         assert!(
             rec["error"]["message"]
@@ -237,13 +240,13 @@ fn every_bad_request_gets_one_failure_record_and_nothing_stalls() {
         "the service exited on bad input"
     );
     // Commits reach the end offset once the tracker's timer fires.
-    let end = end_offsets(&broker.bootstrap(), "wsi-thumbnail-req", 1)[0];
+    let end = end_offsets(&broker.bootstrap(), REQUEST_TOPIC, 1)[0];
     assert_eq!(end as usize, records.len());
     assert!(
         eventually(Duration::from_secs(10), || committed(
             &broker.bootstrap(),
-            "wsi-thumbnail-processor",
-            "wsi-thumbnail-req",
+            CONSUMER_GROUP,
+            REQUEST_TOPIC,
             1
         )[0] == Some(end)),
         "commits did not reach the end offset"

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::infra::{Stack, free_port, metric};
-use crate::support::kafka::{produce, read_all};
+use crate::support::kafka::{REQUEST_TOPIC, RESPONSE_TOPIC, produce, read_all};
 use crate::support::request::numbered;
 use crate::support::service::Service;
 use crate::support::{eventually, http_get};
@@ -26,11 +26,7 @@ fn setup() -> Stack {
 }
 
 fn enqueue(bootstrap: &str, total: usize) {
-    produce(
-        bootstrap,
-        "wsi-thumbnail-req",
-        &numbered(0..total, PARTITIONS),
-    );
+    produce(bootstrap, REQUEST_TOPIC, &numbered(0..total, PARTITIONS));
 }
 
 /// Response count per request id, reading the response topic for up to `timeout` or
@@ -40,7 +36,7 @@ fn answered(bootstrap: &str, want: usize, timeout: Duration) -> HashMap<String, 
     loop {
         let records = read_all(
             bootstrap,
-            "wsi-thumbnail-resp",
+            RESPONSE_TOPIC,
             PARTITIONS,
             usize::MAX,
             Duration::from_secs(2),

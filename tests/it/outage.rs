@@ -10,7 +10,10 @@ use serde_json::Value;
 use crate::support::infra::{
     Broker, Gcs, Stack, ensure_topics, free_port, metric, service_config, stage_buckets,
 };
-use crate::support::kafka::{committed, end_offsets, produce, read_all};
+use crate::support::kafka::{
+    CONSUMER_GROUP, DLQ_TOPIC, REQUEST_TOPIC, RESPONSE_TOPIC, committed, end_offsets, produce,
+    read_all,
+};
 use crate::support::request::numbered;
 use crate::support::service::Service;
 use crate::support::*;
@@ -49,12 +52,12 @@ fn a_storage_outage_loses_nothing_and_an_endless_one_becomes_failure_records() {
     let total = 60;
     produce(
         &broker.bootstrap(),
-        "wsi-thumbnail-req",
+        REQUEST_TOPIC,
         &numbered(0..total, PARTITIONS),
     );
     let early = read_all(
         &broker.bootstrap(),
-        "wsi-thumbnail-resp",
+        RESPONSE_TOPIC,
         PARTITIONS,
         5,
         Duration::from_secs(60),
@@ -67,7 +70,7 @@ fn a_storage_outage_loses_nothing_and_an_endless_one_becomes_failure_records() {
 
     let responses = read_all(
         &broker.bootstrap(),
-        "wsi-thumbnail-resp",
+        RESPONSE_TOPIC,
         PARTITIONS,
         total,
         Duration::from_secs(120),
@@ -85,7 +88,7 @@ fn a_storage_outage_loses_nothing_and_an_endless_one_becomes_failure_records() {
     assert!(
         read_all(
             &broker.bootstrap(),
-            "wsi-thumbnail-dlq",
+            DLQ_TOPIC,
             PARTITIONS,
             1,
             Duration::from_secs(1)
@@ -101,12 +104,12 @@ fn a_storage_outage_loses_nothing_and_an_endless_one_becomes_failure_records() {
     drop(gcs);
     produce(
         &broker.bootstrap(),
-        "wsi-thumbnail-req",
+        REQUEST_TOPIC,
         &numbered(total..total + 3, PARTITIONS),
     );
     let failures = read_all(
         &broker.bootstrap(),
-        "wsi-thumbnail-dlq",
+        DLQ_TOPIC,
         PARTITIONS,
         3,
         Duration::from_secs(90),
@@ -119,11 +122,11 @@ fn a_storage_outage_loses_nothing_and_an_endless_one_becomes_failure_records() {
         assert!(rec["attempts"].as_u64().unwrap() > 1, "{rec}");
     }
     assert!(service.terminate(Duration::from_secs(30)).success());
-    let ends = end_offsets(&broker.bootstrap(), "wsi-thumbnail-req", PARTITIONS);
+    let ends = end_offsets(&broker.bootstrap(), REQUEST_TOPIC, PARTITIONS);
     let done = committed(
         &broker.bootstrap(),
-        "wsi-thumbnail-processor",
-        "wsi-thumbnail-req",
+        CONSUMER_GROUP,
+        REQUEST_TOPIC,
         PARTITIONS,
     );
     for p in 0..PARTITIONS as usize {

@@ -15,7 +15,10 @@ use wsi_thumbnail::fixtures::poison;
 use wsi_thumbnail::messages::payload::{MAX_FIELD_LEN, MAX_LINK_LEN, MAX_VALUE_LEN};
 
 use crate::support::infra::{Stack, metric};
-use crate::support::kafka::{committed, end_offsets, produce, read_all};
+use crate::support::kafka::{
+    CONSUMER_GROUP, DLQ_TOPIC, REQUEST_TOPIC, RESPONSE_TOPIC, committed, end_offsets, produce,
+    read_all,
+};
 use crate::support::process_tree::{children, cpu_ticks, tree_rss_bytes};
 use crate::support::request::Request;
 use crate::support::service::Service;
@@ -198,7 +201,7 @@ fn hostile_slides_and_requests_cost_one_record_each_never_the_service() {
         }
     }
     let total = records.len();
-    produce(&stack.bootstrap(), "wsi-thumbnail-req", &records);
+    produce(&stack.bootstrap(), REQUEST_TOPIC, &records);
 
     let service = RestartLoop::start(&stack);
     // Peak resident memory of the service and its workers, sampled while it works.
@@ -222,24 +225,24 @@ fn hostile_slides_and_requests_cost_one_record_each_never_the_service() {
     let failures_wanted = total - responses_wanted;
     let responses = read_all(
         &stack.bootstrap(),
-        "wsi-thumbnail-resp",
+        RESPONSE_TOPIC,
         PARTITIONS,
         responses_wanted,
         Duration::from_secs(300),
     );
     let failures = read_all(
         &stack.bootstrap(),
-        "wsi-thumbnail-dlq",
+        DLQ_TOPIC,
         PARTITIONS,
         failures_wanted,
         Duration::from_secs(300),
     );
-    let end = end_offsets(&stack.bootstrap(), "wsi-thumbnail-req", PARTITIONS);
+    let end = end_offsets(&stack.bootstrap(), REQUEST_TOPIC, PARTITIONS);
     let all_committed = eventually(Duration::from_secs(30), || {
         committed(
             &stack.bootstrap(),
-            "wsi-thumbnail-processor",
-            "wsi-thumbnail-req",
+            CONSUMER_GROUP,
+            REQUEST_TOPIC,
             PARTITIONS,
         ) == end.iter().map(|e| Some(*e)).collect::<Vec<_>>()
     });
@@ -252,7 +255,7 @@ fn hostile_slides_and_requests_cost_one_record_each_never_the_service() {
     // Linger for duplicates.
     let failures_again = read_all(
         &stack.bootstrap(),
-        "wsi-thumbnail-dlq",
+        DLQ_TOPIC,
         PARTITIONS,
         failures_wanted + 1,
         Duration::from_secs(2),
@@ -371,7 +374,7 @@ fn a_worker_killed_mid_decode_loses_nothing() {
         eventually(Duration::from_secs(30), || children(pid).len() == 2),
         "two workers start with the service"
     );
-    produce(&stack.bootstrap(), "wsi-thumbnail-req", &records);
+    produce(&stack.bootstrap(), REQUEST_TOPIC, &records);
     // Wait until a worker is busy decoding, then kill every worker.
     let before: HashMap<i32, u64> = children(pid)
         .into_iter()
@@ -391,7 +394,7 @@ fn a_worker_killed_mid_decode_loses_nothing() {
     }
     let responses = read_all(
         &stack.bootstrap(),
-        "wsi-thumbnail-resp",
+        RESPONSE_TOPIC,
         1,
         total,
         Duration::from_secs(180),
@@ -401,13 +404,7 @@ fn a_worker_killed_mid_decode_loses_nothing() {
         total,
         "every request answered after the kill"
     );
-    let failures = read_all(
-        &stack.bootstrap(),
-        "wsi-thumbnail-dlq",
-        1,
-        1,
-        Duration::from_secs(1),
-    );
+    let failures = read_all(&stack.bootstrap(), DLQ_TOPIC, 1, 1, Duration::from_secs(1));
     assert!(
         failures.is_empty(),
         "a worker killed from outside is not the slide's fault"
@@ -454,17 +451,11 @@ fn a_request_that_stopped_the_service_twice_is_not_served_a_third_time() {
         ),
         (0, "c".to_string(), Request::new("after").bytes()),
     ];
-    produce(&stack.bootstrap(), "wsi-thumbnail-req", &records);
+    produce(&stack.bootstrap(), REQUEST_TOPIC, &records);
     let mut deaths = 0;
     let mut service = Service::start(&stack.config, &stack.env(&[]));
     let failure = loop {
-        let failures = read_all(
-            &stack.bootstrap(),
-            "wsi-thumbnail-dlq",
-            1,
-            1,
-            Duration::from_secs(1),
-        );
+        let failures = read_all(&stack.bootstrap(), DLQ_TOPIC, 1, 1, Duration::from_secs(1));
         if let Some(f) = failures.into_iter().next() {
             break f;
         }
@@ -494,7 +485,7 @@ fn a_request_that_stopped_the_service_twice_is_not_served_a_third_time() {
     );
     let responses = read_all(
         &stack.bootstrap(),
-        "wsi-thumbnail-resp",
+        RESPONSE_TOPIC,
         1,
         2,
         Duration::from_secs(60),
@@ -524,11 +515,11 @@ fn answers_the_broker_refuses_never_stall_the_partition() {
         (0, "k1".to_string(), big_key.bytes()),
         (0, "k2".to_string(), Request::new("fine").bytes()),
     ];
-    produce(&stack.bootstrap(), "wsi-thumbnail-req", &records);
+    produce(&stack.bootstrap(), REQUEST_TOPIC, &records);
     let mut service = Service::start(&stack.config, &stack.env(&[]));
     let responses = read_all(
         &stack.bootstrap(),
-        "wsi-thumbnail-resp",
+        RESPONSE_TOPIC,
         1,
         1,
         Duration::from_secs(60),
@@ -538,13 +529,7 @@ fn answers_the_broker_refuses_never_stall_the_partition() {
         serde_json::from_slice::<Value>(&responses[0].value).unwrap()["id"],
         "fine"
     );
-    let failures = read_all(
-        &stack.bootstrap(),
-        "wsi-thumbnail-dlq",
-        1,
-        2,
-        Duration::from_secs(10),
-    );
+    let failures = read_all(&stack.bootstrap(), DLQ_TOPIC, 1, 2, Duration::from_secs(10));
     assert_eq!(
         failures.len(),
         1,
@@ -557,8 +542,8 @@ fn answers_the_broker_refuses_never_stall_the_partition() {
     assert!(
         eventually(Duration::from_secs(20), || committed(
             &stack.bootstrap(),
-            "wsi-thumbnail-processor",
-            "wsi-thumbnail-req",
+            CONSUMER_GROUP,
+            REQUEST_TOPIC,
             1
         )[0] == Some(3)),
         "the partition moved past the unpublishable request"

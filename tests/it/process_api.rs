@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::infra::Stack;
-use crate::support::kafka::{produce, read_all};
+use crate::support::kafka::{DLQ_TOPIC, REQUEST_TOPIC, RESPONSE_TOPIC, produce, read_all};
 use crate::support::request::{CMU_LINK, Request};
 use crate::support::service::Service;
 use crate::support::*;
@@ -42,12 +42,12 @@ fn process_answers_like_the_kafka_path_and_logs_carry_job_ids() {
     let via_http: Value = serde_json::from_str(&text).unwrap();
     produce(
         &broker.bootstrap(),
-        "wsi-thumbnail-req",
+        REQUEST_TOPIC,
         &[(0, "slide-sync".into(), body)],
     );
     let responses = read_all(
         &broker.bootstrap(),
-        "wsi-thumbnail-resp",
+        RESPONSE_TOPIC,
         2,
         1,
         Duration::from_secs(60),
@@ -99,7 +99,7 @@ fn process_answers_like_the_kafka_path_and_logs_carry_job_ids() {
     }
     let dead_letters = read_all(
         &broker.bootstrap(),
-        "wsi-thumbnail-dlq",
+        DLQ_TOPIC,
         2,
         usize::MAX,
         Duration::from_secs(3),
@@ -136,10 +136,9 @@ fn process_answers_like_the_kafka_path_and_logs_carry_job_ids() {
         assert!(line["span"]["partition"].is_i64() && line["span"]["offset"].is_i64());
     }
     assert!(
-        done.iter()
-            .any(|l| l["span"]["topic"] == "wsi-thumbnail-req"
-                && l["span"]["partition"] == 0
-                && l["span"]["offset"] == 0),
+        done.iter().any(|l| l["span"]["topic"] == REQUEST_TOPIC
+            && l["span"]["partition"] == 0
+            && l["span"]["offset"] == 0),
         "the Kafka job's coordinates are on its lines"
     );
     let refused = job_lines

@@ -11,13 +11,15 @@ use wsi_thumbnail::fixtures::SlideSpec;
 use wsi_thumbnail::slide::geometry::thumbnail_dims;
 
 use crate::support::infra::{Broker, Gcs, ensure_topics, metric, service_config};
-use crate::support::kafka::{committed, end_offsets, produce, read_all};
+use crate::support::kafka::{
+    CONSUMER_GROUP, DLQ_TOPIC, REQUEST_TOPIC, RESPONSE_TOPIC, committed, end_offsets, produce,
+    read_all,
+};
 use crate::support::request::Request;
 use crate::support::service::Service;
 use crate::support::*;
 
 const PARTITIONS: i32 = 10;
-const GROUP: &str = "wsi-thumbnail-processor";
 
 /// A slide in the input bucket and the metadata its response must carry.
 struct Slide {
@@ -126,7 +128,7 @@ async fn read_gcs_object(url: &str, bucket: &str, object: &str) -> Vec<u8> {
 
 fn assert_all_committed(bootstrap: &str, topic: &str) {
     let ends = end_offsets(bootstrap, topic, PARTITIONS);
-    let done = committed(bootstrap, GROUP, topic, PARTITIONS);
+    let done = committed(bootstrap, CONSUMER_GROUP, topic, PARTITIONS);
     for p in 0..PARTITIONS as usize {
         if ends[p] > 0 {
             assert_eq!(
@@ -162,12 +164,12 @@ async fn two_hundred_requests_over_ten_partitions_from_gcs() {
             )
         })
         .collect();
-    produce(&broker.bootstrap(), "wsi-thumbnail-req", &requests);
+    produce(&broker.bootstrap(), REQUEST_TOPIC, &requests);
 
     let mut service = Service::start(&config, &[("STORAGE_EMULATOR_HOST", gcs.url())]);
     let responses = read_all(
         &broker.bootstrap(),
-        "wsi-thumbnail-resp",
+        RESPONSE_TOPIC,
         PARTITIONS,
         total,
         Duration::from_secs(240),
@@ -175,7 +177,7 @@ async fn two_hundred_requests_over_ten_partitions_from_gcs() {
     assert_eq!(responses.len(), total, "responses");
     let dlq = read_all(
         &broker.bootstrap(),
-        "wsi-thumbnail-dlq",
+        DLQ_TOPIC,
         PARTITIONS,
         1,
         Duration::from_millis(500),
@@ -223,7 +225,7 @@ async fn two_hundred_requests_over_ten_partitions_from_gcs() {
 
     let status = service.terminate(Duration::from_secs(30));
     assert!(status.success(), "exit status {status}");
-    assert_all_committed(&broker.bootstrap(), "wsi-thumbnail-req");
+    assert_all_committed(&broker.bootstrap(), REQUEST_TOPIC);
 }
 
 #[actix_rt::test]
@@ -250,11 +252,11 @@ async fn https_links_in_and_local_disk_out() {
             )
         })
         .collect();
-    produce(&broker.bootstrap(), "wsi-thumbnail-req", &requests);
+    produce(&broker.bootstrap(), REQUEST_TOPIC, &requests);
     let mut service = Service::start(&config, &[("STORAGE_EMULATOR_HOST", gcs.url())]);
     let responses = read_all(
         &broker.bootstrap(),
-        "wsi-thumbnail-resp",
+        RESPONSE_TOPIC,
         PARTITIONS,
         total,
         Duration::from_secs(120),
@@ -281,7 +283,7 @@ async fn https_links_in_and_local_disk_out() {
         assert_eq!(w.max(h), 1024);
     }
     assert!(service.terminate(Duration::from_secs(30)).success());
-    assert_all_committed(&broker.bootstrap(), "wsi-thumbnail-req");
+    assert_all_committed(&broker.bootstrap(), REQUEST_TOPIC);
 }
 
 #[actix_rt::test]
@@ -313,11 +315,11 @@ async fn requests_for_one_slide_are_answered_in_offset_order() {
             ));
         }
     }
-    produce(&broker.bootstrap(), "wsi-thumbnail-req", &requests);
+    produce(&broker.bootstrap(), REQUEST_TOPIC, &requests);
     let mut service = Service::start(&config, &[("STORAGE_EMULATOR_HOST", gcs.url())]);
     let responses = read_all(
         &broker.bootstrap(),
-        "wsi-thumbnail-resp",
+        RESPONSE_TOPIC,
         PARTITIONS,
         80,
         Duration::from_secs(120),
@@ -390,10 +392,10 @@ async fn probes_and_metrics_tell_the_truth() {
             )
         })
         .collect();
-    produce(&broker.bootstrap(), "wsi-thumbnail-req", &requests);
+    produce(&broker.bootstrap(), REQUEST_TOPIC, &requests);
     let responses = read_all(
         &broker.bootstrap(),
-        "wsi-thumbnail-resp",
+        RESPONSE_TOPIC,
         PARTITIONS,
         n,
         Duration::from_secs(120),

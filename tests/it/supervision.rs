@@ -9,7 +9,10 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::infra::{Stack, metric};
-use crate::support::kafka::{committed, end_offsets, produce, read_all};
+use crate::support::kafka::{
+    CONSUMER_GROUP, DLQ_TOPIC, REQUEST_TOPIC, RESPONSE_TOPIC, committed, end_offsets, produce,
+    read_all,
+};
 use crate::support::request::Request;
 use crate::support::service::Service;
 use crate::support::*;
@@ -46,19 +49,19 @@ fn a_panicking_stage_fails_its_job_and_keeps_serving() {
             (0, slide.clone(), value)
         })
         .collect();
-    produce(&broker.bootstrap(), "wsi-thumbnail-req", &values);
+    produce(&broker.bootstrap(), REQUEST_TOPIC, &values);
     let good = records.len() - STAGES.len();
 
     let responses = read_all(
         &broker.bootstrap(),
-        "wsi-thumbnail-resp",
+        RESPONSE_TOPIC,
         1,
         good,
         Duration::from_secs(120),
     );
     let failures = read_all(
         &broker.bootstrap(),
-        "wsi-thumbnail-dlq",
+        DLQ_TOPIC,
         1,
         STAGES.len(),
         Duration::from_secs(60),
@@ -108,14 +111,9 @@ fn a_panicking_stage_fails_its_job_and_keeps_serving() {
         let series = format!("wsi_thumbnail_actor_panics_total{{stage=\"{stage}\"}}");
         assert_eq!(metric(&text, &series), Some(1.0), "{series} in:\n{text}");
     }
-    let end = end_offsets(&broker.bootstrap(), "wsi-thumbnail-req", 1)[0];
+    let end = end_offsets(&broker.bootstrap(), REQUEST_TOPIC, 1)[0];
     assert!(eventually(Duration::from_secs(20), || {
-        committed(
-            &broker.bootstrap(),
-            "wsi-thumbnail-processor",
-            "wsi-thumbnail-req",
-            1,
-        )[0] == Some(end)
+        committed(&broker.bootstrap(), CONSUMER_GROUP, REQUEST_TOPIC, 1)[0] == Some(end)
     }));
     assert!(service.terminate(Duration::from_secs(30)).success());
 }

@@ -1,7 +1,7 @@
 //! Shared test helpers: where the real test data lives, cached generated fixtures,
 //! image comparison and a minimal HTTP client; the submodules hold the broker and
 //! emulator (`infra`), the service child process (`service`), test-side Kafka clients
-//! (`kafka`), the request builder (`request`) and /proc readings
+//! (`kafka`, with the topic names), the request builder (`request`) and /proc readings
 //! of a process tree (`process_tree`).
 
 pub mod infra;
