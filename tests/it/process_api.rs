@@ -61,7 +61,8 @@ fn process_answers_like_the_kafka_path_and_logs_carry_job_ids() {
         "gs://thumbs/CMU-1-Small-Region_thumbnail.png"
     );
 
-    let missing_field = request("b2", "s", "gs://x/y").without("slide_id");
+    // Nothing else wrong with it (the link is valid), so its 400 is for the missing field.
+    let missing_field = request("b2", "s", CMU_LINK).without("slide_id");
     let bad = [
         (b"not json".to_vec(), 400, "invalid_request"),
         (missing_field.bytes(), 400, "invalid_request"),
