@@ -3,17 +3,19 @@
 //! record, goes on serving the requests behind it, and the process stays alive and
 //! commits to the end offsets.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use common::kafka::{committed, end_offsets, produce, read_all};
-use common::service::Service;
-use common::services::{Stack, metric};
-use common::*;
+use crate::support::infra::{Stack, metric};
+use crate::support::kafka::{
+    CONSUMER_GROUP, DLQ_TOPIC, REQUEST_TOPIC, RESPONSE_TOPIC, committed, end_offsets, produce,
+    read_all,
+};
+use crate::support::request::Request;
+use crate::support::service::Service;
+use crate::support::*;
 
 const STAGES: [&str; 4] = ["fetch", "decode", "resize", "upload"];
 
@@ -43,28 +45,23 @@ fn a_panicking_stage_fails_its_job_and_keeps_serving() {
     let values: Vec<(i32, String, Vec<u8>)> = records
         .iter()
         .map(|slide| {
-            let value = serde_json::to_vec(&json!({
-                "id": format!("id-{slide}"), "created_on": "2026-02-25T10:00:00Z",
-                "image_bucket_link": "gs://slides-in/CMU-1-Small-Region.svs",
-                "patient_id": "p", "slide_id": slide, "block_id": "b",
-            }))
-            .unwrap();
+            let value = Request::new(format!("id-{slide}")).slide(slide).bytes();
             (0, slide.clone(), value)
         })
         .collect();
-    produce(&broker.bootstrap(), "wsi-thumbnail-req", &values);
+    produce(&broker.bootstrap(), REQUEST_TOPIC, &values);
     let good = records.len() - STAGES.len();
 
     let responses = read_all(
         &broker.bootstrap(),
-        "wsi-thumbnail-resp",
+        RESPONSE_TOPIC,
         1,
         good,
         Duration::from_secs(120),
     );
     let failures = read_all(
         &broker.bootstrap(),
-        "wsi-thumbnail-dlq",
+        DLQ_TOPIC,
         1,
         STAGES.len(),
         Duration::from_secs(60),
@@ -114,14 +111,9 @@ fn a_panicking_stage_fails_its_job_and_keeps_serving() {
         let series = format!("wsi_thumbnail_actor_panics_total{{stage=\"{stage}\"}}");
         assert_eq!(metric(&text, &series), Some(1.0), "{series} in:\n{text}");
     }
-    let end = end_offsets(&broker.bootstrap(), "wsi-thumbnail-req", 1)[0];
+    let end = end_offsets(&broker.bootstrap(), REQUEST_TOPIC, 1)[0];
     assert!(eventually(Duration::from_secs(20), || {
-        committed(
-            &broker.bootstrap(),
-            "wsi-thumbnail-processor",
-            "wsi-thumbnail-req",
-            1,
-        )[0] == Some(end)
+        committed(&broker.bootstrap(), CONSUMER_GROUP, REQUEST_TOPIC, 1)[0] == Some(end)
     }));
     assert!(service.terminate(Duration::from_secs(30)).success());
 }

@@ -2,17 +2,16 @@
 //! leaving anything to redo; `kill -9` at random moments loses nothing (duplicates are
 //! allowed by at-least-once, and counted).
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use common::kafka::{produce, read_all};
-use common::service::Service;
-use common::services::{Stack, free_port, metric};
-use common::{eventually, http_get};
+use crate::support::infra::{Stack, free_port, metric};
+use crate::support::kafka::{REQUEST_TOPIC, RESPONSE_TOPIC, produce, read_all};
+use crate::support::request::numbered;
+use crate::support::service::Service;
+use crate::support::{eventually, http_get};
 
 const PARTITIONS: i32 = 4;
 
@@ -27,18 +26,7 @@ fn setup() -> Stack {
 }
 
 fn enqueue(bootstrap: &str, total: usize) {
-    let requests: Vec<_> = (0..total)
-        .map(|n| {
-            let value = serde_json::to_vec(&json!({
-                "id": format!("req-{n}"), "created_on": "2026-02-25T10:00:00Z",
-                "image_bucket_link": "gs://slides-in/CMU-1-Small-Region.svs",
-                "patient_id": "p", "slide_id": format!("s{n}"), "block_id": "b",
-            }))
-            .unwrap();
-            ((n % PARTITIONS as usize) as i32, format!("s{n}"), value)
-        })
-        .collect();
-    produce(bootstrap, "wsi-thumbnail-req", &requests);
+    produce(bootstrap, REQUEST_TOPIC, &numbered(0..total, PARTITIONS));
 }
 
 /// Response count per request id, reading the response topic for up to `timeout` or
@@ -48,7 +36,7 @@ fn answered(bootstrap: &str, want: usize, timeout: Duration) -> HashMap<String, 
     loop {
         let records = read_all(
             bootstrap,
-            "wsi-thumbnail-resp",
+            RESPONSE_TOPIC,
             PARTITIONS,
             usize::MAX,
             Duration::from_secs(2),

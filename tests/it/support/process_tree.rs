@@ -1,6 +1,5 @@
 //! A process and its descendants, read from /proc: the service's worker processes and
 //! the whole tree's resident memory.
-#![allow(dead_code)]
 
 /// The direct children of `pid`.
 pub fn children(pid: i32) -> Vec<i32> {

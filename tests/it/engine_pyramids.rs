@@ -1,8 +1,6 @@
 //! The slide engine on generated pyramids: the expected level is read, the size is
 //! right, and the content matches a reference reduction of the same source field.
 
-mod common;
-
 use std::fs::File;
 
 use openslide_rs::OpenSlide;
@@ -14,7 +12,7 @@ use wsi_thumbnail::slide::source::{OpenSlideSource, RegionSource};
 use wsi_thumbnail::slide::{DecoderChoice, PixelPath, ThumbnailOptions, make_thumbnail};
 use wsi_thumbnail::tiff::TiffFile;
 
-use common::*;
+use crate::support::*;
 
 /// Tolerance against the reference reduction: JPEG at quality 70 plus the difference
 /// between a Lanczos reduction of textured levels and point samples of the smooth field.

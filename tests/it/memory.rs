@@ -2,13 +2,11 @@
 //! and its peak resident set size is read from the kernel's accounting (`wait4`'s
 //! `ru_maxrss`), which covers the whole life of that one process.
 
-mod common;
-
 use std::process::Command;
 
 use wsi_thumbnail::fixtures::SlideSpec;
 
-use common::*;
+use crate::support::*;
 
 const LIMIT_MIB: i64 = 300;
 

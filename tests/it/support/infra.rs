@@ -1,7 +1,7 @@
 //! Real infrastructure for service tests: a tansu Kafka broker and a fake-gcs-server,
-//! each started on a free port for one test and killed when the handle drops, plus
-//! the service itself as a child process.
-#![allow(dead_code)]
+//! each started on a free port for one test and killed when the handle drops, a service
+//! configuration pointing at them with its topics created, and `Stack`, the usual set.
+//! (The service itself, as a child process, is `support::service`.)
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};

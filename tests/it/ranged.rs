@@ -5,17 +5,16 @@
 //! service and emulator, a 1024-pixel thumbnail of a 40000 x 30000 pyramid reads at most
 //! 3% of the object.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
 use openslide_rs::OpenSlide;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use common::service::Service;
-use common::services::{Stack, metric};
-use common::*;
+use crate::support::infra::{Stack, metric};
+use crate::support::request::Request;
+use crate::support::service::Service;
+use crate::support::*;
 use wsi_thumbnail::fixtures::{SlideSpec, Style};
 use wsi_thumbnail::slide::{DecoderChoice, ThumbnailOptions, make_thumbnail};
 use wsi_thumbnail::storage::fetch::{FetchPath, LocalSlide};
@@ -171,12 +170,10 @@ fn through_the_service_a_40000_x_30000_pyramid_costs_at_most_3_percent_of_its_by
     assert!(eventually(Duration::from_secs(30), || {
         http_get(port, "/readyz").is_some_and(|(s, _)| s == 200)
     }));
-    let body = serde_json::to_vec(&json!({
-        "id": "big-1", "created_on": "2026-02-25T10:00:00Z",
-        "image_bucket_link": "gs://slides-in/pyramid.svs",
-        "patient_id": "p", "slide_id": "pyramid", "block_id": "b",
-    }))
-    .unwrap();
+    let body = Request::new("big-1")
+        .slide("pyramid")
+        .link("gs://slides-in/pyramid.svs")
+        .bytes();
     let (status, text) = http_post(port, "/process", &body).expect("POST /process");
     assert_eq!(status, 200, "{text}");
     let response: Value = serde_json::from_str(&text).unwrap();

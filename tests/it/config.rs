@@ -6,6 +6,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+use crate::support::kafka::{CONSUMER_GROUP, DLQ_TOPIC, REQUEST_TOPIC, RESPONSE_TOPIC};
+
 fn check(config: Option<&Path>, env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsi-thumbnail"));
     cmd.args(["serve", "--check"]);
@@ -131,10 +133,10 @@ fn each_environment_variable_overrides_its_key() {
 #[test]
 fn built_in_defaults_without_any_file() {
     let c = effective(None, &[]);
-    assert_eq!(c["kafka"]["request_topic"], "wsi-thumbnail-req");
-    assert_eq!(c["kafka"]["response_topic"], "wsi-thumbnail-resp");
-    assert_eq!(c["kafka"]["dlq_topic"], "wsi-thumbnail-dlq");
-    assert_eq!(c["kafka"]["consumer_group"], "wsi-thumbnail-processor");
+    assert_eq!(c["kafka"]["request_topic"], REQUEST_TOPIC);
+    assert_eq!(c["kafka"]["response_topic"], RESPONSE_TOPIC);
+    assert_eq!(c["kafka"]["dlq_topic"], DLQ_TOPIC);
+    assert_eq!(c["kafka"]["consumer_group"], CONSUMER_GROUP);
     assert_eq!(c["storage"]["object_name"], "{stem}_thumbnail.png");
 }
 

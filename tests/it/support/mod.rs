@@ -1,11 +1,14 @@
-//! Shared test helpers: where the real test data lives, cached generated fixtures, and
-//! image comparison.
-#![allow(dead_code)]
+//! Shared test helpers: where the real test data lives, cached generated fixtures,
+//! image comparison and a minimal HTTP client; the submodules hold the broker and
+//! emulator (`infra`), the service child process (`service`), test-side Kafka clients
+//! (`kafka`, with the topic names), the request builder (`request`) and /proc readings
+//! of a process tree (`process_tree`).
 
+pub mod infra;
 pub mod kafka;
 pub mod process_tree;
+pub mod request;
 pub mod service;
-pub mod services;
 
 use std::path::{Path, PathBuf};
 

@@ -3,38 +3,33 @@
 //! yields exactly one failure record of the right kind per bad request, a response per
 //! good one, and commits up to the end offset.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use wsi_thumbnail::fixtures::broken;
 
-use common::kafka::{committed, end_offsets, produce, read_all};
-use common::service::Service;
-use common::services::Stack;
-use common::*;
-
-fn good(id: &str, link: &str) -> Vec<u8> {
-    with(id, &[("image_bucket_link", json!(link))])
-}
+use crate::support::infra::Stack;
+use crate::support::kafka::{
+    CONSUMER_GROUP, DLQ_TOPIC, REQUEST_TOPIC, RESPONSE_TOPIC, committed, end_offsets, produce,
+    read_all,
+};
+use crate::support::request::Request;
+use crate::support::service::Service;
+use crate::support::*;
 
 /// A valid request for `id` with some fields replaced (`Value::Null` removes a field).
 fn with(id: &str, changes: &[(&str, Value)]) -> Vec<u8> {
-    let mut r = json!({
-        "id": id, "created_on": "2026-02-25T10:00:00Z",
-        "image_bucket_link": "gs://slides-in/CMU-1-Small-Region.svs",
-        "patient_id": "p", "slide_id": format!("slide-{id}"), "block_id": "b",
-    });
-    for (k, v) in changes {
-        if v.is_null() {
-            r.as_object_mut().unwrap().remove(*k);
-        } else {
-            r[*k] = v.clone();
-        }
-    }
-    serde_json::to_vec(&r).unwrap()
+    changes
+        .iter()
+        .fold(Request::new(id), |r, (field, value)| {
+            if value.is_null() {
+                r.without(field)
+            } else {
+                r.set(field, value.clone())
+            }
+        })
+        .bytes()
 }
 
 fn link(l: &str) -> Vec<(&'static str, Value)> {
@@ -156,29 +151,25 @@ fn every_bad_request_gets_one_failure_record_and_nothing_stalls() {
     let mut expected_kind: Vec<Option<&str>> = Vec::new();
     for (i, (value, kind)) in bad.iter().enumerate() {
         let id = format!("good-{i}");
-        records.push((
-            0,
-            format!("slide-{id}"),
-            good(&id, "gs://slides-in/CMU-1-Small-Region.svs"),
-        ));
+        records.push((0, format!("slide-{id}"), Request::new(&id).bytes()));
         expected_kind.push(None);
         records.push((0, format!("bad-key-{i}"), value.clone()));
         expected_kind.push(Some(kind));
     }
-    produce(&broker.bootstrap(), "wsi-thumbnail-req", &records);
+    produce(&broker.bootstrap(), REQUEST_TOPIC, &records);
 
     let mut service = Service::start(&stack.config, &stack.env(&[]));
     let goods = expected_kind.iter().filter(|k| k.is_none()).count();
     let responses = read_all(
         &broker.bootstrap(),
-        "wsi-thumbnail-resp",
+        RESPONSE_TOPIC,
         1,
         goods,
         Duration::from_secs(120),
     );
     let failures = read_all(
         &broker.bootstrap(),
-        "wsi-thumbnail-dlq",
+        DLQ_TOPIC,
         1,
         bad.len(),
         Duration::from_secs(60),
@@ -186,7 +177,7 @@ fn every_bad_request_gets_one_failure_record_and_nothing_stalls() {
     // Linger a moment to catch any extra (duplicate) records.
     let failures_again = read_all(
         &broker.bootstrap(),
-        "wsi-thumbnail-dlq",
+        DLQ_TOPIC,
         1,
         bad.len() + 1,
         Duration::from_secs(2),
@@ -213,7 +204,7 @@ fn every_bad_request_gets_one_failure_record_and_nothing_stalls() {
         assert_eq!(rec["error"]["kind"], kind, "offset {offset}: {rec}");
         assert_eq!(rec["error"]["retryable"], false);
         assert_eq!(rec["attempts"], 1);
-        assert_eq!(rec["source"]["topic"], "wsi-thumbnail-req");
+        assert_eq!(rec["source"]["topic"], REQUEST_TOPIC);
         assert_eq!(rec["source"]["partition"], 0);
         assert!(
             rec["error"]["message"]
@@ -249,13 +240,13 @@ fn every_bad_request_gets_one_failure_record_and_nothing_stalls() {
         "the service exited on bad input"
     );
     // Commits reach the end offset once the tracker's timer fires.
-    let end = end_offsets(&broker.bootstrap(), "wsi-thumbnail-req", 1)[0];
+    let end = end_offsets(&broker.bootstrap(), REQUEST_TOPIC, 1)[0];
     assert_eq!(end as usize, records.len());
     assert!(
         eventually(Duration::from_secs(10), || committed(
             &broker.bootstrap(),
-            "wsi-thumbnail-processor",
-            "wsi-thumbnail-req",
+            CONSUMER_GROUP,
+            REQUEST_TOPIC,
             1
         )[0] == Some(end)),
         "commits did not reach the end offset"

@@ -2,8 +2,6 @@
 //! started on free ports: requests in, thumbnails in the bucket (or on disk), responses
 //! out, and every partition committed to its end offset afterwards.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,13 +10,16 @@ use serde_json::{Value, json};
 use wsi_thumbnail::fixtures::SlideSpec;
 use wsi_thumbnail::slide::geometry::thumbnail_dims;
 
-use common::kafka::{committed, end_offsets, produce, read_all};
-use common::service::Service;
-use common::services::{Broker, Gcs, ensure_topics, metric, service_config};
-use common::*;
+use crate::support::infra::{Broker, Gcs, ensure_topics, metric, service_config};
+use crate::support::kafka::{
+    CONSUMER_GROUP, DLQ_TOPIC, REQUEST_TOPIC, RESPONSE_TOPIC, committed, end_offsets, produce,
+    read_all,
+};
+use crate::support::request::Request;
+use crate::support::service::Service;
+use crate::support::*;
 
 const PARTITIONS: i32 = 10;
-const GROUP: &str = "wsi-thumbnail-processor";
 
 /// A slide in the input bucket and the metadata its response must carry.
 struct Slide {
@@ -60,7 +61,7 @@ fn write_config(dir: &Path, broker: &Broker, output: &str) -> PathBuf {
         dir,
         &broker.bootstrap(),
         output,
-        common::services::free_port(),
+        crate::support::infra::free_port(),
     )
 }
 
@@ -74,15 +75,12 @@ fn write_config_at(dir: &Path, bootstrap: &str, output: &str, http_port: u16) ->
 }
 
 fn request(n: usize, slide_id: &str, link: &str) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "id": format!("req-{n}"),
-        "created_on": "2026-02-25T10:00:00Z",
-        "image_bucket_link": link,
-        "patient_id": format!("patient-{}", n % 7),
-        "slide_id": slide_id,
-        "block_id": "block-A",
-    }))
-    .unwrap()
+    Request::new(format!("req-{n}"))
+        .slide(slide_id)
+        .link(link)
+        .patient(format!("patient-{}", n % 7))
+        .block("block-A")
+        .bytes()
 }
 
 /// Checks one response against the contract's schema and the request it answers.
@@ -130,7 +128,7 @@ async fn read_gcs_object(url: &str, bucket: &str, object: &str) -> Vec<u8> {
 
 fn assert_all_committed(bootstrap: &str, topic: &str) {
     let ends = end_offsets(bootstrap, topic, PARTITIONS);
-    let done = committed(bootstrap, GROUP, topic, PARTITIONS);
+    let done = committed(bootstrap, CONSUMER_GROUP, topic, PARTITIONS);
     for p in 0..PARTITIONS as usize {
         if ends[p] > 0 {
             assert_eq!(
@@ -166,12 +164,12 @@ async fn two_hundred_requests_over_ten_partitions_from_gcs() {
             )
         })
         .collect();
-    produce(&broker.bootstrap(), "wsi-thumbnail-req", &requests);
+    produce(&broker.bootstrap(), REQUEST_TOPIC, &requests);
 
     let mut service = Service::start(&config, &[("STORAGE_EMULATOR_HOST", gcs.url())]);
     let responses = read_all(
         &broker.bootstrap(),
-        "wsi-thumbnail-resp",
+        RESPONSE_TOPIC,
         PARTITIONS,
         total,
         Duration::from_secs(240),
@@ -179,7 +177,7 @@ async fn two_hundred_requests_over_ten_partitions_from_gcs() {
     assert_eq!(responses.len(), total, "responses");
     let dlq = read_all(
         &broker.bootstrap(),
-        "wsi-thumbnail-dlq",
+        DLQ_TOPIC,
         PARTITIONS,
         1,
         Duration::from_millis(500),
@@ -227,7 +225,7 @@ async fn two_hundred_requests_over_ten_partitions_from_gcs() {
 
     let status = service.terminate(Duration::from_secs(30));
     assert!(status.success(), "exit status {status}");
-    assert_all_committed(&broker.bootstrap(), "wsi-thumbnail-req");
+    assert_all_committed(&broker.bootstrap(), REQUEST_TOPIC);
 }
 
 #[actix_rt::test]
@@ -254,11 +252,11 @@ async fn https_links_in_and_local_disk_out() {
             )
         })
         .collect();
-    produce(&broker.bootstrap(), "wsi-thumbnail-req", &requests);
+    produce(&broker.bootstrap(), REQUEST_TOPIC, &requests);
     let mut service = Service::start(&config, &[("STORAGE_EMULATOR_HOST", gcs.url())]);
     let responses = read_all(
         &broker.bootstrap(),
-        "wsi-thumbnail-resp",
+        RESPONSE_TOPIC,
         PARTITIONS,
         total,
         Duration::from_secs(120),
@@ -285,7 +283,7 @@ async fn https_links_in_and_local_disk_out() {
         assert_eq!(w.max(h), 1024);
     }
     assert!(service.terminate(Duration::from_secs(30)).success());
-    assert_all_committed(&broker.bootstrap(), "wsi-thumbnail-req");
+    assert_all_committed(&broker.bootstrap(), REQUEST_TOPIC);
 }
 
 #[actix_rt::test]
@@ -317,17 +315,17 @@ async fn requests_for_one_slide_are_answered_in_offset_order() {
             ));
         }
     }
-    produce(&broker.bootstrap(), "wsi-thumbnail-req", &requests);
+    produce(&broker.bootstrap(), REQUEST_TOPIC, &requests);
     let mut service = Service::start(&config, &[("STORAGE_EMULATOR_HOST", gcs.url())]);
     let responses = read_all(
         &broker.bootstrap(),
-        "wsi-thumbnail-resp",
+        RESPONSE_TOPIC,
         PARTITIONS,
         80,
         Duration::from_secs(120),
     );
     assert_eq!(responses.len(), 80);
-    let mut by_partition: HashMap<i32, Vec<&common::kafka::Record>> = HashMap::new();
+    let mut by_partition: HashMap<i32, Vec<&crate::support::kafka::Record>> = HashMap::new();
     for r in &responses {
         by_partition.entry(r.partition).or_default().push(r);
     }
@@ -358,8 +356,8 @@ async fn probes_and_metrics_tell_the_truth() {
     let dir = tempfile::tempdir().unwrap();
 
     // No broker yet: alive, not ready.
-    let dead = format!("127.0.0.1:{}", common::services::free_port());
-    let port = common::services::free_port();
+    let dead = format!("127.0.0.1:{}", crate::support::infra::free_port());
+    let port = crate::support::infra::free_port();
     let config = write_config_at(dir.path(), &dead, "gs://thumbs/", port);
     let mut service = Service::start(&config, &[]);
     assert!(eventually(Duration::from_secs(20), || http_get(
@@ -375,7 +373,7 @@ async fn probes_and_metrics_tell_the_truth() {
     let slides = stage_slides(&dir.path().join("gcs"));
     let gcs = Gcs::start(&dir.path().join("gcs"));
     let broker = Broker::start();
-    let port = common::services::free_port();
+    let port = crate::support::infra::free_port();
     let config = write_config_at(dir.path(), &broker.bootstrap(), "gs://thumbs/", port);
     ensure_topics(&config);
     let mut service = Service::start(&config, &[("STORAGE_EMULATOR_HOST", gcs.url())]);
@@ -394,10 +392,10 @@ async fn probes_and_metrics_tell_the_truth() {
             )
         })
         .collect();
-    produce(&broker.bootstrap(), "wsi-thumbnail-req", &requests);
+    produce(&broker.bootstrap(), REQUEST_TOPIC, &requests);
     let responses = read_all(
         &broker.bootstrap(),
-        "wsi-thumbnail-resp",
+        RESPONSE_TOPIC,
         PARTITIONS,
         n,
         Duration::from_secs(120),

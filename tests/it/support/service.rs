@@ -1,5 +1,4 @@
 //! The service under test, as a child process: `wsi-thumbnail serve --config FILE`.
-#![allow(dead_code)]
 
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};

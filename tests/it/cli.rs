@@ -1,14 +1,12 @@
 //! The `wsi-thumbnail thumbnail` command as a user runs it: a child process, its stdout
 //! JSON lines, its exit code and its one-line errors, on real and broken files.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use wsi_thumbnail::fixtures::{SlideSpec, broken};
 
-use common::*;
+use crate::support::*;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_wsi-thumbnail"))

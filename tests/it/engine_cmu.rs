@@ -1,8 +1,6 @@
 //! The slide engine on the real Aperio slide CMU-1-Small-Region, against OpenSlide's own
 //! reference thumbnail.
 
-mod common;
-
 use std::fs::File;
 
 use openslide_rs::OpenSlide;
@@ -12,7 +10,7 @@ use wsi_thumbnail::slide::source::{OpenSlideSource, RegionSource};
 use wsi_thumbnail::slide::{DecoderChoice, PixelPath, ThumbnailOptions, make_thumbnail};
 use wsi_thumbnail::tiff::TiffFile;
 
-use common::*;
+use crate::support::*;
 
 fn options(decoder: DecoderChoice) -> ThumbnailOptions {
     ThumbnailOptions {

@@ -5,25 +5,26 @@
 //! with good requests, against the real broker and emulator, with the service run
 //! under a restart loop as an orchestrator would.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use wsi_thumbnail::fixtures::poison;
 use wsi_thumbnail::messages::payload::{MAX_FIELD_LEN, MAX_LINK_LEN, MAX_VALUE_LEN};
 
-use common::kafka::{committed, end_offsets, produce, read_all};
-use common::process_tree::{children, cpu_ticks, tree_rss_bytes};
-use common::service::Service;
-use common::services::{Stack, metric};
-use common::*;
+use crate::support::infra::{Stack, metric};
+use crate::support::kafka::{
+    CONSUMER_GROUP, DLQ_TOPIC, REQUEST_TOPIC, RESPONSE_TOPIC, committed, end_offsets, produce,
+    read_all,
+};
+use crate::support::process_tree::{children, cpu_ticks, tree_rss_bytes};
+use crate::support::request::Request;
+use crate::support::service::Service;
+use crate::support::*;
 
 const PARTITIONS: i32 = 2;
-const GOOD_LINK: &str = "gs://slides-in/CMU-1-Small-Region.svs";
 
 /// What a record should end as.
 #[derive(Debug, Clone)]
@@ -33,24 +34,10 @@ enum Expect {
     Failure(&'static str, &'static str),
 }
 
-fn request(id: &str, link: &str) -> Value {
-    json!({
-        "id": id, "created_on": "2026-02-25T10:00:00Z", "image_bucket_link": link,
-        "patient_id": "p", "slide_id": format!("slide-{id}"), "block_id": "b",
-    })
-}
-
-fn bytes(v: &Value) -> Vec<u8> {
-    serde_json::to_vec(v).unwrap()
-}
-
 /// A good request padded with an ignored field to exactly `len` bytes.
 fn padded(id: &str, len: usize) -> Vec<u8> {
-    let mut v = request(id, GOOD_LINK);
-    v["pad"] = json!("");
-    let base = bytes(&v).len();
-    v["pad"] = json!("z".repeat(len - base));
-    let out = bytes(&v);
+    let base = Request::new(id).set("pad", "").bytes().len();
+    let out = Request::new(id).set("pad", "z".repeat(len - base)).bytes();
     assert_eq!(out.len(), len);
     out
 }
@@ -63,14 +50,12 @@ fn limit_cases() -> Vec<(String, Vec<u8>, Expect)> {
     let over = "a".repeat(MAX_FIELD_LEN + 1);
     let mut cases = Vec::new();
     for field in ["id", "patient_id", "block_id", "slide_id"] {
-        let mut v = request(&format!("limit-{field}"), GOOD_LINK);
-        v[field] = json!(at);
-        cases.push((format!("limit-{field}"), bytes(&v), Expect::Response));
-        let mut v = request(&format!("past-{field}"), GOOD_LINK);
-        v[field] = json!(over);
+        let v = Request::new(format!("limit-{field}")).set(field, at.as_str());
+        cases.push((format!("limit-{field}"), v.bytes(), Expect::Response));
+        let v = Request::new(format!("past-{field}")).set(field, over.as_str());
         cases.push((
             format!("past-{field}"),
-            bytes(&v),
+            v.bytes(),
             Expect::Failure("invalid_request", "limit of 1024"),
         ));
     }
@@ -82,16 +67,16 @@ fn limit_cases() -> Vec<(String, Vec<u8>, Expect)> {
     };
     // A 4096-byte link passes the request limit; its object name is longer than GCS
     // allows, which is a different refusal (checked below: not the limit's message).
-    let v = request("limit-link", &link(MAX_LINK_LEN));
+    let v = Request::new("limit-link").link(link(MAX_LINK_LEN));
     cases.push((
         "limit-link".into(),
-        bytes(&v),
+        v.bytes(),
         Expect::Failure("invalid_request", ""),
     ));
-    let v = request("past-link", &link(MAX_LINK_LEN + 1));
+    let v = Request::new("past-link").link(link(MAX_LINK_LEN + 1));
     cases.push((
         "past-link".into(),
-        bytes(&v),
+        v.bytes(),
         Expect::Failure("invalid_request", "limit of 4096"),
     ));
     cases.push((
@@ -105,12 +90,12 @@ fn limit_cases() -> Vec<(String, Vec<u8>, Expect)> {
         Expect::Failure("invalid_request", "message value"),
     ));
     // Echoed fields past 1 MB: answered with a failure record cut to fit.
-    let mut v = request("huge-echo", GOOD_LINK);
-    v["id"] = json!("h".repeat(1_100_000));
-    v["patient_id"] = json!("q".repeat(200_000));
+    let v = Request::new("huge-echo")
+        .set("id", "h".repeat(1_100_000))
+        .patient("q".repeat(200_000));
     cases.push((
         "huge-echo".into(),
-        bytes(&v),
+        v.bytes(),
         Expect::Failure("invalid_request", "message value"),
     ));
     cases
@@ -183,13 +168,11 @@ fn hostile_slides_and_requests_cost_one_record_each_never_the_service() {
     let mut bad: Vec<(String, Vec<u8>, Expect)> = corpus
         .iter()
         .map(|p| {
-            let v = request(
-                &format!("poison-{}", p.file_name),
-                &format!("gs://slides-in/{}", p.file_name),
-            );
+            let v = Request::new(format!("poison-{}", p.file_name))
+                .link(format!("gs://slides-in/{}", p.file_name));
             (
                 p.file_name.to_string(),
-                bytes(&v),
+                v.bytes(),
                 Expect::Failure(p.kind.as_str(), ""),
             )
         })
@@ -209,7 +192,7 @@ fn hostile_slides_and_requests_cost_one_record_each_never_the_service() {
     let mut bad_iter = bad.into_iter();
     for i in 0..goods {
         push(
-            bytes(&request(&format!("good-{i}"), GOOD_LINK)),
+            Request::new(format!("good-{i}")).bytes(),
             format!("good-{i}"),
             Expect::Response,
         );
@@ -218,7 +201,7 @@ fn hostile_slides_and_requests_cost_one_record_each_never_the_service() {
         }
     }
     let total = records.len();
-    produce(&stack.bootstrap(), "wsi-thumbnail-req", &records);
+    produce(&stack.bootstrap(), REQUEST_TOPIC, &records);
 
     let service = RestartLoop::start(&stack);
     // Peak resident memory of the service and its workers, sampled while it works.
@@ -242,24 +225,24 @@ fn hostile_slides_and_requests_cost_one_record_each_never_the_service() {
     let failures_wanted = total - responses_wanted;
     let responses = read_all(
         &stack.bootstrap(),
-        "wsi-thumbnail-resp",
+        RESPONSE_TOPIC,
         PARTITIONS,
         responses_wanted,
         Duration::from_secs(300),
     );
     let failures = read_all(
         &stack.bootstrap(),
-        "wsi-thumbnail-dlq",
+        DLQ_TOPIC,
         PARTITIONS,
         failures_wanted,
         Duration::from_secs(300),
     );
-    let end = end_offsets(&stack.bootstrap(), "wsi-thumbnail-req", PARTITIONS);
+    let end = end_offsets(&stack.bootstrap(), REQUEST_TOPIC, PARTITIONS);
     let all_committed = eventually(Duration::from_secs(30), || {
         committed(
             &stack.bootstrap(),
-            "wsi-thumbnail-processor",
-            "wsi-thumbnail-req",
+            CONSUMER_GROUP,
+            REQUEST_TOPIC,
             PARTITIONS,
         ) == end.iter().map(|e| Some(*e)).collect::<Vec<_>>()
     });
@@ -272,7 +255,7 @@ fn hostile_slides_and_requests_cost_one_record_each_never_the_service() {
     // Linger for duplicates.
     let failures_again = read_all(
         &stack.bootstrap(),
-        "wsi-thumbnail-dlq",
+        DLQ_TOPIC,
         PARTITIONS,
         failures_wanted + 1,
         Duration::from_secs(2),
@@ -379,7 +362,9 @@ fn a_worker_killed_mid_decode_loses_nothing() {
             (
                 0,
                 format!("k{i}"),
-                bytes(&request(&format!("slow-{i}"), "gs://slides-in/big.tif")),
+                Request::new(format!("slow-{i}"))
+                    .link("gs://slides-in/big.tif")
+                    .bytes(),
             )
         })
         .collect();
@@ -389,7 +374,7 @@ fn a_worker_killed_mid_decode_loses_nothing() {
         eventually(Duration::from_secs(30), || children(pid).len() == 2),
         "two workers start with the service"
     );
-    produce(&stack.bootstrap(), "wsi-thumbnail-req", &records);
+    produce(&stack.bootstrap(), REQUEST_TOPIC, &records);
     // Wait until a worker is busy decoding, then kill every worker.
     let before: HashMap<i32, u64> = children(pid)
         .into_iter()
@@ -409,7 +394,7 @@ fn a_worker_killed_mid_decode_loses_nothing() {
     }
     let responses = read_all(
         &stack.bootstrap(),
-        "wsi-thumbnail-resp",
+        RESPONSE_TOPIC,
         1,
         total,
         Duration::from_secs(180),
@@ -419,13 +404,7 @@ fn a_worker_killed_mid_decode_loses_nothing() {
         total,
         "every request answered after the kill"
     );
-    let failures = read_all(
-        &stack.bootstrap(),
-        "wsi-thumbnail-dlq",
-        1,
-        1,
-        Duration::from_secs(1),
-    );
+    let failures = read_all(&stack.bootstrap(), DLQ_TOPIC, 1, 1, Duration::from_secs(1));
     assert!(
         failures.is_empty(),
         "a worker killed from outside is not the slide's fault"
@@ -462,25 +441,21 @@ fn a_request_that_stopped_the_service_twice_is_not_served_a_third_time() {
         },
     );
     let records = vec![
-        (0, "a".to_string(), bytes(&request("before", GOOD_LINK))),
+        (0, "a".to_string(), Request::new("before").bytes()),
         (
             0,
             "b".to_string(),
-            bytes(&request("crasher", "gs://slides-in/sigfpe.svs")),
+            Request::new("crasher")
+                .link("gs://slides-in/sigfpe.svs")
+                .bytes(),
         ),
-        (0, "c".to_string(), bytes(&request("after", GOOD_LINK))),
+        (0, "c".to_string(), Request::new("after").bytes()),
     ];
-    produce(&stack.bootstrap(), "wsi-thumbnail-req", &records);
+    produce(&stack.bootstrap(), REQUEST_TOPIC, &records);
     let mut deaths = 0;
     let mut service = Service::start(&stack.config, &stack.env(&[]));
     let failure = loop {
-        let failures = read_all(
-            &stack.bootstrap(),
-            "wsi-thumbnail-dlq",
-            1,
-            1,
-            Duration::from_secs(1),
-        );
+        let failures = read_all(&stack.bootstrap(), DLQ_TOPIC, 1, 1, Duration::from_secs(1));
         if let Some(f) = failures.into_iter().next() {
             break f;
         }
@@ -510,7 +485,7 @@ fn a_request_that_stopped_the_service_twice_is_not_served_a_third_time() {
     );
     let responses = read_all(
         &stack.bootstrap(),
-        "wsi-thumbnail-resp",
+        RESPONSE_TOPIC,
         1,
         2,
         Duration::from_secs(60),
@@ -533,20 +508,18 @@ fn answers_the_broker_refuses_never_stall_the_partition() {
         "\"compression.type\" = \"none\"\n\"message.max.bytes\" = \"1000\"",
     );
     std::fs::write(&stack.config, text).unwrap();
-    let mut big_response = request("big-response", GOOD_LINK);
-    big_response["patient_id"] = json!("p".repeat(900));
-    let mut big_key = request("big-key", GOOD_LINK);
-    big_key["slide_id"] = json!("k".repeat(1000));
+    let big_response = Request::new("big-response").patient("p".repeat(900));
+    let big_key = Request::new("big-key").slide("k".repeat(1000));
     let records = vec![
-        (0, "k0".to_string(), bytes(&big_response)),
-        (0, "k1".to_string(), bytes(&big_key)),
-        (0, "k2".to_string(), bytes(&request("fine", GOOD_LINK))),
+        (0, "k0".to_string(), big_response.bytes()),
+        (0, "k1".to_string(), big_key.bytes()),
+        (0, "k2".to_string(), Request::new("fine").bytes()),
     ];
-    produce(&stack.bootstrap(), "wsi-thumbnail-req", &records);
+    produce(&stack.bootstrap(), REQUEST_TOPIC, &records);
     let mut service = Service::start(&stack.config, &stack.env(&[]));
     let responses = read_all(
         &stack.bootstrap(),
-        "wsi-thumbnail-resp",
+        RESPONSE_TOPIC,
         1,
         1,
         Duration::from_secs(60),
@@ -556,13 +529,7 @@ fn answers_the_broker_refuses_never_stall_the_partition() {
         serde_json::from_slice::<Value>(&responses[0].value).unwrap()["id"],
         "fine"
     );
-    let failures = read_all(
-        &stack.bootstrap(),
-        "wsi-thumbnail-dlq",
-        1,
-        2,
-        Duration::from_secs(10),
-    );
+    let failures = read_all(&stack.bootstrap(), DLQ_TOPIC, 1, 2, Duration::from_secs(10));
     assert_eq!(
         failures.len(),
         1,
@@ -575,8 +542,8 @@ fn answers_the_broker_refuses_never_stall_the_partition() {
     assert!(
         eventually(Duration::from_secs(20), || committed(
             &stack.bootstrap(),
-            "wsi-thumbnail-processor",
-            "wsi-thumbnail-req",
+            CONSUMER_GROUP,
+            REQUEST_TOPIC,
             1
         )[0] == Some(3)),
         "the partition moved past the unpublishable request"

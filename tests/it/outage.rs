@@ -2,30 +2,23 @@
 //! Nothing is lost and the retries show in /metrics; then, with storage gone for good,
 //! requests whose retry budget runs out become retryable `storage_unavailable` records.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use common::kafka::{committed, end_offsets, produce, read_all};
-use common::service::Service;
-use common::services::{
+use crate::support::infra::{
     Broker, Gcs, Stack, ensure_topics, free_port, metric, service_config, stage_buckets,
 };
-use common::*;
+use crate::support::kafka::{
+    CONSUMER_GROUP, DLQ_TOPIC, REQUEST_TOPIC, RESPONSE_TOPIC, committed, end_offsets, produce,
+    read_all,
+};
+use crate::support::request::numbered;
+use crate::support::service::Service;
+use crate::support::*;
 
 const PARTITIONS: i32 = 4;
-
-fn request(n: usize) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "id": format!("req-{n}"), "created_on": "2026-02-25T10:00:00Z",
-        "image_bucket_link": "gs://slides-in/CMU-1-Small-Region.svs",
-        "patient_id": "p", "slide_id": format!("s{n}"), "block_id": "b",
-    }))
-    .unwrap()
-}
 
 #[test]
 fn a_storage_outage_loses_nothing_and_an_endless_one_becomes_failure_records() {
@@ -57,19 +50,14 @@ fn a_storage_outage_loses_nothing_and_an_endless_one_becomes_failure_records() {
     );
 
     let total = 60;
-    let requests: Vec<_> = (0..total)
-        .map(|n| {
-            (
-                (n % PARTITIONS as usize) as i32,
-                format!("s{n}"),
-                request(n),
-            )
-        })
-        .collect();
-    produce(&broker.bootstrap(), "wsi-thumbnail-req", &requests);
+    produce(
+        &broker.bootstrap(),
+        REQUEST_TOPIC,
+        &numbered(0..total, PARTITIONS),
+    );
     let early = read_all(
         &broker.bootstrap(),
-        "wsi-thumbnail-resp",
+        RESPONSE_TOPIC,
         PARTITIONS,
         5,
         Duration::from_secs(60),
@@ -82,7 +70,7 @@ fn a_storage_outage_loses_nothing_and_an_endless_one_becomes_failure_records() {
 
     let responses = read_all(
         &broker.bootstrap(),
-        "wsi-thumbnail-resp",
+        RESPONSE_TOPIC,
         PARTITIONS,
         total,
         Duration::from_secs(120),
@@ -100,7 +88,7 @@ fn a_storage_outage_loses_nothing_and_an_endless_one_becomes_failure_records() {
     assert!(
         read_all(
             &broker.bootstrap(),
-            "wsi-thumbnail-dlq",
+            DLQ_TOPIC,
             PARTITIONS,
             1,
             Duration::from_secs(1)
@@ -114,19 +102,14 @@ fn a_storage_outage_loses_nothing_and_an_endless_one_becomes_failure_records() {
 
     // Storage gone for good: the budget (20 s of backoff) runs out.
     drop(gcs);
-    let more: Vec<_> = (total..total + 3)
-        .map(|n| {
-            (
-                (n % PARTITIONS as usize) as i32,
-                format!("s{n}"),
-                request(n),
-            )
-        })
-        .collect();
-    produce(&broker.bootstrap(), "wsi-thumbnail-req", &more);
+    produce(
+        &broker.bootstrap(),
+        REQUEST_TOPIC,
+        &numbered(total..total + 3, PARTITIONS),
+    );
     let failures = read_all(
         &broker.bootstrap(),
-        "wsi-thumbnail-dlq",
+        DLQ_TOPIC,
         PARTITIONS,
         3,
         Duration::from_secs(90),
@@ -139,11 +122,11 @@ fn a_storage_outage_loses_nothing_and_an_endless_one_becomes_failure_records() {
         assert!(rec["attempts"].as_u64().unwrap() > 1, "{rec}");
     }
     assert!(service.terminate(Duration::from_secs(30)).success());
-    let ends = end_offsets(&broker.bootstrap(), "wsi-thumbnail-req", PARTITIONS);
+    let ends = end_offsets(&broker.bootstrap(), REQUEST_TOPIC, PARTITIONS);
     let done = committed(
         &broker.bootstrap(),
-        "wsi-thumbnail-processor",
-        "wsi-thumbnail-req",
+        CONSUMER_GROUP,
+        REQUEST_TOPIC,
         PARTITIONS,
     );
     for p in 0..PARTITIONS as usize {

@@ -1,13 +1,26 @@
 //! Test-side Kafka clients: produce requests one record per batch (tansu reports a
 //! batch's watermark by its base offset), read a topic from the beginning, and read a
-//! group's committed offsets.
-#![allow(dead_code)]
+//! group's committed offsets; and the topic and group names the service uses.
 
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+// The topics and consumer group the service uses when its configuration names none: the
+// contract's defaults, which `config::built_in_defaults_without_any_file` checks the
+// service agrees with. Every test starts its own broker, so no test needs names of its
+// own; they all use these.
+
+/// Where requests are produced (the service consumes it).
+pub const REQUEST_TOPIC: &str = "wsi-thumbnail-req";
+/// Where the service produces one ThumbnailResponse per served request.
+pub const RESPONSE_TOPIC: &str = "wsi-thumbnail-resp";
+/// Where the service produces one failure record per request it cannot serve.
+pub const DLQ_TOPIC: &str = "wsi-thumbnail-dlq";
+/// The service's consumer group, whose committed offsets the tests read.
+pub const CONSUMER_GROUP: &str = "wsi-thumbnail-processor";
 
 pub struct Record {
     pub partition: i32,

@@ -5,19 +5,18 @@
 //! reads and hides the JSON metadata route, so a ranged fetch can only work if the
 //! headers are parsed and the generation is pinned from them.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use wsi_thumbnail::fixtures::SlideSpec;
 
-use common::service::Service;
-use common::services::{Broker, Gcs, ensure_topics, free_port, metric, service_config};
-use common::*;
+use crate::support::infra::{Broker, Gcs, ensure_topics, free_port, metric, service_config};
+use crate::support::request::Request;
+use crate::support::service::Service;
+use crate::support::*;
 
 #[derive(Default)]
 struct Seen {
@@ -170,12 +169,10 @@ fn size_and_generation_come_from_the_read_headers_as_on_real_gcs() {
     assert!(eventually(Duration::from_secs(30), || {
         http_get(http_port, "/readyz").is_some_and(|(s, _)| s == 200)
     }));
-    let body = serde_json::to_vec(&json!({
-        "id": "gcs-1", "created_on": "2026-02-25T10:00:00Z",
-        "image_bucket_link": "gs://slides-in/pyramid.svs",
-        "patient_id": "p", "slide_id": "pyramid", "block_id": "b",
-    }))
-    .unwrap();
+    let body = Request::new("gcs-1")
+        .slide("pyramid")
+        .link("gs://slides-in/pyramid.svs")
+        .bytes();
     let (status, text) = http_post(http_port, "/process", &body).expect("POST /process");
     assert_eq!(status, 200, "{text}");
     let (_, metrics) = http_get(http_port, "/metrics").unwrap();

@@ -6,8 +6,6 @@
 //! fetch both from the stand-in and put the token Google's Managed Kafka expects into
 //! the handshake.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -17,9 +15,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 
-use common::service::Service;
-use common::services::free_port;
-use common::*;
+use crate::support::infra::free_port;
+use crate::support::service::Service;
+use crate::support::*;
 
 const EMAIL: &str = "wsi-thumbnail@test-project.iam.gserviceaccount.com";
 const ACCESS_TOKEN: &str = "ya29.local-stand-in-token";

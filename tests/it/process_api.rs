@@ -4,23 +4,22 @@
 //! from the same run's JSON log, every line about a job carries its request id, slide
 //! id, partition and offset.
 
-mod common;
-
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use common::kafka::{produce, read_all};
-use common::service::Service;
-use common::services::Stack;
-use common::*;
+use crate::support::infra::Stack;
+use crate::support::kafka::{DLQ_TOPIC, REQUEST_TOPIC, RESPONSE_TOPIC, produce, read_all};
+use crate::support::request::{CMU_LINK, Request};
+use crate::support::service::Service;
+use crate::support::*;
 
-fn request(id: &str, slide_id: &str, link: &str) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "id": id, "created_on": "2026-02-25T10:00:00Z", "image_bucket_link": link,
-        "patient_id": "patient-1", "slide_id": slide_id, "block_id": "block-A",
-    }))
-    .unwrap()
+fn request(id: &str, slide_id: &str, link: &str) -> Request {
+    Request::new(id)
+        .slide(slide_id)
+        .link(link)
+        .patient("patient-1")
+        .block("block-A")
 }
 
 #[test]
@@ -37,22 +36,18 @@ fn process_answers_like_the_kafka_path_and_logs_carry_job_ids() {
         http_get(port, "/readyz").is_some_and(|(s, _)| s == 200)
     }));
 
-    let body = request(
-        "sync-1",
-        "slide-sync",
-        "gs://slides-in/CMU-1-Small-Region.svs",
-    );
+    let body = request("sync-1", "slide-sync", CMU_LINK).bytes();
     let (status, text) = http_post(port, "/process", &body).expect("POST /process");
     assert_eq!(status, 200, "{text}");
     let via_http: Value = serde_json::from_str(&text).unwrap();
     produce(
         &broker.bootstrap(),
-        "wsi-thumbnail-req",
+        REQUEST_TOPIC,
         &[(0, "slide-sync".into(), body)],
     );
     let responses = read_all(
         &broker.bootstrap(),
-        "wsi-thumbnail-resp",
+        RESPONSE_TOPIC,
         2,
         1,
         Duration::from_secs(60),
@@ -66,27 +61,23 @@ fn process_answers_like_the_kafka_path_and_logs_carry_job_ids() {
         "gs://thumbs/CMU-1-Small-Region_thumbnail.png"
     );
 
-    let mut missing_field: Value = serde_json::from_slice(&request("b2", "s", "gs://x/y")).unwrap();
-    missing_field.as_object_mut().unwrap().remove("slide_id");
+    // Nothing else wrong with it (the link is valid), so its 400 is for the missing field.
+    let missing_field = request("b2", "s", CMU_LINK).without("slide_id");
     let bad = [
         (b"not json".to_vec(), 400, "invalid_request"),
+        (missing_field.bytes(), 400, "invalid_request"),
         (
-            serde_json::to_vec(&missing_field).unwrap(),
-            400,
-            "invalid_request",
-        ),
-        (
-            request("b3", "s3", "gs://other-bucket/a.svs"),
+            request("b3", "s3", "gs://other-bucket/a.svs").bytes(),
             403,
             "input_not_allowed",
         ),
         (
-            request("b4", "s4", "file:///etc/passwd"),
+            request("b4", "s4", "file:///etc/passwd").bytes(),
             403,
             "input_not_allowed",
         ),
         (
-            request("b5", "s5", "gs://slides-in/missing.svs"),
+            request("b5", "s5", "gs://slides-in/missing.svs").bytes(),
             404,
             "slide_not_found",
         ),
@@ -109,7 +100,7 @@ fn process_answers_like_the_kafka_path_and_logs_carry_job_ids() {
     }
     let dead_letters = read_all(
         &broker.bootstrap(),
-        "wsi-thumbnail-dlq",
+        DLQ_TOPIC,
         2,
         usize::MAX,
         Duration::from_secs(3),
@@ -146,10 +137,9 @@ fn process_answers_like_the_kafka_path_and_logs_carry_job_ids() {
         assert!(line["span"]["partition"].is_i64() && line["span"]["offset"].is_i64());
     }
     assert!(
-        done.iter()
-            .any(|l| l["span"]["topic"] == "wsi-thumbnail-req"
-                && l["span"]["partition"] == 0
-                && l["span"]["offset"] == 0),
+        done.iter().any(|l| l["span"]["topic"] == REQUEST_TOPIC
+            && l["span"]["partition"] == 0
+            && l["span"]["offset"] == 0),
         "the Kafka job's coordinates are on its lines"
     );
     let refused = job_lines
@@ -165,11 +155,7 @@ fn process_answers_like_the_kafka_path_and_logs_carry_job_ids() {
 /// `POST /process` can be turned off, and when on can require a bearer token.
 #[test]
 fn process_can_be_turned_off_or_require_a_bearer_token() {
-    let body = request(
-        "auth-1",
-        "slide-auth",
-        "gs://slides-in/CMU-1-Small-Region.svs",
-    );
+    let body = request("auth-1", "slide-auth", CMU_LINK).bytes();
     let serve = |extra: &str, env: &[(&'static str, String)]| {
         let stack = Stack::start(
             // The test config ends inside [http]: its keys come first.
