@@ -394,7 +394,7 @@ fn the_grafana_dashboard_uses_only_metrics_the_service_exports() {
     for name in &used {
         assert!(
             telemetry.contains(&format!("\"{name}\"")),
-            "the dashboard queries {name}, which src/telemetry.rs does not describe"
+            "the dashboard queries {name}, which src/telemetry/record.rs does not name"
         );
     }
 }

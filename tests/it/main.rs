@@ -13,6 +13,7 @@
 
 mod support;
 
+mod architecture;
 mod bad_input;
 mod cli;
 mod config;
@@ -27,5 +28,6 @@ mod outage;
 mod poison;
 mod process_api;
 mod ranged;
+mod scaled_decode;
 mod service;
 mod supervision;
