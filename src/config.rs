@@ -169,7 +169,7 @@ impl ThumbnailConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
-    /// Requests in flight across all partitions; reading pauses when full.
+    /// Requests in flight across all partitions; reading waits when full.
     pub max_in_flight: usize,
     /// Requests in flight per partition; that partition pauses when full.
     pub max_in_flight_per_partition: usize,

@@ -19,6 +19,7 @@ use crate::delivery::journal::{Journal, MAX_DEATHS};
 use crate::delivery::key_order::KeyOrder;
 use crate::delivery::ledger::Ledger;
 use crate::delivery::limits::Limits;
+use crate::delivery::room::Room;
 use crate::error_kind::ErrorKind;
 use crate::kafka::commit::commit_list;
 use crate::kafka::context::ServiceContext;
@@ -36,6 +37,8 @@ pub struct OffsetTracker {
     fetch: Recipient<Fetch>,
     fail: Recipient<Fail>,
     limits: Limits,
+    /// The global budget the reader waits on.
+    room: Arc<Room>,
     /// Requests in flight, on disk, so a restart loop can be noticed and broken.
     journal: Option<Journal>,
 }
@@ -47,9 +50,11 @@ impl OffsetTracker {
         fetch: Recipient<Fetch>,
         fail: Recipient<Fail>,
         limits: Limits,
+        room: Arc<Room>,
         journal: Option<Journal>,
     ) -> Self {
         OffsetTracker {
+            room,
             journal,
             consumer,
             ledger,
@@ -131,19 +136,22 @@ impl OffsetTracker {
         }
     }
 
-    /// Pauses partitions whose budget is full (all of them when the global budget is)
-    /// and resumes those with room again (see [`Limits::keep_paused`]).
+    /// Pauses partitions whose budget is full and resumes those with room again (see
+    /// [`Limits::keep_paused`]), and tells the reader when the total went down.
     fn apply_budgets(&mut self) {
         let Ok(mut ledger) = self.ledger.lock() else {
             return;
         };
         let total = ledger.in_flight_total();
         record::in_flight(total);
+        if self.room.is_open(total) {
+            self.room.changed();
+        }
         let (mut pause, mut resume) = (TopicPartitionList::new(), TopicPartitionList::new());
         for ((topic, partition), state) in ledger.partitions_mut() {
             let paused = self
                 .limits
-                .keep_paused(state.paused, state.offsets.in_flight(), total);
+                .keep_paused(state.paused, state.offsets.in_flight());
             if paused && !state.paused {
                 let _ = pause.add_partition(topic, *partition);
             } else if !paused && state.paused {

@@ -140,6 +140,13 @@ impl Ledger {
         self.partitions.iter_mut()
     }
 
+    /// Whether the tracker holds this partition paused for its budget.
+    pub fn is_paused(&self, topic: &str, partition: i32) -> bool {
+        self.partitions
+            .get(&(topic.to_string(), partition))
+            .is_some_and(|s| s.paused)
+    }
+
     pub fn committed(&self, topic: &str, partition: i32) -> Option<i64> {
         self.partitions
             .get(&(topic.to_string(), partition))

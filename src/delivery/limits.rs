@@ -5,8 +5,9 @@
 //! Pausing has a price: librdkafka throws away what it pre-fetched for the partition,
 //! and resuming costs a fetch round trip. Resuming as soon as one request finishes
 //! would pay it for nearly every completion at saturation, so a paused partition
-//! resumes only once its in-flight work (and the total) is down to half its budget:
-//! the round trip then overlaps with the half still running.
+//! resumes only once its in-flight work is down to half its budget: the round trip
+//! then overlaps with the half still running. The global budget does not pause at all:
+//! it gates the reader (see [`super::room`]).
 
 use std::time::Duration;
 
@@ -18,13 +19,13 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// Whether a partition with `in_flight` requests, while `total` are in flight in
-    /// all, should be paused, given whether it is now.
-    pub fn keep_paused(&self, paused: bool, in_flight: usize, total: usize) -> bool {
+    /// Whether a partition with `in_flight` requests should be paused, given whether
+    /// it is now.
+    pub fn keep_paused(&self, paused: bool, in_flight: usize) -> bool {
         if paused {
-            in_flight > self.max_in_flight_per_partition / 2 || total > self.max_in_flight / 2
+            in_flight > self.max_in_flight_per_partition / 2
         } else {
-            in_flight >= self.max_in_flight_per_partition || total >= self.max_in_flight
+            in_flight >= self.max_in_flight_per_partition
         }
     }
 }
@@ -44,27 +45,16 @@ mod tests {
     #[test]
     fn a_full_partition_pauses_and_resumes_at_half_its_budget() {
         let l = limits(16, 4);
-        assert!(!l.keep_paused(false, 3, 3));
-        assert!(l.keep_paused(false, 4, 4));
-        assert!(
-            l.keep_paused(true, 3, 3),
-            "one completion does not resume it"
-        );
-        assert!(!l.keep_paused(true, 2, 2));
-    }
-
-    #[test]
-    fn a_full_service_pauses_every_partition_until_half_is_done() {
-        let l = limits(16, 4);
-        assert!(l.keep_paused(false, 0, 16), "an idle partition pauses too");
-        assert!(l.keep_paused(true, 0, 9));
-        assert!(!l.keep_paused(true, 0, 8));
+        assert!(!l.keep_paused(false, 3));
+        assert!(l.keep_paused(false, 4));
+        assert!(l.keep_paused(true, 3), "one completion does not resume it");
+        assert!(!l.keep_paused(true, 2));
     }
 
     #[test]
     fn budgets_of_one_still_resume() {
         let l = limits(1, 1);
-        assert!(l.keep_paused(false, 1, 1));
-        assert!(!l.keep_paused(true, 0, 0));
+        assert!(l.keep_paused(false, 1));
+        assert!(!l.keep_paused(true, 0));
     }
 }

@@ -9,3 +9,4 @@ pub mod key_order;
 pub mod ledger;
 pub mod limits;
 pub mod offsets;
+pub mod room;

@@ -24,6 +24,7 @@ use crate::actors::stage::Routes;
 use crate::actors::tracker::{Drain, OffsetTracker};
 use crate::actors::uploader::Uploader;
 use crate::config::Config;
+use crate::delivery::room::Room;
 use crate::health::Health;
 use crate::messages::pipeline::{Decode, Fail, Fetch, Publish, Resize, Upload};
 use crate::process_api::ProcessApi;
@@ -94,12 +95,14 @@ impl Pipeline {
         }
         .start();
         let fetch: Recipient<Fetch> = fetcher.clone().recipient();
+        let room = Arc::new(Room::new(config.pipeline.max_in_flight));
         tracker_context.run(OffsetTracker::new(
             clients.consumer.clone(),
             clients.ledger.clone(),
             fetch.clone(),
             fail.clone(),
             config.limits(),
+            room.clone(),
             clients.journal,
         ));
         let reader = RequestReader {
@@ -107,6 +110,7 @@ impl Pipeline {
             tracker: tracker.clone().recipient(),
             policy: config.storage.input_policy(),
             template: config.storage.object_name.clone(),
+            room,
             shutdown: shutdown.clone(),
         }
         .start();
