@@ -388,10 +388,10 @@ impl Config {
         }
     }
 
-    /// The in-flight budgets and commit cadence of the offset tracker.
+    /// The per-partition budget and commit cadence of the offset tracker (the global
+    /// budget is the reader's gate, `delivery::room`).
     pub fn limits(&self) -> Limits {
         Limits {
-            max_in_flight: self.pipeline.max_in_flight,
             max_in_flight_per_partition: self.pipeline.max_in_flight_per_partition,
             // A commit per 10 ms at most, whatever the file says.
             commit_interval: self.kafka.commit_interval.max(Duration::from_millis(10)),

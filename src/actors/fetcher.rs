@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::stage::{Routes, Timing, run_async};
-use crate::messages::pipeline::{Decode, Failure, Fetch};
+use super::stage::{Routes, Timing, run_async, storage_failure};
+use crate::messages::pipeline::{Decode, Fetch};
 use crate::storage::fetch::SlideFetcher;
 use crate::storage::retry::{RetryConfig, with_retries};
 use crate::telemetry::record::{self, Stage};
@@ -51,12 +51,7 @@ impl Handler<Fetch> for Fetcher {
                         );
                         Ok(Decode { job, slide })
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %e, attempts, "fetch failed");
-                        let mut failure = Failure::of_job(&job, e.kind(), e.to_string());
-                        failure.attempts = attempts;
-                        Err(Box::new(failure))
-                    }
+                    Err(e) => Err(storage_failure(&job, "fetch", &e, attempts)),
                 }
             },
         )

@@ -20,6 +20,7 @@ use crate::error_kind::ErrorKind;
 use crate::faults::{inject_fault, record_panic};
 use crate::messages::pipeline::{Fail, Failure, Job};
 use crate::messages::timeline::{Mark, Timeline};
+use crate::storage::StorageError;
 use crate::telemetry::record::{self, Stage};
 
 /// What a stage's work ends in: the next stage's message, or the job's failure (boxed:
@@ -82,6 +83,20 @@ fn mark(stage: Stage, timeline: &Timeline, end: bool) {
     timeline.mark(point);
 }
 
+/// A panic in a stage: counted, logged, and the job's `internal` failure.
+fn panicked(stage: Stage, job: &Job, payload: &(dyn std::any::Any + Send)) -> Box<Failure> {
+    let message = record_panic(stage, payload);
+    Box::new(Failure::of_job(job, ErrorKind::Internal, message))
+}
+
+/// A storage stage that gave up: logged, and the job's failure with its attempts.
+pub fn storage_failure(job: &Job, what: &str, error: &StorageError, attempts: u32) -> Box<Failure> {
+    tracing::warn!(error = %error, attempts, "{what} failed");
+    let mut failure = Failure::of_job(job, error.kind(), error.to_string());
+    failure.attempts = attempts;
+    Box::new(failure)
+}
+
 /// Runs a CPU stage's work on the calling (SyncArbiter) thread.
 pub fn run_sync<M>(stage: Stage, job: Job, routes: &Routes<M>, work: impl FnOnce(Job) -> Outcome<M>)
 where
@@ -94,14 +109,7 @@ where
         inject_fault(stage.label(), &job.request.slide_id);
         work(job)
     }))
-    .unwrap_or_else(|panic| {
-        let message = record_panic(stage, panic.as_ref());
-        Err(Box::new(Failure::of_job(
-            &held,
-            ErrorKind::Internal,
-            message,
-        )))
-    });
+    .unwrap_or_else(|panic| Err(panicked(stage, &held, panic.as_ref())));
     mark(stage, &held.ticket.timeline, true);
     routes.route(outcome);
 }
@@ -131,14 +139,7 @@ where
             })
             .catch_unwind()
             .await
-            .unwrap_or_else(|panic| {
-                let message = record_panic(stage, panic.as_ref());
-                Err(Box::new(Failure::of_job(
-                    &held,
-                    ErrorKind::Internal,
-                    message,
-                )))
-            });
+            .unwrap_or_else(|panic| Err(panicked(stage, &held, panic.as_ref())));
             if outcome.is_ok() && timing == Timing::Wall {
                 record::stage_seconds(stage, started.elapsed());
             }

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::stage::{Routes, Timing, run_async};
+use super::stage::{Routes, Timing, run_async, storage_failure};
 use crate::messages::payload::ThumbnailResponse;
-use crate::messages::pipeline::{Failure, Publish, Upload};
+use crate::messages::pipeline::{Publish, Upload};
 use crate::storage::output::OutputSink;
 use crate::storage::retry::{RetryConfig, with_retries};
 use crate::telemetry::record::Stage;
@@ -52,12 +52,7 @@ impl Handler<Upload> for Uploader {
                         let response = ThumbnailResponse::new(&job.request, link, metadata);
                         Ok(Publish { job, response })
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %e, attempts, "upload failed");
-                        let mut failure = Failure::of_job(&job, e.kind(), e.to_string());
-                        failure.attempts = attempts;
-                        Err(Box::new(failure))
-                    }
+                    Err(e) => Err(storage_failure(&job, "upload", &e, attempts)),
                 }
             },
         )

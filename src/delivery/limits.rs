@@ -1,6 +1,5 @@
-//! The tracker's budgets: how many requests may be in flight in all and per partition
-//! (a partition, or every partition, pauses when its budget is full), and how often
-//! the contiguous done prefix is committed.
+//! The tracker's per-partition budget (a partition pauses when it is full) and how
+//! often the contiguous done prefix is committed.
 //!
 //! Pausing has a price: librdkafka throws away what it pre-fetched for the partition,
 //! and resuming costs a fetch round trip. Resuming as soon as one request finishes
@@ -13,7 +12,6 @@ use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct Limits {
-    pub max_in_flight: usize,
     pub max_in_flight_per_partition: usize,
     pub commit_interval: Duration,
 }
@@ -34,9 +32,8 @@ impl Limits {
 mod tests {
     use super::*;
 
-    fn limits(total: usize, per_partition: usize) -> Limits {
+    fn limits(per_partition: usize) -> Limits {
         Limits {
-            max_in_flight: total,
             max_in_flight_per_partition: per_partition,
             commit_interval: Duration::from_secs(1),
         }
@@ -44,7 +41,7 @@ mod tests {
 
     #[test]
     fn a_full_partition_pauses_and_resumes_at_half_its_budget() {
-        let l = limits(16, 4);
+        let l = limits(4);
         assert!(!l.keep_paused(false, 3));
         assert!(l.keep_paused(false, 4));
         assert!(l.keep_paused(true, 3), "one completion does not resume it");
@@ -53,7 +50,7 @@ mod tests {
 
     #[test]
     fn budgets_of_one_still_resume() {
-        let l = limits(1, 1);
+        let l = limits(1);
         assert!(l.keep_paused(false, 1));
         assert!(!l.keep_paused(true, 0));
     }

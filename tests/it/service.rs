@@ -443,3 +443,76 @@ async fn probes_and_metrics_tell_the_truth() {
     assert_eq!(http_get(port, "/healthz").unwrap().0, 200);
     assert!(service.terminate(Duration::from_secs(30)).success());
 }
+
+/// The global budget is a gate on reading: with 30 requests waiting over every
+/// partition and room for 3, no more than 3 are ever in flight (without the gate,
+/// per-partition budgets alone would admit up to 10 per partition), and the budget is
+/// used, not starved.
+#[test]
+fn the_global_budget_bounds_what_is_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let slides = stage_slides(&dir.path().join("gcs"));
+    let gcs = Gcs::start(&dir.path().join("gcs"));
+    let broker = Broker::start();
+    let port = crate::support::infra::free_port();
+    let extra = format!(
+        "[kafka.topics]\npartitions = {PARTITIONS}\n[storage]\noutput = \"gs://thumbs/\"\ntemp_dir = \"{}\"\n\
+         [pipeline]\nmax_in_flight = 3\nmax_in_flight_per_partition = 10\n",
+        dir.path().join("tmp").display()
+    );
+    let config = service_config(dir.path(), &broker.bootstrap(), port, &extra);
+    ensure_topics(&config);
+    let mut service = Service::start(&config, &[("STORAGE_EMULATOR_HOST", gcs.url())]);
+    assert!(eventually(Duration::from_secs(30), || http_get(
+        port, "/readyz"
+    )
+    .is_some_and(|(s, _)| s == 200)));
+    let n = 30;
+    let requests: Vec<(i32, String, Vec<u8>)> = (0..n)
+        .map(|i| {
+            let link = format!("gs://slides-in/{}", slides[0].object);
+            let key = format!("g{i}");
+            (
+                (i % PARTITIONS as usize) as i32,
+                key.clone(),
+                request(i, &key, &link),
+            )
+        })
+        .collect();
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = std::thread::spawn({
+        let sampling = sampling.clone();
+        move || {
+            let mut seen = Vec::new();
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some((200, text)) = http_get(port, "/metrics")
+                    && let Some(v) = metric(&text, "wsi_thumbnail_in_flight")
+                {
+                    seen.push(v);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            seen
+        }
+    });
+    produce(&broker.bootstrap(), REQUEST_TOPIC, &requests);
+    let responses = read_all(
+        &broker.bootstrap(),
+        RESPONSE_TOPIC,
+        PARTITIONS,
+        n,
+        Duration::from_secs(120),
+    );
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let seen = sampler.join().unwrap();
+    assert_eq!(responses.len(), n, "every request answered");
+    let most = seen.iter().copied().fold(0.0, f64::max);
+    println!("{} samples of in_flight, most {most}", seen.len());
+    assert!(seen.len() > 20, "too few samples: {}", seen.len());
+    assert!(most <= 3.0, "{most} in flight with a budget of 3");
+    assert!(
+        most >= 2.0,
+        "the budget was never used: at most {most} in flight"
+    );
+    assert!(service.terminate(Duration::from_secs(30)).success());
+}
