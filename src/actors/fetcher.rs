@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::stage::{Routes, Timing, run_async, storage_failure};
+use super::stage::{Routes, run_async, storage_failure};
 use crate::messages::pipeline::{Decode, Fetch};
 use crate::storage::fetch::SlideFetcher;
 use crate::storage::retry::{RetryConfig, with_retries};
@@ -35,7 +35,6 @@ impl Handler<Fetch> for Fetcher {
         let (retry, timeout) = (self.retry.clone(), self.timeout);
         run_async(
             Stage::Fetch,
-            Timing::Wall,
             job,
             self.routes.clone(),
             move |job| async move {

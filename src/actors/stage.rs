@@ -1,7 +1,7 @@
 //! The stage runner: what every stage between the tracker and the publisher does around
 //! its real work, written once. It enters the job's log span, injects the test faults,
 //! catches a panic (the job becomes an `internal` failure and the actor goes on; see
-//! [`crate::faults`]), times the work where the stage's wall time is its cost, and
+//! [`crate::faults`]), times I/O stages, marks the request's timeline, and
 //! routes the outcome: the next stage's message on success, `Fail` to the publisher
 //! otherwise. A stage file is then only its own work.
 //!
@@ -58,16 +58,6 @@ impl<M: Message<Result = ()> + Send> Routes<M> {
     }
 }
 
-/// Whose clock a stage's `wsi_thumbnail_stage_seconds` comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Timing {
-    /// The runner's: the stage's wall time is its cost (storage I/O).
-    Wall,
-    /// The work's own: the engine measures open, decode, resize and encode itself, and
-    /// a worker process does several of them in one call.
-    ByWork,
-}
-
 /// Marks the timeline points a stage passes before (`end` false) and after its work.
 fn mark(stage: Stage, timeline: &Timeline, end: bool) {
     let point = match (stage, end) {
@@ -114,10 +104,11 @@ where
     routes.route(outcome);
 }
 
-/// Runs an I/O stage's work as the actor's response future.
+/// Runs an I/O stage's work as the actor's response future. Its wall time is its cost
+/// (storage I/O), so that is what `wsi_thumbnail_stage_seconds` records; CPU stages
+/// record the engine's own timings, since a worker does several stages in one call.
 pub fn run_async<M, F, Fut>(
     stage: Stage,
-    timing: Timing,
     job: Job,
     routes: Routes<M>,
     work: F,
@@ -140,7 +131,7 @@ where
             .catch_unwind()
             .await
             .unwrap_or_else(|panic| Err(panicked(stage, &held, panic.as_ref())));
-            if outcome.is_ok() && timing == Timing::Wall {
+            if outcome.is_ok() {
                 record::stage_seconds(stage, started.elapsed());
             }
             mark(stage, &held.ticket.timeline, true);
@@ -238,13 +229,9 @@ mod tests {
             run_sync(Stage::Decode, job("a"), &routes, |_| -> Result<Next, _> {
                 panic!("boom")
             });
-            actix_rt::spawn(run_async(
-                Stage::Fetch,
-                Timing::Wall,
-                job("b"),
-                routes,
-                |_| async { panic!("bang") },
-            ));
+            actix_rt::spawn(run_async(Stage::Fetch, job("b"), routes, |_| async {
+                panic!("bang")
+            }));
         });
         assert_eq!(
             got,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::stage::{Routes, Timing, run_async, storage_failure};
+use super::stage::{Routes, run_async, storage_failure};
 use crate::messages::payload::ThumbnailResponse;
 use crate::messages::pipeline::{Publish, Upload};
 use crate::storage::output::OutputSink;
@@ -39,7 +39,6 @@ impl Handler<Upload> for Uploader {
         let (retry, timeout) = (self.retry.clone(), self.timeout);
         run_async(
             Stage::Upload,
-            Timing::Wall,
             job,
             self.routes.clone(),
             move |job| async move {
