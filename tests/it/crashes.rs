@@ -5,8 +5,6 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use crate::support::infra::{Stack, free_port, metric};
 use crate::support::kafka::{REQUEST_TOPIC, RESPONSE_TOPIC, produce, read_all};
 use crate::support::request::numbered;
@@ -43,11 +41,7 @@ fn answered(bootstrap: &str, want: usize, timeout: Duration) -> HashMap<String, 
         );
         let mut counts = HashMap::new();
         for r in records {
-            let id = serde_json::from_slice::<Value>(&r.value).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_string();
-            *counts.entry(id).or_insert(0) += 1;
+            *counts.entry(r.id()).or_insert(0) += 1;
         }
         if counts.len() >= want || Instant::now() > deadline {
             return counts;

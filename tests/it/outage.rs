@@ -75,15 +75,7 @@ fn a_storage_outage_loses_nothing_and_an_endless_one_becomes_failure_records() {
         total,
         Duration::from_secs(120),
     );
-    let ids: HashSet<String> = responses
-        .iter()
-        .map(|r| {
-            serde_json::from_slice::<Value>(&r.value).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let ids: HashSet<String> = responses.iter().map(|r| r.id()).collect();
     assert_eq!(ids.len(), total, "every request answered after the outage");
     assert!(
         read_all(

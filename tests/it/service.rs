@@ -74,6 +74,21 @@ fn write_config_at(dir: &Path, bootstrap: &str, output: &str, http_port: u16) ->
     service_config(dir, bootstrap, http_port, &extra)
 }
 
+/// Requests `0..n` round-robin over the partitions, keyed by their slide id.
+fn spread(
+    n: usize,
+    slide_id: impl Fn(usize) -> String,
+    link: impl Fn(usize) -> String,
+) -> Vec<(i32, String, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            let id = slide_id(i);
+            let record = request(i, &id, &link(i));
+            ((i % PARTITIONS as usize) as i32, id, record)
+        })
+        .collect()
+}
+
 fn request(n: usize, slide_id: &str, link: &str) -> Vec<u8> {
     Request::new(format!("req-{n}"))
         .slide(slide_id)
@@ -152,18 +167,11 @@ async fn two_hundred_requests_over_ten_partitions_from_gcs() {
     ensure_topics(&config);
 
     let total = 200;
-    let requests: Vec<(i32, String, Vec<u8>)> = (0..total)
-        .map(|n| {
-            let slide = &slides[n % slides.len()];
-            let slide_id = format!("slide-{n:03}");
-            let link = format!("gs://slides-in/{}", slide.object);
-            (
-                (n % PARTITIONS as usize) as i32,
-                slide_id.clone(),
-                request(n, &slide_id, &link),
-            )
-        })
-        .collect();
+    let requests = spread(
+        total,
+        |n| format!("slide-{n:03}"),
+        |n| format!("gs://slides-in/{}", slides[n % slides.len()].object),
+    );
     produce(&broker.bootstrap(), REQUEST_TOPIC, &requests);
 
     let mut service = Service::start(&config, &[("STORAGE_EMULATOR_HOST", gcs.url())]);
@@ -239,19 +247,14 @@ async fn https_links_in_and_local_disk_out() {
     ensure_topics(&config);
 
     let total = 30;
-    let requests: Vec<(i32, String, Vec<u8>)> = (0..total)
-        .map(|n| {
-            let slide = &slides[n % slides.len()];
-            let encoded = slide.object.replace(' ', "%20");
-            let link = format!("https://storage.googleapis.com/slides-in/{encoded}");
-            let slide_id = format!("s{n}");
-            (
-                (n % PARTITIONS as usize) as i32,
-                slide_id.clone(),
-                request(n, &slide_id, &link),
-            )
-        })
-        .collect();
+    let requests = spread(
+        total,
+        |n| format!("s{n}"),
+        |n| {
+            let encoded = slides[n % slides.len()].object.replace(' ', "%20");
+            format!("https://storage.googleapis.com/slides-in/{encoded}")
+        },
+    );
     produce(&broker.bootstrap(), REQUEST_TOPIC, &requests);
     let mut service = Service::start(&config, &[("STORAGE_EMULATOR_HOST", gcs.url())]);
     let responses = read_all(
@@ -308,11 +311,8 @@ async fn requests_for_one_slide_are_answered_in_offset_order() {
             requests.push((3, "same-slide".to_string(), request(n, "same-slide", &link)));
         } else {
             let id = format!("other-{n}");
-            requests.push((
-                (n % PARTITIONS as usize) as i32,
-                id.clone(),
-                request(n, &id, &link),
-            ));
+            let partition = (n % PARTITIONS as usize) as i32;
+            requests.push((partition, id.clone(), request(n, &id, &link)));
         }
     }
     produce(&broker.bootstrap(), REQUEST_TOPIC, &requests);
@@ -337,12 +337,7 @@ async fn requests_for_one_slide_are_answered_in_offset_order() {
             rs
         })
         .filter(|r| r.key.as_deref() == Some("same-slide"))
-        .map(|r| {
-            serde_json::from_slice::<Value>(&r.value).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
+        .map(|r| r.id())
         .collect();
     assert_eq!(
         answered, same_order,
@@ -382,16 +377,11 @@ async fn probes_and_metrics_tell_the_truth() {
     )
     .is_some_and(|(s, _)| s == 200)));
     let n = 20;
-    let requests: Vec<(i32, String, Vec<u8>)> = (0..n)
-        .map(|i| {
-            let link = format!("gs://slides-in/{}", slides[i % slides.len()].object);
-            (
-                (i % PARTITIONS as usize) as i32,
-                format!("m{i}"),
-                request(i, &format!("m{i}"), &link),
-            )
-        })
-        .collect();
+    let requests = spread(
+        n,
+        |i| format!("m{i}"),
+        |i| format!("gs://slides-in/{}", slides[i % slides.len()].object),
+    );
     produce(&broker.bootstrap(), REQUEST_TOPIC, &requests);
     let responses = read_all(
         &broker.bootstrap(),
@@ -468,17 +458,11 @@ fn the_global_budget_bounds_what_is_in_flight() {
     )
     .is_some_and(|(s, _)| s == 200)));
     let n = 30;
-    let requests: Vec<(i32, String, Vec<u8>)> = (0..n)
-        .map(|i| {
-            let link = format!("gs://slides-in/{}", slides[0].object);
-            let key = format!("g{i}");
-            (
-                (i % PARTITIONS as usize) as i32,
-                key.clone(),
-                request(i, &key, &link),
-            )
-        })
-        .collect();
+    let requests = spread(
+        n,
+        |i| format!("g{i}"),
+        |_| format!("gs://slides-in/{}", slides[0].object),
+    );
     let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let sampler = std::thread::spawn({
         let sampling = sampling.clone();

@@ -29,6 +29,14 @@ pub struct Record {
     pub value: Vec<u8>,
 }
 
+impl Record {
+    /// The `id` of the response or failure record this record carries.
+    pub fn id(&self) -> String {
+        let value: serde_json::Value = serde_json::from_slice(&self.value).unwrap();
+        value["id"].as_str().unwrap_or_default().to_string()
+    }
+}
+
 pub fn producer(bootstrap: &str) -> BaseProducer {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
