@@ -8,7 +8,6 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde_json::Value;
 use wsi_thumbnail::fixtures::SlideSpec;
@@ -166,9 +165,7 @@ fn size_and_generation_come_from_the_read_headers_as_on_real_gcs() {
             format!("http://127.0.0.1:{front_port}"),
         )],
     );
-    assert!(eventually(Duration::from_secs(30), || {
-        http_get(http_port, "/readyz").is_some_and(|(s, _)| s == 200)
-    }));
+    assert!(becomes_ready(http_port));
     let body = Request::new("gcs-1")
         .slide("pyramid")
         .link("gs://slides-in/pyramid.svs")

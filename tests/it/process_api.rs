@@ -32,9 +32,7 @@ fn process_answers_like_the_kafka_path_and_logs_carry_job_ids() {
     let (port, broker) = (stack.http_port, &stack.broker);
     let log = stack.dir.path().join("service.log");
     let mut service = Service::start_logged(&stack.config, &stack.env(&[]), &log);
-    assert!(eventually(Duration::from_secs(30), || {
-        http_get(port, "/readyz").is_some_and(|(s, _)| s == 200)
-    }));
+    assert!(becomes_ready(port));
 
     let body = request("sync-1", "slide-sync", CMU_LINK).bytes();
     let (status, text) = http_post(port, "/process", &body).expect("POST /process");
@@ -163,9 +161,7 @@ fn process_can_be_turned_off_or_require_a_bearer_token() {
             |_| {},
         );
         let service = Service::start(&stack.config, &stack.env(env));
-        assert!(eventually(Duration::from_secs(30), || {
-            http_get(stack.http_port, "/readyz").is_some_and(|(s, _)| s == 200)
-        }));
+        assert!(becomes_ready(stack.http_port));
         (stack, service)
     };
 

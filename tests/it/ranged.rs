@@ -6,7 +6,6 @@
 //! 3% of the object.
 
 use std::path::Path;
-use std::time::Duration;
 
 use openslide_rs::OpenSlide;
 use serde_json::Value;
@@ -167,9 +166,7 @@ fn through_the_service_a_40000_x_30000_pyramid_costs_at_most_3_percent_of_its_by
     );
     let port = stack.http_port;
     let _service = Service::start(&stack.config, &stack.env(&[]));
-    assert!(eventually(Duration::from_secs(30), || {
-        http_get(port, "/readyz").is_some_and(|(s, _)| s == 200)
-    }));
+    assert!(becomes_ready(port));
     let body = Request::new("big-1")
         .slide("pyramid")
         .link("gs://slides-in/pyramid.svs")

@@ -66,9 +66,21 @@ fn write_config(dir: &Path, broker: &Broker, output: &str) -> PathBuf {
 }
 
 fn write_config_at(dir: &Path, bootstrap: &str, output: &str, http_port: u16) -> PathBuf {
+    write_config_with_budgets(dir, bootstrap, output, http_port, (12, 3))
+}
+
+/// The tests' service configuration with in-flight budgets (in all, per partition).
+fn write_config_with_budgets(
+    dir: &Path,
+    bootstrap: &str,
+    output: &str,
+    http_port: u16,
+    (total, per_partition): (usize, usize),
+) -> PathBuf {
     let extra = format!(
         "[kafka.topics]\npartitions = {PARTITIONS}\n[storage]\noutput = \"{output}\"\ntemp_dir = \"{}\"\n\
-         [pipeline]\nmax_in_flight = 12\nmax_in_flight_per_partition = 3\nshutdown_grace_ms = 20000\n",
+         [pipeline]\nmax_in_flight = {total}\nmax_in_flight_per_partition = {per_partition}\n\
+         shutdown_grace_ms = 20000\n",
         dir.join("tmp").display()
     );
     service_config(dir, bootstrap, http_port, &extra)
@@ -372,10 +384,7 @@ async fn probes_and_metrics_tell_the_truth() {
     let config = write_config_at(dir.path(), &broker.bootstrap(), "gs://thumbs/", port);
     ensure_topics(&config);
     let mut service = Service::start(&config, &[("STORAGE_EMULATOR_HOST", gcs.url())]);
-    assert!(eventually(Duration::from_secs(30), || http_get(
-        port, "/readyz"
-    )
-    .is_some_and(|(s, _)| s == 200)));
+    assert!(becomes_ready(port));
     let n = 20;
     let requests = spread(
         n,
@@ -445,18 +454,16 @@ fn the_global_budget_bounds_what_is_in_flight() {
     let gcs = Gcs::start(&dir.path().join("gcs"));
     let broker = Broker::start();
     let port = crate::support::infra::free_port();
-    let extra = format!(
-        "[kafka.topics]\npartitions = {PARTITIONS}\n[storage]\noutput = \"gs://thumbs/\"\ntemp_dir = \"{}\"\n\
-         [pipeline]\nmax_in_flight = 3\nmax_in_flight_per_partition = 10\n",
-        dir.path().join("tmp").display()
+    let config = write_config_with_budgets(
+        dir.path(),
+        &broker.bootstrap(),
+        "gs://thumbs/",
+        port,
+        (3, 10),
     );
-    let config = service_config(dir.path(), &broker.bootstrap(), port, &extra);
     ensure_topics(&config);
     let mut service = Service::start(&config, &[("STORAGE_EMULATOR_HOST", gcs.url())]);
-    assert!(eventually(Duration::from_secs(30), || http_get(
-        port, "/readyz"
-    )
-    .is_some_and(|(s, _)| s == 200)));
+    assert!(becomes_ready(port));
     let n = 30;
     let requests = spread(
         n,

@@ -121,6 +121,13 @@ fn http_request_with(
     Some((status, body))
 }
 
+/// Waits up to 30 s for the service on `port` to answer `/readyz` with 200.
+pub fn becomes_ready(port: u16) -> bool {
+    eventually(std::time::Duration::from_secs(30), || {
+        http_get(port, "/readyz").is_some_and(|(s, _)| s == 200)
+    })
+}
+
 /// Polls until `check` holds or `timeout` passes; returns whether it held.
 pub fn eventually(timeout: std::time::Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + timeout;
