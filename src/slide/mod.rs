@@ -10,6 +10,7 @@
 pub mod encode;
 pub mod error;
 pub mod geometry;
+pub mod jp2k_guard;
 pub mod jpeg_tiles;
 pub mod metadata;
 pub mod reduce;
@@ -148,6 +149,7 @@ pub fn finish(reduced: Reduced) -> Result<Thumbnail, SlideError> {
 pub fn reduce_slide(path: &Path, options: &ThumbnailOptions) -> Result<Reduced, SlideError> {
     let started = Instant::now();
     let tiff = inspect_file(path, options.max_slide_pixels)?;
+    guard_jp2k(path, &tiff, jp2k_guard::Tiles::First)?;
     let slide = open_slide(path, &tiff)?;
 
     let dims = slide.all_level_dimensions();
@@ -212,6 +214,8 @@ pub fn reduce_slide(path: &Path, options: &ThumbnailOptions) -> Result<Reduced, 
     let (intermediate, pixel_path) = match fast {
         Some(done) => done,
         None => {
+            let (width, height) = level_dims;
+            guard_jp2k(path, &tiff, jp2k_guard::Tiles::All { width, height })?;
             let source = OpenSlideSource {
                 slide: &slide,
                 path,
@@ -303,6 +307,26 @@ fn inspect_file(
         Err(TiffError::NotTiff) => Ok(Ok(None)),
         Err(e) => Ok(Err(e)),
     }
+}
+
+/// Checks the JPEG 2000 tiles OpenSlide is about to decode (see [`jp2k_guard`]).
+fn guard_jp2k(
+    path: &Path,
+    tiff: &Result<Option<TiffFile>, TiffError>,
+    which: jp2k_guard::Tiles,
+) -> Result<(), SlideError> {
+    let Ok(Some(tiff)) = tiff else {
+        return Ok(());
+    };
+    let corrupt = |reason: String| SlideError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut file = File::open(path).map_err(|e| SlideError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    jp2k_guard::check_tiles(&mut file, tiff, which).map_err(corrupt)
 }
 
 fn open_slide(

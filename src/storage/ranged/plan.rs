@@ -37,6 +37,8 @@ use super::partial::{Missing, PartialObject};
 use super::ranges::{self, ByteRange};
 use super::{COALESCE_GAP, FetchMode, PIECE, PLAN_BLOCK, RangedSettings};
 use crate::slide::geometry::{choose_level, thumbnail_dims};
+// Aperio's JPEG 2000 compressions: OpenSlide decodes tile 0 of each level at open.
+use crate::slide::jp2k_guard::APERIO_JP2K;
 use crate::storage::error::StorageError;
 use crate::tiff::reader::{Directory, TiffError, TiffFile};
 use crate::tiff::tags;
@@ -52,8 +54,6 @@ const FIRST_STRILE_PREFIX: u64 = 64 * 1024;
 /// OpenSlide skips `quickhash-1` (and so never reads the smallest level's tiles at open)
 /// when those tiles add up to more than this.
 const QUICKHASH_MAX_BYTES: u64 = 5 << 20;
-/// Aperio's JPEG 2000 compressions: OpenSlide decodes tile 0 of each level at open.
-const APERIO_JP2K: [u16; 2] = [33003, 33005];
 /// Compressions whose codecs read only the tile or strip bytes (and the JPEG tables):
 /// none, LZW, JPEG, Deflate (two codes), and Aperio's JPEG 2000. Old-style JPEG (6)
 /// reads tables from offsets stored in other tags, so it is not planned.
