@@ -75,11 +75,13 @@ impl Handler<Decode> for Decoder {
             drop(slide);
             match decoded {
                 Ok(decoded) => {
-                    let t = match &decoded {
-                        Decoded::Reduced(r) => r.timings,
-                        Decoded::Finished(t) => t.timings,
+                    let (t, path) = match &decoded {
+                        Decoded::Reduced(r) => (r.timings, r.path),
+                        Decoded::Finished(t) => (t.timings, t.path),
                     };
                     record::stage_seconds(Stage::Decode, t.open + t.decode);
+                    record::pixel_path(path.label());
+                    job.ticket.span.record("pixel_path", path.label());
                     Ok(Resize { job, decoded })
                 }
                 Err((kind, retryable, message)) => {

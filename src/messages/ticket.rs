@@ -170,7 +170,9 @@ fn job_span(topic: &str, partition: i32, offset: i64) -> tracing::Span {
         partition,
         offset,
         id = tracing::field::Empty,
-        slide_id = tracing::field::Empty
+        slide_id = tracing::field::Empty,
+        // Which pixel path decoded the slide, recorded by the decoder.
+        pixel_path = tracing::field::Empty
     )
 }
 

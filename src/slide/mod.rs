@@ -54,6 +54,16 @@ pub enum DecoderChoice {
     Openslide,
 }
 
+impl PixelPath {
+    /// The metric label and log field (`wsi_thumbnail_pixel_path_total{path}`).
+    pub fn label(self) -> &'static str {
+        match self {
+            PixelPath::JpegTiles { .. } => "jpeg_tiles",
+            PixelPath::Openslide => "openslide",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ThumbnailOptions {
     /// Longest side of the thumbnail in pixels.

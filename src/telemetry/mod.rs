@@ -54,6 +54,10 @@ fn describe() {
         FETCH_PATH,
         "Slides fetched, by path: ranged (planned byte ranges), whole, or local (file://)"
     );
+    metrics::describe_counter!(
+        PIXEL_PATH,
+        "Slides decoded, by pixel path: jpeg_tiles (direct tile decoding) or openslide"
+    );
     metrics::describe_gauge!(
         STAGE_WORKERS,
         "Threads serving a CPU stage; rate(stage_seconds_sum) / workers is its utilisation"

@@ -53,6 +53,7 @@ pub const COMMITTED_OFFSET: &str = "wsi_thumbnail_committed_offset";
 pub const CONSUMER_LAG: &str = "wsi_thumbnail_consumer_lag";
 pub const SLIDE_BYTES_FETCHED: &str = "wsi_thumbnail_slide_bytes_fetched_total";
 pub const FETCH_PATH: &str = "wsi_thumbnail_fetch_path_total";
+pub const PIXEL_PATH: &str = "wsi_thumbnail_pixel_path_total";
 pub const STAGE_WORKERS: &str = "wsi_thumbnail_stage_workers";
 pub const ACTOR_PANICS: &str = "wsi_thumbnail_actor_panics_total";
 pub const HTTP_PROCESS: &str = "wsi_thumbnail_http_process_total";
@@ -112,6 +113,11 @@ pub fn consumer_lag(partition: i32, lag: i64) {
 pub fn slide_fetched(bytes: u64, path: &'static str) {
     metrics::counter!(SLIDE_BYTES_FETCHED).increment(bytes);
     metrics::counter!(FETCH_PATH, "path" => path).increment(1);
+}
+
+/// A slide decoded: which pixel path read it ([`crate::slide::PixelPath::label`]).
+pub fn pixel_path(path: &'static str) {
+    metrics::counter!(PIXEL_PATH, "path" => path).increment(1);
 }
 
 pub fn actor_panic(stage: Stage) {

@@ -188,6 +188,11 @@ fn through_the_service_a_40000_x_30000_pyramid_costs_at_most_3_percent_of_its_by
         metric(&metrics, "wsi_thumbnail_fetch_path_total{path=\"ranged\"}"),
         Some(1.0)
     );
+    assert_eq!(
+        metric(&metrics, "wsi_thumbnail_pixel_path_total{path=\"jpeg_tiles\"}"),
+        Some(1.0),
+        "the pyramid is decoded from its JPEG tiles directly"
+    );
     assert!(
         fetched > 0.0 && fetched <= 0.03 * size as f64,
         "fetched {fetched} of {size} bytes ({:.2}%)",
