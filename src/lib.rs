@@ -7,6 +7,7 @@
 //! - [`messages`]: the contract's payloads and the messages between actors.
 //! - [`admission`]: a request's value to a job or a failure (validation, naming).
 //! - [`delivery`]: offsets, the ledger, per-key order and the journal, as plain code.
+//! - [`dicom`]: DICOM whole-slide series (headers, levels, frames) from byte prefixes.
 //! - [`storage`], [`kafka`], [`config`]: the outside world.
 //! - [`worker`]: disposable, limited worker processes that decode untrusted slides.
 //! - [`fixtures`], [`tiff`]: generated slides for tests and benchmarks.
@@ -15,6 +16,7 @@ pub mod actors;
 pub mod admission;
 pub mod config;
 pub mod delivery;
+pub mod dicom;
 pub mod error_kind;
 pub mod faults;
 pub mod fixtures;

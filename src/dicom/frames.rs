@@ -1,0 +1,433 @@
+//! Where a level's frames go and where their bytes are.
+//!
+//! Placement: TILED_FULL stores frames column-fastest, then row (then focal plane and
+//! optical path, which we never read past the first); TILED_SPARSE gives each frame's
+//! top-left pixel (1-based) in the per-frame functional groups, anywhere, overlapping or
+//! leaving gaps (white). Bytes: encapsulated pixel data is a Basic Offset Table item and
+//! one item per fragment up to a sequence delimiter; frames are located by the Extended
+//! Offset Table, the Basic Offset Table, or by walking the items (one fragment per frame).
+//! Everything is checked against the bytes at hand, so hostile tables end in
+//! `corrupt_slide`, never an out-of-bounds read or a large allocation.
+
+use std::ops::Range;
+
+use super::DicomError;
+use super::header::{InstanceHeader, Organization};
+
+/// Most frames one instance may declare.
+pub const MAX_FRAMES: u64 = 4 * 1024 * 1024;
+
+/// Largest frame side (Rows / Columns).
+pub const MAX_FRAME_SIDE: u32 = 16384;
+
+/// Largest compressed frame (one item).
+pub const MAX_FRAME_BYTES: u64 = 32 * 1024 * 1024;
+
+const ITEM: (u16, u16) = (0xFFFE, 0xE000);
+const SEQUENCE_DELIMITER: (u16, u16) = (0xFFFE, 0xE0DD);
+
+/// Top-left pixel (x, y) of each frame of the first focal plane and optical path, in
+/// the instance's frame order (`None` for frames of other planes/paths).
+pub fn placements(h: &InstanceHeader) -> Result<Vec<Option<(u64, u64)>>, DicomError> {
+    check_frame_geometry(h)?;
+    let sparse = match h.organization {
+        Organization::TiledSparse => true,
+        Organization::TiledFull => false,
+        Organization::Unspecified => !h.positions.is_empty(),
+    };
+    if sparse {
+        if h.positions.len() as u64 != h.number_of_frames || h.per_frame_items != h.number_of_frames
+        {
+            return Err(DicomError::corrupt(format!(
+                "TILED_SPARSE with {} frames but {} frame positions",
+                h.number_of_frames,
+                h.positions.len()
+            )));
+        }
+        return h
+            .positions
+            .iter()
+            .map(|&(c, r)| {
+                // 1-based; a frame must touch the matrix.
+                let inside = c >= 1
+                    && r >= 1
+                    && (c as u64 - 1) < h.total_columns
+                    && (r as u64 - 1) < h.total_rows;
+                if inside {
+                    Ok(Some((c as u64 - 1, r as u64 - 1)))
+                } else {
+                    Err(DicomError::corrupt(format!(
+                        "frame position ({c}, {r}) outside the {} x {} matrix",
+                        h.total_columns, h.total_rows
+                    )))
+                }
+            })
+            .collect();
+    }
+    let (across, down) = grid(h);
+    let per_plane = across.saturating_mul(down);
+    let expected = per_plane
+        .checked_mul(h.focal_planes.max(1))
+        .and_then(|v| v.checked_mul(h.optical_paths.max(1)));
+    // A concatenated level spreads its frames over instances; each holds a slice.
+    let concatenated = h.concatenation_uid.is_some();
+    let fits = match expected {
+        Some(e) if concatenated => h.concatenation_frame_offset + h.number_of_frames <= e,
+        Some(e) => e == h.number_of_frames,
+        None => false,
+    };
+    if !fits {
+        return Err(DicomError::corrupt(format!(
+            "TILED_FULL grid of {across} x {down} tiles does not match {} frames",
+            h.number_of_frames
+        )));
+    }
+    Ok((0..h.number_of_frames)
+        .map(|local| {
+            let index = h.concatenation_frame_offset + local;
+            (index < per_plane).then(|| {
+                (
+                    (index % across) * u64::from(h.columns),
+                    (index / across) * u64::from(h.rows),
+                )
+            })
+        })
+        .collect())
+}
+
+/// Tiles across and down the matrix.
+pub fn grid(h: &InstanceHeader) -> (u64, u64) {
+    (
+        h.total_columns.div_ceil(u64::from(h.columns.max(1))),
+        h.total_rows.div_ceil(u64::from(h.rows.max(1))),
+    )
+}
+
+/// Frame count and sizes within bounds (before anything is allocated from them).
+pub fn check_frame_geometry(h: &InstanceHeader) -> Result<(), DicomError> {
+    if !(1..=MAX_FRAME_SIDE).contains(&h.columns) || !(1..=MAX_FRAME_SIDE).contains(&h.rows) {
+        return Err(DicomError::corrupt(format!(
+            "frame size {} x {} (1 to {MAX_FRAME_SIDE} allowed)",
+            h.columns, h.rows
+        )));
+    }
+    if h.total_columns == 0 || h.total_rows == 0 {
+        return Err(DicomError::corrupt("total pixel matrix of size 0"));
+    }
+    if !(1..=MAX_FRAMES).contains(&h.number_of_frames) {
+        return Err(DicomError::corrupt(format!(
+            "{} frames (1 to {MAX_FRAMES} allowed)",
+            h.number_of_frames
+        )));
+    }
+    Ok(())
+}
+
+fn item_header(data: &[u8], at: usize) -> Option<((u16, u16), u32)> {
+    let b = data.get(at..at.checked_add(8)?)?;
+    let group = u16::from_le_bytes([b[0], b[1]]);
+    let element = u16::from_le_bytes([b[2], b[3]]);
+    let len = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+    Some(((group, element), len))
+}
+
+/// The byte ranges of each frame's compressed data within `data`, the encapsulated
+/// pixel data of `h` from `pixel_value_start` to the end of the object. A frame made of
+/// several fragments has several ranges.
+pub fn locate_frames(
+    h: &InstanceHeader,
+    data: &[u8],
+) -> Result<Vec<Vec<Range<usize>>>, DicomError> {
+    if !h.encapsulated {
+        return Err(DicomError::Unsupported(
+            "native (uncompressed) pixel data".into(),
+        ));
+    }
+    let frames = usize::try_from(h.number_of_frames)
+        .ok()
+        .filter(|&f| (1..=MAX_FRAMES as usize).contains(&f))
+        .ok_or_else(|| DicomError::corrupt(format!("{} frames", h.number_of_frames)))?;
+    let (tag, bot_len) = item_header(data, 0)
+        .ok_or_else(|| DicomError::corrupt("pixel data ends before its offset table"))?;
+    if tag != ITEM {
+        return Err(DicomError::corrupt(
+            "pixel data does not start with an offset table item",
+        ));
+    }
+    let bot_len = bot_len as usize;
+    let first = 8usize
+        .checked_add(bot_len)
+        .filter(|&f| f <= data.len())
+        .ok_or_else(|| DicomError::corrupt("basic offset table longer than the pixel data"))?;
+    let origin = first; // table offsets count from here
+
+    if let (Some(offsets), Some(lengths)) = (&h.extended_offsets, &h.extended_lengths) {
+        if bot_len != 0 {
+            return Err(DicomError::corrupt(
+                "extended offset table with a non-empty basic one",
+            ));
+        }
+        if offsets.len() != frames || lengths.len() != frames {
+            return Err(DicomError::corrupt(format!(
+                "extended offset table of {} offsets and {} lengths for {frames} frames",
+                offsets.len(),
+                lengths.len()
+            )));
+        }
+        return offsets
+            .iter()
+            .zip(lengths)
+            .map(|(&offset, &length)| {
+                let at = usize::try_from(offset).ok().and_then(|o| o.checked_add(origin));
+                let Some(at) = at else {
+                    return Err(DicomError::corrupt("extended offset beyond the pixel data"));
+                };
+                let Some((tag, item_len)) = item_header(data, at) else {
+                    return Err(DicomError::corrupt(format!(
+                        "extended offset {offset} beyond the pixel data ({} bytes)",
+                        data.len()
+                    )));
+                };
+                let start = at + 8;
+                let end = usize::try_from(length).ok().and_then(|l| start.checked_add(l));
+                match end {
+                    Some(end)
+                        if tag == ITEM
+                            && length <= u64::from(item_len)
+                            && length <= MAX_FRAME_BYTES
+                            && end <= data.len() =>
+                    {
+                        Ok(std::iter::once(start..end).collect())
+                    }
+                    _ => Err(DicomError::corrupt(format!(
+                        "extended offset table entry ({offset}, {length}) does not point at a frame item"
+                    ))),
+                }
+            })
+            .collect();
+    }
+
+    // Walk the items (bounded by the data and the frame count).
+    let mut fragments: Vec<(usize, Range<usize>)> = Vec::new();
+    let mut at = first;
+    loop {
+        let Some((tag, len)) = item_header(data, at) else {
+            return Err(DicomError::corrupt(
+                "pixel data ends without a sequence delimiter",
+            ));
+        };
+        if tag == SEQUENCE_DELIMITER {
+            break;
+        }
+        if tag != ITEM {
+            return Err(DicomError::corrupt(format!(
+                "({:04X},{:04X}) among the pixel data items",
+                tag.0, tag.1
+            )));
+        }
+        let start = at + 8;
+        let end = start
+            .checked_add(len as usize)
+            .filter(|&e| e <= data.len() && u64::from(len) <= MAX_FRAME_BYTES)
+            .ok_or_else(|| {
+                DicomError::corrupt(format!(
+                    "an item of {len} bytes at {} runs past the end of the object",
+                    h.pixel_value_start + at as u64
+                ))
+            })?;
+        if fragments.len() >= frames.saturating_mul(16) {
+            return Err(DicomError::corrupt("far more fragments than frames"));
+        }
+        fragments.push((at - origin, start..end));
+        at = end;
+    }
+
+    if bot_len == 0 {
+        if fragments.len() != frames {
+            return Err(DicomError::corrupt(format!(
+                "{} pixel data items for {frames} frames and no offset table",
+                fragments.len()
+            )));
+        }
+        return Ok(fragments
+            .into_iter()
+            .map(|(_, r)| std::iter::once(r).collect())
+            .collect());
+    }
+    if bot_len != 4 * frames {
+        return Err(DicomError::corrupt(format!(
+            "basic offset table of {bot_len} bytes for {frames} frames"
+        )));
+    }
+    let table = data.get(8..first).unwrap_or_default();
+    let offsets: Vec<usize> = table
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize)
+        .collect();
+    if offsets.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(DicomError::corrupt("basic offset table not increasing"));
+    }
+    let mut out = Vec::with_capacity(frames);
+    for (i, &offset) in offsets.iter().enumerate() {
+        let next = offsets.get(i + 1).copied().unwrap_or(usize::MAX);
+        let first_fragment = fragments.partition_point(|(o, _)| *o < offset);
+        if fragments.get(first_fragment).map(|(o, _)| *o) != Some(offset) {
+            return Err(DicomError::corrupt(format!(
+                "basic offset table entry {offset} is not an item"
+            )));
+        }
+        let ranges: Vec<Range<usize>> = fragments[first_fragment..]
+            .iter()
+            .take_while(|(o, _)| *o < next)
+            .map(|(_, r)| r.clone())
+            .collect();
+        out.push(ranges);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::header::Flavour;
+    use super::*;
+
+    pub(crate) fn header(frames: u64) -> InstanceHeader {
+        InstanceHeader {
+            transfer_syntax_uid: super::super::header::JPEG_BASELINE.into(),
+            transfer_syntax_name: "JPEG Baseline".into(),
+            sop_class_uid: super::super::header::WSI_SOP_CLASS.into(),
+            sop_instance_uid: "1".into(),
+            series_uid: "2".into(),
+            image_type: vec!["ORIGINAL".into(), "PRIMARY".into(), "VOLUME".into()],
+            flavour: Flavour::Volume,
+            organization: Organization::TiledFull,
+            total_columns: 1000,
+            total_rows: 600,
+            columns: 500,
+            rows: 500,
+            number_of_frames: frames,
+            samples_per_pixel: 3,
+            bits_allocated: 8,
+            bits_stored: 8,
+            planar_configuration: 0,
+            photometric: "YBR_FULL_422".into(),
+            focal_planes: 1,
+            optical_paths: 1,
+            concatenation_uid: None,
+            concatenation_frame_offset: 0,
+            pixel_spacing: None,
+            objective_power: None,
+            encapsulated: true,
+            pixel_value_start: 1000,
+            pixel_data_length: None,
+            extended_offsets: None,
+            extended_lengths: None,
+            per_frame_items: 0,
+            positions: vec![],
+        }
+    }
+
+    fn item(out: &mut Vec<u8>, tag: (u16, u16), value: &[u8]) {
+        out.extend_from_slice(&tag.0.to_le_bytes());
+        out.extend_from_slice(&tag.1.to_le_bytes());
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        out.extend_from_slice(value);
+    }
+
+    fn pixel_data(bot: &[u32], frames: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let table: Vec<u8> = bot.iter().flat_map(|o| o.to_le_bytes()).collect();
+        item(&mut out, ITEM, &table);
+        for f in frames {
+            item(&mut out, ITEM, f);
+        }
+        item(&mut out, SEQUENCE_DELIMITER, &[]);
+        out
+    }
+
+    #[test]
+    fn tiled_full_places_column_fastest() {
+        let h = header(4);
+        let p = placements(&h).expect("placements");
+        assert_eq!(
+            p,
+            vec![
+                Some((0, 0)),
+                Some((500, 0)),
+                Some((0, 500)),
+                Some((500, 500))
+            ]
+        );
+        assert!(placements(&header(5)).is_err());
+        assert!(placements(&header(3)).is_err());
+    }
+
+    #[test]
+    fn tiled_sparse_uses_positions() {
+        let mut h = header(2);
+        h.organization = Organization::TiledSparse;
+        h.per_frame_items = 2;
+        h.positions = vec![(501, 101), (1, 1)];
+        assert_eq!(
+            placements(&h).expect("p"),
+            vec![Some((500, 100)), Some((0, 0))]
+        );
+        h.positions = vec![(1, 1)];
+        assert!(placements(&h).is_err());
+        h.positions = vec![(1, 1), (1001, 1)];
+        assert!(placements(&h).is_err());
+    }
+
+    #[test]
+    fn hostile_geometry_is_corrupt() {
+        let mut h = header(4);
+        h.rows = 0;
+        assert!(placements(&h).is_err());
+        let mut h = header(4);
+        h.columns = 65535;
+        assert!(placements(&h).is_err());
+        let mut h = header(u64::MAX);
+        h.total_columns = u64::MAX;
+        assert!(placements(&h).is_err());
+    }
+
+    #[test]
+    fn items_offset_tables_and_walk_agree() {
+        let frames: [&[u8]; 2] = [b"abcd", b"efghij"];
+        let h = header(2);
+        let walk = pixel_data(&[], &frames);
+        let w = locate_frames(&h, &walk).expect("walk");
+        assert_eq!(&walk[w[1][0].clone()], b"efghij");
+        let bot = pixel_data(&[0, 12], &frames);
+        let b = locate_frames(&h, &bot).expect("bot");
+        assert_eq!(&bot[b[0][0].clone()], b"abcd");
+        assert_eq!(&bot[b[1][0].clone()], b"efghij");
+        let mut e = header(2);
+        e.extended_offsets = Some(vec![0, 12]);
+        e.extended_lengths = Some(vec![4, 6]);
+        let x = locate_frames(&e, &walk).expect("eot");
+        assert_eq!(&walk[x[1][0].clone()], b"efghij");
+    }
+
+    #[test]
+    fn hostile_tables_and_items_are_corrupt() {
+        let frames: [&[u8]; 2] = [b"abcd", b"efghij"];
+        let walk = pixel_data(&[], &frames);
+        // Item count does not match frames.
+        assert!(locate_frames(&header(3), &walk).is_err());
+        // EOT beyond the data.
+        let mut e = header(2);
+        e.extended_offsets = Some(vec![0, 1 << 40]);
+        e.extended_lengths = Some(vec![4, 6]);
+        assert!(locate_frames(&e, &walk).is_err());
+        // An item longer than the data.
+        let mut long = walk.clone();
+        long[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(locate_frames(&header(2), &long).is_err());
+        // BOT not pointing at items / wrong size.
+        assert!(locate_frames(&header(2), &pixel_data(&[0, 5], &frames)).is_err());
+        assert!(locate_frames(&header(2), &pixel_data(&[0], &frames)).is_err());
+        // Truncated: no delimiter.
+        assert!(locate_frames(&header(2), &walk[..walk.len() - 8]).is_err());
+    }
+}

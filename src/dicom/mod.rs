@@ -1,0 +1,25 @@
+//! DICOM VL Whole Slide Microscopy series, read from byte prefixes and byte ranges.
+//!
+//! A link to any one instance (`.dcm`) names the slide (contract §1). A series stores
+//! one pyramid level per instance (or several, concatenated), each a grid of JPEG frames.
+//! This module knows the format and nothing about where the bytes come from, so the
+//! storage side (ranged GETs of a bucket) and the engine (a local folder, possibly of
+//! sparse copies) share it:
+//! - [`header`]: one instance's header from a byte prefix, bounded before any allocation
+//!   (`scan_prefix` asks for a longer prefix until the header is complete).
+//! - [`series`]: which siblings belong to the linked slide, the levels, the checks, the
+//!   metadata, the chosen level and the byte ranges making its thumbnail reads.
+//! - [`frames`]: where each frame sits (TILED_FULL / TILED_SPARSE) and where its bytes are
+//!   (offset tables or the item walk).
+//!
+//! Parsing uses the dicom-rs crates; every length a header declares is checked against
+//! the bytes at hand and the object size first (see `header`).
+
+pub mod error;
+pub mod frames;
+pub mod header;
+pub mod series;
+
+pub use error::DicomError;
+pub use header::{InstanceHeader, Scan, is_dicom, scan_prefix};
+pub use series::{is_candidate, pixel_ranges};
