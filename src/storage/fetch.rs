@@ -8,7 +8,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use google_cloud_storage::client::Storage;
 use google_cloud_storage::model_ext::ReadRange;
-use tempfile::TempPath;
+use tempfile::{TempDir, TempPath};
 use tokio::io::AsyncWriteExt;
 
 use super::error::StorageError;
@@ -39,11 +39,25 @@ impl FetchPath {
 /// A slide available as a local file. A downloaded copy is deleted when this is dropped.
 #[derive(Debug)]
 pub struct LocalSlide {
+    /// The file the engine opens (for a DICOM series, the linked instance, with the
+    /// rest of the series beside it).
     pub path: PathBuf,
     /// Bytes read from storage for this request.
     pub bytes_fetched: u64,
     pub via: FetchPath,
-    _temp: Option<TempPath>,
+    _temp: Option<Temporary>,
+}
+
+/// What a fetched copy deletes when it is dropped (held only for its `Drop`).
+#[derive(Debug)]
+enum Temporary {
+    File {
+        _path: TempPath,
+    },
+    /// A folder of copies (the instances of a DICOM series).
+    Folder {
+        _dir: TempDir,
+    },
 }
 
 impl LocalSlide {
@@ -53,7 +67,23 @@ impl LocalSlide {
             path: temp.to_path_buf(),
             bytes_fetched,
             via,
-            _temp: Some(temp),
+            _temp: Some(Temporary::File { _path: temp }),
+        }
+    }
+
+    /// `name` inside a fetched folder, which is deleted (with everything in it) when the
+    /// returned value is dropped.
+    pub fn in_folder(
+        folder: TempDir,
+        name: &str,
+        bytes_fetched: u64,
+        via: FetchPath,
+    ) -> LocalSlide {
+        LocalSlide {
+            path: folder.path().join(name),
+            bytes_fetched,
+            via,
+            _temp: Some(Temporary::Folder { _dir: folder }),
         }
     }
 }
@@ -165,8 +195,21 @@ impl SlideFetcher for WholeObjectFetcher {
     }
 }
 
-/// Removes temporary slides older than `max_age` that a crashed process left behind.
-/// Younger ones may belong to another instance sharing the directory.
+/// A new temporary folder for the objects of one slide (a DICOM series), with our
+/// prefix so [`sweep_stale`] finds what a crash left.
+pub fn temp_folder(temp_dir: &Path) -> Result<TempDir, StorageError> {
+    tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempdir_in(temp_dir)
+        .map_err(|source| StorageError::Local {
+            path: temp_dir.display().to_string(),
+            source,
+        })
+}
+
+/// Removes temporary slides (files, and folders of series) older than `max_age` that a
+/// crashed process left behind. Younger ones may belong to another instance sharing the
+/// directory.
 pub fn sweep_stale(temp_dir: &Path, max_age: std::time::Duration) -> usize {
     let Ok(entries) = std::fs::read_dir(temp_dir) else {
         return 0;
@@ -181,6 +224,12 @@ pub fn sweep_stale(temp_dir: &Path, max_age: std::time::Duration) -> usize {
                 .and_then(|t| t.elapsed().ok())
                 .is_some_and(|age| age > max_age)
         })
-        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .filter(|e| {
+            let path = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => std::fs::remove_dir_all(path).is_ok(),
+                _ => std::fs::remove_file(path).is_ok(),
+            }
+        })
         .count()
 }
