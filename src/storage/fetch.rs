@@ -233,3 +233,35 @@ pub fn sweep_stale(temp_dir: &Path, max_age: std::time::Duration) -> usize {
         })
         .count()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    fn age(path: &Path, by: Duration) {
+        let file = std::fs::File::open(path).unwrap();
+        file.set_modified(SystemTime::now() - by).unwrap();
+    }
+
+    #[test]
+    fn old_copies_and_series_folders_are_swept_young_ones_and_others_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, old_file) = temp_slide(dir.path(), ".svs").unwrap();
+        let old_folder = temp_folder(dir.path()).unwrap();
+        std::fs::write(old_folder.path().join("level-0.dcm"), b"x").unwrap();
+        let (_, young_file) = temp_slide(dir.path(), ".svs").unwrap();
+        let foreign = dir.path().join("not-ours");
+        std::fs::write(&foreign, b"x").unwrap();
+        for path in [
+            &old_file.to_path_buf(),
+            &old_folder.path().to_path_buf(),
+            &foreign,
+        ] {
+            age(path, Duration::from_secs(7200));
+        }
+        assert_eq!(sweep_stale(dir.path(), Duration::from_secs(3600)), 2);
+        assert!(!old_file.exists() && !old_folder.path().exists());
+        assert!(young_file.exists() && foreign.exists());
+    }
+}
