@@ -123,21 +123,61 @@ pub fn check_frame_geometry(h: &InstanceHeader) -> Result<(), DicomError> {
     Ok(())
 }
 
-fn item_header(data: &[u8], at: usize) -> Option<((u16, u16), u32)> {
-    let b = data.get(at..at.checked_add(8)?)?;
+/// The encapsulated pixel data of one instance, from `pixel_value_start` to the end of
+/// the object: in memory (tests, the storage side) or a file read piecewise (the engine,
+/// which must not read a whole level to find its frames).
+pub trait PixelBytes {
+    /// Bytes from `pixel_value_start` to the object's end.
+    fn size(&self) -> u64;
+    /// Fills `buf` from `offset` (relative to `pixel_value_start`); the caller keeps
+    /// `offset + buf.len() <= size()`.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), DicomError>;
+}
+
+impl PixelBytes for [u8] {
+    fn size(&self) -> u64 {
+        self.len() as u64
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), DicomError> {
+        let start = usize::try_from(offset).map_err(|_| DicomError::corrupt("offset"))?;
+        let bytes = start
+            .checked_add(buf.len())
+            .and_then(|end| self.get(start..end))
+            .ok_or_else(|| DicomError::corrupt("read past the pixel data"))?;
+        buf.copy_from_slice(bytes);
+        Ok(())
+    }
+}
+
+/// An item header: (group, element) and the declared length.
+type ItemHeader = ((u16, u16), u32);
+
+fn item_header(
+    data: &(impl PixelBytes + ?Sized),
+    at: u64,
+) -> Result<Option<ItemHeader>, DicomError> {
+    if at.checked_add(8).is_none_or(|end| end > data.size()) {
+        return Ok(None);
+    }
+    let mut b = [0u8; 8];
+    data.read_at(at, &mut b)?;
     let group = u16::from_le_bytes([b[0], b[1]]);
     let element = u16::from_le_bytes([b[2], b[3]]);
     let len = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
-    Some(((group, element), len))
+    Ok(Some(((group, element), len)))
 }
 
-/// The byte ranges of each frame's compressed data within `data`, the encapsulated
-/// pixel data of `h` from `pixel_value_start` to the end of the object. A frame made of
-/// several fragments has several ranges.
+/// One frame's compressed bytes: ranges relative to `pixel_value_start` (several when
+/// the frame is split into fragments).
+pub type FrameBytes = Vec<Range<u64>>;
+
+/// Where each frame's compressed data is within `data`, the encapsulated pixel data of
+/// `h`. Every table entry and item is checked against the data before it is used.
 pub fn locate_frames(
     h: &InstanceHeader,
-    data: &[u8],
-) -> Result<Vec<Vec<Range<usize>>>, DicomError> {
+    data: &(impl PixelBytes + ?Sized),
+) -> Result<Vec<FrameBytes>, DicomError> {
     if !h.encapsulated {
         return Err(DicomError::Unsupported(
             "native (uncompressed) pixel data".into(),
@@ -147,19 +187,20 @@ pub fn locate_frames(
         .ok()
         .filter(|&f| (1..=MAX_FRAMES as usize).contains(&f))
         .ok_or_else(|| DicomError::corrupt(format!("{} frames", h.number_of_frames)))?;
-    let (tag, bot_len) = item_header(data, 0)
+    let size = data.size();
+    let (tag, bot_len) = item_header(data, 0)?
         .ok_or_else(|| DicomError::corrupt("pixel data ends before its offset table"))?;
     if tag != ITEM {
         return Err(DicomError::corrupt(
             "pixel data does not start with an offset table item",
         ));
     }
-    let bot_len = bot_len as usize;
-    let first = 8usize
-        .checked_add(bot_len)
-        .filter(|&f| f <= data.len())
-        .ok_or_else(|| DicomError::corrupt("basic offset table longer than the pixel data"))?;
-    let origin = first; // table offsets count from here
+    let origin = 8 + u64::from(bot_len); // table offsets count from here
+    if origin > size {
+        return Err(DicomError::corrupt(
+            "basic offset table longer than the pixel data",
+        ));
+    }
 
     if let (Some(offsets), Some(lengths)) = (&h.extended_offsets, &h.extended_lengths) {
         if bot_len != 0 {
@@ -174,44 +215,31 @@ pub fn locate_frames(
                 lengths.len()
             )));
         }
-        return offsets
-            .iter()
-            .zip(lengths)
-            .map(|(&offset, &length)| {
-                let at = usize::try_from(offset).ok().and_then(|o| o.checked_add(origin));
-                let Some(at) = at else {
-                    return Err(DicomError::corrupt("extended offset beyond the pixel data"));
-                };
-                let Some((tag, item_len)) = item_header(data, at) else {
-                    return Err(DicomError::corrupt(format!(
-                        "extended offset {offset} beyond the pixel data ({} bytes)",
-                        data.len()
-                    )));
-                };
-                let start = at + 8;
-                let end = usize::try_from(length).ok().and_then(|l| start.checked_add(l));
-                match end {
-                    Some(end)
-                        if tag == ITEM
-                            && length <= u64::from(item_len)
-                            && length <= MAX_FRAME_BYTES
-                            && end <= data.len() =>
-                    {
-                        Ok(std::iter::once(start..end).collect())
-                    }
-                    _ => Err(DicomError::corrupt(format!(
-                        "extended offset table entry ({offset}, {length}) does not point at a frame item"
-                    ))),
-                }
-            })
-            .collect();
+        let mut out = Vec::with_capacity(frames);
+        for (&offset, &length) in offsets.iter().zip(lengths) {
+            let bad = || {
+                DicomError::corrupt(format!(
+                    "extended offset table entry ({offset}, {length}) does not point at a frame item within the {size} bytes of pixel data"
+                ))
+            };
+            let at = offset.checked_add(origin).ok_or_else(bad)?;
+            let (tag, item_len) = item_header(data, at)?.ok_or_else(bad)?;
+            let start = at + 8;
+            let end = start.checked_add(length).ok_or_else(bad)?;
+            if tag != ITEM || length > u64::from(item_len) || length > MAX_FRAME_BYTES || end > size
+            {
+                return Err(bad());
+            }
+            out.push(std::iter::once(start..end).collect());
+        }
+        return Ok(out);
     }
 
     // Walk the items (bounded by the data and the frame count).
-    let mut fragments: Vec<(usize, Range<usize>)> = Vec::new();
-    let mut at = first;
+    let mut fragments: Vec<(u64, Range<u64>)> = Vec::new();
+    let mut at = origin;
     loop {
-        let Some((tag, len)) = item_header(data, at) else {
+        let Some((tag, len)) = item_header(data, at)? else {
             return Err(DicomError::corrupt(
                 "pixel data ends without a sequence delimiter",
             ));
@@ -226,15 +254,13 @@ pub fn locate_frames(
             )));
         }
         let start = at + 8;
-        let end = start
-            .checked_add(len as usize)
-            .filter(|&e| e <= data.len() && u64::from(len) <= MAX_FRAME_BYTES)
-            .ok_or_else(|| {
-                DicomError::corrupt(format!(
-                    "an item of {len} bytes at {} runs past the end of the object",
-                    h.pixel_value_start + at as u64
-                ))
-            })?;
+        let end = start + u64::from(len);
+        if end > size || u64::from(len) > MAX_FRAME_BYTES {
+            return Err(DicomError::corrupt(format!(
+                "an item of {len} bytes at {} runs past the end of the object",
+                h.pixel_value_start.saturating_add(at)
+            )));
+        }
         if fragments.len() >= frames.saturating_mul(16) {
             return Err(DicomError::corrupt("far more fragments than frames"));
         }
@@ -254,30 +280,32 @@ pub fn locate_frames(
             .map(|(_, r)| std::iter::once(r).collect())
             .collect());
     }
-    if bot_len != 4 * frames {
+    if u64::from(bot_len) != 4 * frames as u64 {
         return Err(DicomError::corrupt(format!(
             "basic offset table of {bot_len} bytes for {frames} frames"
         )));
     }
-    let table = data.get(8..first).unwrap_or_default();
-    let offsets: Vec<usize> = table
+    let mut table = vec![0u8; 4 * frames];
+    data.read_at(8, &mut table)?;
+    let offsets: Vec<u64> = table
         .chunks_exact(4)
-        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize)
+        .map(|c| u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))
         .collect();
     if offsets.windows(2).any(|w| w[0] >= w[1]) {
         return Err(DicomError::corrupt("basic offset table not increasing"));
     }
     let mut out = Vec::with_capacity(frames);
     for (i, &offset) in offsets.iter().enumerate() {
-        let next = offsets.get(i + 1).copied().unwrap_or(usize::MAX);
+        let next = offsets.get(i + 1).copied().unwrap_or(u64::MAX);
         let first_fragment = fragments.partition_point(|(o, _)| *o < offset);
         if fragments.get(first_fragment).map(|(o, _)| *o) != Some(offset) {
             return Err(DicomError::corrupt(format!(
                 "basic offset table entry {offset} is not an item"
             )));
         }
-        let ranges: Vec<Range<usize>> = fragments[first_fragment..]
+        let ranges: FrameBytes = fragments
             .iter()
+            .skip(first_fragment)
             .take_while(|(o, _)| *o < next)
             .map(|(_, r)| r.clone())
             .collect();
@@ -332,6 +360,10 @@ mod tests {
         out.extend_from_slice(&tag.1.to_le_bytes());
         out.extend_from_slice(&(value.len() as u32).to_le_bytes());
         out.extend_from_slice(value);
+    }
+
+    fn slice<'a>(data: &'a [u8], r: &Range<u64>) -> &'a [u8] {
+        &data[r.start as usize..r.end as usize]
     }
 
     fn pixel_data(bot: &[u32], frames: &[&[u8]]) -> Vec<u8> {
@@ -396,17 +428,17 @@ mod tests {
         let frames: [&[u8]; 2] = [b"abcd", b"efghij"];
         let h = header(2);
         let walk = pixel_data(&[], &frames);
-        let w = locate_frames(&h, &walk).expect("walk");
-        assert_eq!(&walk[w[1][0].clone()], b"efghij");
+        let w = locate_frames(&h, walk.as_slice()).expect("walk");
+        assert_eq!(slice(&walk, &w[1][0]), b"efghij");
         let bot = pixel_data(&[0, 12], &frames);
-        let b = locate_frames(&h, &bot).expect("bot");
-        assert_eq!(&bot[b[0][0].clone()], b"abcd");
-        assert_eq!(&bot[b[1][0].clone()], b"efghij");
+        let b = locate_frames(&h, bot.as_slice()).expect("bot");
+        assert_eq!(slice(&bot, &b[0][0]), b"abcd");
+        assert_eq!(slice(&bot, &b[1][0]), b"efghij");
         let mut e = header(2);
         e.extended_offsets = Some(vec![0, 12]);
         e.extended_lengths = Some(vec![4, 6]);
-        let x = locate_frames(&e, &walk).expect("eot");
-        assert_eq!(&walk[x[1][0].clone()], b"efghij");
+        let x = locate_frames(&e, walk.as_slice()).expect("eot");
+        assert_eq!(slice(&walk, &x[1][0]), b"efghij");
     }
 
     #[test]
@@ -414,19 +446,19 @@ mod tests {
         let frames: [&[u8]; 2] = [b"abcd", b"efghij"];
         let walk = pixel_data(&[], &frames);
         // Item count does not match frames.
-        assert!(locate_frames(&header(3), &walk).is_err());
+        assert!(locate_frames(&header(3), walk.as_slice()).is_err());
         // EOT beyond the data.
         let mut e = header(2);
         e.extended_offsets = Some(vec![0, 1 << 40]);
         e.extended_lengths = Some(vec![4, 6]);
-        assert!(locate_frames(&e, &walk).is_err());
+        assert!(locate_frames(&e, walk.as_slice()).is_err());
         // An item longer than the data.
         let mut long = walk.clone();
         long[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(locate_frames(&header(2), &long).is_err());
+        assert!(locate_frames(&header(2), long.as_slice()).is_err());
         // BOT not pointing at items / wrong size.
-        assert!(locate_frames(&header(2), &pixel_data(&[0, 5], &frames)).is_err());
-        assert!(locate_frames(&header(2), &pixel_data(&[0], &frames)).is_err());
+        assert!(locate_frames(&header(2), pixel_data(&[0, 5], &frames).as_slice()).is_err());
+        assert!(locate_frames(&header(2), pixel_data(&[0], &frames).as_slice()).is_err());
         // Truncated: no delimiter.
         assert!(locate_frames(&header(2), &walk[..walk.len() - 8]).is_err());
     }

@@ -12,10 +12,11 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use turbojpeg::{Decompressor, Image, PixelFormat, ScalingFactor};
+use turbojpeg::{Decompressor, ScalingFactor};
 
 use super::error::SlideError;
 use super::geometry::Rect;
+use super::jpeg_decode::{ColourPolicy, decode_scaled, prepare_stream};
 use super::source::{RegionReader, RegionSource};
 use crate::tiff::{Directory, TiffFile, tags};
 
@@ -215,35 +216,28 @@ impl JpegTileReader<'_> {
         s.file
             .read_exact_at(&mut self.compressed, offset)
             .map_err(|e| s.corrupt(format!("tile {index} at offset {offset}: {e}")))?;
-        assemble_stream(
+        prepare_stream(
+            ColourPolicy::TiffPhotometric {
+                rgb: s.rgb_photometric,
+            },
             &self.compressed,
             s.tables.as_deref(),
-            s.rgb_photometric,
             &mut self.stream,
         );
-        let header = self
-            .decompressor
-            .read_header(&self.stream)
-            .map_err(|e| s.corrupt(format!("tile {index}: {e}")))?;
         let (sw, sh) = s.scaled_tile();
-        let scaled = header.scaled(ScalingFactor::new(1, s.denominator as usize));
-        if (scaled.width as u64, scaled.height as u64) != (sw, sh) {
-            return Err(s.corrupt(format!(
-                "tile {index} is {} x {}, the directory says {} x {}",
-                header.width, header.height, s.tile.0, s.tile.1
-            )));
-        }
-        self.tile_rgb.resize((sw * sh * 3) as usize, 0);
-        let image = Image {
-            pixels: self.tile_rgb.as_mut_slice(),
-            width: sw as usize,
-            pitch: sw as usize * 3,
-            height: sh as usize,
-            format: PixelFormat::RGB,
-        };
-        self.decompressor
-            .decompress(&self.stream, image)
-            .map_err(|e| s.corrupt(format!("tile {index}: {e}")))?;
+        decode_scaled(
+            &mut self.decompressor,
+            &self.stream,
+            s.denominator,
+            (sw, sh),
+            &mut self.tile_rgb,
+        )
+        .map_err(|e| {
+            s.corrupt(format!(
+                "tile {index} (directory tile {} x {}): {e}",
+                s.tile.0, s.tile.1
+            ))
+        })?;
         Ok(true)
     }
 }

@@ -5,12 +5,16 @@
 //! guard against decompression bombs ([`crate::tiff`]), open with OpenSlide, pick the
 //! level ([`geometry`]), stream it through a bounded box reduction on all cores
 //! ([`render`]) from either OpenSlide or the direct JPEG tile decoder ([`jpeg_tiles`]),
-//! resize with Lanczos3 and encode ([`encode`]).
+//! resize with Lanczos3 and encode ([`encode`]). DICOM series ("DICM" at 128) take their
+//! own branch before all that ([`dicom_slide`], [`dicom_source`]).
 
+pub mod dicom_slide;
+pub mod dicom_source;
 pub mod encode;
 pub mod error;
 pub mod geometry;
 pub mod jp2k_guard;
+pub mod jpeg_decode;
 pub mod jpeg_tiles;
 pub mod metadata;
 pub mod reduce;
@@ -60,6 +64,7 @@ impl PixelPath {
         match self {
             PixelPath::JpegTiles { .. } => "jpeg_tiles",
             PixelPath::Openslide => "openslide",
+            PixelPath::Dicom { .. } => "dicom",
         }
     }
 }
@@ -92,6 +97,10 @@ pub enum PixelPath {
         denominator: u32,
     },
     Openslide,
+    /// DICOM JPEG frames decoded directly at 1/`denominator` scale ([`dicom_slide`]).
+    Dicom {
+        denominator: u32,
+    },
 }
 
 /// Time spent in each CPU stage (the service reports these as stage metrics).
@@ -157,6 +166,10 @@ pub fn finish(reduced: Reduced) -> Result<Thumbnail, SlideError> {
 
 /// Opens the slide, checks it, and reads the chosen level through a bounded reduction.
 pub fn reduce_slide(path: &Path, options: &ThumbnailOptions) -> Result<Reduced, SlideError> {
+    // DICOM first: OpenSlide 3.4 does not read it, and a DICOM file is not a TIFF.
+    if dicom_slide::is_dicom_file(path) {
+        return dicom_slide::reduce_dicom(path, options);
+    }
     let started = Instant::now();
     let tiff = inspect_file(path, options.max_slide_pixels)?;
     guard_jp2k(path, &tiff, jp2k_guard::Tiles::First)?;

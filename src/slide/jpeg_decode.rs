@@ -1,0 +1,174 @@
+//! The JPEG decode core the direct pixel paths share: a self-contained stream in, RGB
+//! at 1/`denominator` scale out, with the size checked before anything is allocated,
+//! and the colour policy that decides whether the decoder applies the YCbCr transform.
+//!
+//! Why two policies: a TIFF tile's colour is what its Photometric tag says (libtiff
+//! forces the decoder's colour space from it; SVS tiles carry no JFIF marker), while
+//! DICOM converters are known to write `RGB` in PhotometricInterpretation over JFIF
+//! YCbCr frames (the shared set does; libdicom#80, dicom-rs#829). There the stream's own
+//! JFIF or Adobe marker wins, and the header only decides for a bare stream.
+
+use turbojpeg::{Decompressor, Image, PixelFormat, ScalingFactor};
+
+/// How the colour transform of a stream is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColourPolicy {
+    /// The container's flag decides (TIFF): `rgb` means no transform, whatever the
+    /// stream's markers say. Streams are built by `jpeg_tiles::assemble_stream`.
+    TiffPhotometric { rgb: bool },
+    /// A JFIF APP0 or Adobe APP14 marker in the stream decides; without either, the
+    /// container's flag does (`fallback_rgb`: no transform).
+    StreamFirst { fallback_rgb: bool },
+}
+
+/// Whether a JPEG stream has a JFIF APP0 or an Adobe APP14 marker before its frame header.
+pub fn has_colour_marker(stream: &[u8]) -> bool {
+    let mut at = 2usize;
+    if !stream.starts_with(&[0xFF, 0xD8]) {
+        return false;
+    }
+    loop {
+        let Some(segment) = stream.get(at..at.saturating_add(4)) else {
+            return false;
+        };
+        if segment[0] != 0xFF {
+            return false;
+        }
+        let (marker, len) = (
+            segment[1],
+            usize::from(u16::from_be_bytes([segment[2], segment[3]])),
+        );
+        let body = stream.get(at + 4..).unwrap_or_default();
+        match marker {
+            0xE0 if body.starts_with(b"JFIF\0") => return true,
+            0xEE if body.starts_with(b"Adobe") => return true,
+            // Frame header, scan, or an end: no more application markers come.
+            0xC0..=0xCF | 0xDA | 0xD9 => return false,
+            _ => {}
+        }
+        at = at.saturating_add(2 + len);
+    }
+}
+
+/// The self-contained stream to decode for `frame` under `policy` (`tables`: a TIFF's
+/// shared JPEGTables, spliced in under the TIFF policy).
+pub fn prepare_stream(
+    policy: ColourPolicy,
+    frame: &[u8],
+    tables: Option<&[u8]>,
+    out: &mut Vec<u8>,
+) {
+    match policy {
+        ColourPolicy::TiffPhotometric { rgb } => {
+            super::jpeg_tiles::assemble_stream(frame, tables, rgb, out)
+        }
+        ColourPolicy::StreamFirst { fallback_rgb } => stream_first(frame, fallback_rgb, out),
+    }
+}
+
+/// The stream to decode for `frame` under a [`ColourPolicy::StreamFirst`] policy: the
+/// frame itself when it has a colour marker, otherwise the frame with an Adobe APP14
+/// marker stating the transform spliced in after SOI.
+pub fn stream_first(frame: &[u8], fallback_rgb: bool, out: &mut Vec<u8>) {
+    out.clear();
+    if has_colour_marker(frame) || !frame.starts_with(&[0xFF, 0xD8]) {
+        out.extend_from_slice(frame);
+        return;
+    }
+    out.extend_from_slice(&[0xFF, 0xD8]);
+    out.extend_from_slice(&adobe_marker(fallback_rgb));
+    out.extend_from_slice(frame.get(2..).unwrap_or_default());
+}
+
+/// Adobe APP14: version 100, flags 0, transform 0 (none, RGB) or 1 (YCbCr).
+pub fn adobe_marker(rgb: bool) -> [u8; 18] {
+    [
+        0xFF,
+        0xEE,
+        0x00,
+        0x0E,
+        b'A',
+        b'd',
+        b'o',
+        b'b',
+        b'e',
+        0x00,
+        0x64,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        if rgb { 0 } else { 1 },
+    ]
+}
+
+/// Decodes `stream` at 1/`denominator` into `rgb` (resized to fit), after checking that
+/// the scaled size is `expected`. Errors are plain text for the caller's corrupt error.
+pub fn decode_scaled(
+    decompressor: &mut Decompressor,
+    stream: &[u8],
+    denominator: u32,
+    expected: (u64, u64),
+    rgb: &mut Vec<u8>,
+) -> Result<(), String> {
+    let header = decompressor
+        .read_header(stream)
+        .map_err(|e| e.to_string())?;
+    let scaled = header.scaled(ScalingFactor::new(1, denominator as usize));
+    if (scaled.width as u64, scaled.height as u64) != expected {
+        return Err(format!(
+            "{} x {} pixels at 1/{denominator}, expected {} x {}",
+            scaled.width, scaled.height, expected.0, expected.1
+        ));
+    }
+    let (w, h) = (expected.0 as usize, expected.1 as usize);
+    rgb.resize(w * h * 3, 0);
+    let image = Image {
+        pixels: rgb.as_mut_slice(),
+        width: w,
+        pitch: w * 3,
+        height: h,
+        format: PixelFormat::RGB,
+    };
+    decompressor
+        .decompress(stream, image)
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_are_found_before_the_frame_header() {
+        let mut jfif = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10];
+        jfif.extend_from_slice(b"JFIF\0");
+        jfif.extend_from_slice(&[0; 9]);
+        jfif.extend_from_slice(&[0xFF, 0xC0, 0x00, 0x02]);
+        assert!(has_colour_marker(&jfif));
+        let bare = [0xFF, 0xD8, 0xFF, 0xDB, 0x00, 0x02, 0xFF, 0xC0, 0x00, 0x02];
+        assert!(!has_colour_marker(&bare));
+        let mut adobe = vec![0xFF, 0xD8];
+        adobe.extend_from_slice(&adobe_marker(true));
+        assert!(has_colour_marker(&adobe));
+        assert!(!has_colour_marker(&[0xFF, 0xD8, 0xFF]));
+    }
+
+    #[test]
+    fn bare_stream_gets_the_fallback_transform() {
+        let bare = [0xFF, 0xD8, 0xFF, 0xDB, 0x00, 0x02, 0xFF, 0xD9];
+        let mut out = Vec::new();
+        stream_first(&bare, true, &mut out);
+        assert_eq!(&out[2..4], &[0xFF, 0xEE]);
+        assert_eq!(out[19], 0, "RGB: no transform");
+        assert_eq!(&out[20..], &bare[2..]);
+        stream_first(&bare, false, &mut out);
+        assert_eq!(out[19], 1);
+        let mut jfif = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x07];
+        jfif.extend_from_slice(b"JFIF\0");
+        stream_first(&jfif, true, &mut out);
+        assert_eq!(out, jfif, "a JFIF stream is left as it is");
+    }
+}
