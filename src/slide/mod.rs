@@ -4,8 +4,8 @@
 //! the benchmarks all call [`make_thumbnail`]. The steps, each in its own module:
 //! guard against decompression bombs ([`crate::tiff`]), open with OpenSlide, pick the
 //! level ([`geometry`]), stream it through a bounded box reduction on all cores
-//! ([`render`]) from either OpenSlide or the direct JPEG tile decoder ([`jpeg_tiles`]),
-//! resize with Lanczos3 and encode ([`encode`]).
+//! ([`render`]) from either OpenSlide or a direct JPEG decoder (tiled TIFF levels,
+//! [`jpeg_tiles`]; Hamamatsu NDPI restart-interval chunks, [`ndpi`]), resize with Lanczos3 and encode ([`encode`]).
 
 pub mod encode;
 pub mod error;
@@ -13,6 +13,7 @@ pub mod geometry;
 pub mod jp2k_guard;
 pub mod jpeg_tiles;
 pub mod metadata;
+pub mod ndpi;
 pub mod reduce;
 pub mod render;
 pub mod source;
@@ -60,6 +61,7 @@ impl PixelPath {
         match self {
             PixelPath::JpegTiles { .. } => "jpeg_tiles",
             PixelPath::Openslide => "openslide",
+            PixelPath::Ndpi { .. } => "ndpi",
         }
     }
 }
@@ -92,6 +94,11 @@ pub enum PixelPath {
         denominator: u32,
     },
     Openslide,
+    /// Direct decoding of a Hamamatsu NDPI level's restart-interval chunks
+    /// ([`ndpi`]) at 1/`denominator` (the derived level's scale times the pre-shrink).
+    Ndpi {
+        denominator: u32,
+    },
 }
 
 /// Time spent in each CPU stage (the service reports these as stage metrics).
@@ -218,6 +225,9 @@ pub fn reduce_slide(path: &Path, options: &ThumbnailOptions) -> Result<Reduced, 
                     None
                 }
             }
+        }
+        (Ok(Some(_)), DecoderChoice::Auto) if metadata.vendor == "hamamatsu" => {
+            ndpi::reduce(path, &levels, level_dims, target, background)
         }
         _ => None,
     };

@@ -189,7 +189,10 @@ fn through_the_service_a_40000_x_30000_pyramid_costs_at_most_3_percent_of_its_by
         Some(1.0)
     );
     assert_eq!(
-        metric(&metrics, "wsi_thumbnail_pixel_path_total{path=\"jpeg_tiles\"}"),
+        metric(
+            &metrics,
+            "wsi_thumbnail_pixel_path_total{path=\"jpeg_tiles\"}"
+        ),
         Some(1.0),
         "the pyramid is decoded from its JPEG tiles directly"
     );
