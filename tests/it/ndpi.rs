@@ -1,12 +1,15 @@
 //! Hamamatsu NDPI on the direct path: the shared real NanoZoomer file gives OpenSlide's
 //! metadata and, decoded from its restart-interval chunks, OpenSlide's thumbnail; our
-//! level list is OpenSlide's.
+//! level list is OpenSlide's; a ranged copy holding only the planned bytes makes the
+//! same thumbnail.
 
 use std::fs::File;
 use std::path::PathBuf;
 
 use openslide_rs::OpenSlide;
 use wsi_thumbnail::slide::{DecoderChoice, PixelPath, ThumbnailOptions, make_thumbnail};
+use wsi_thumbnail::storage::fetch::FetchPath;
+use wsi_thumbnail::storage::ranged::FetchMode;
 use wsi_thumbnail::tiff::ndpi::{self, NdpiFile};
 
 use crate::support::*;
@@ -88,4 +91,25 @@ fn ndpi_shared_slide_thumbnails_match_openslide_on_the_direct_path() {
         );
         assert!(mad <= 1.0, "size {size}: mean abs diff {mad}");
     }
+}
+
+#[test]
+fn ndpi_ranged_copy_of_the_shared_slide_reads_its_level_and_makes_the_same_thumbnail() {
+    let path = shared_ndpi();
+    let size = std::fs::metadata(&path).unwrap().len();
+    let temp = tempfile::tempdir().unwrap();
+    let local = crate::ranged::fetch(&path, FetchMode::Ranged, temp.path());
+    assert_eq!(local.via, FetchPath::Ranged);
+    // Of 3.5 MB: the 313 KB level 2, the 120 KB level OpenSlide hashes, and 64 KiB
+    // planning blocks for the six directories and strip headers (about 27% in all; on
+    // a real multi-gigabyte NDPI the blocks are noise, see the 40960 x 30720 test).
+    println!("fetched {} of {size} bytes", local.bytes_fetched);
+    assert!(
+        local.bytes_fetched * 3 < size,
+        "fetched {} of {size}",
+        local.bytes_fetched
+    );
+    crate::ranged::assert_same_slide(&path, &local.path);
+    let thumb = make_thumbnail(&local.path, &ThumbnailOptions::default()).unwrap();
+    assert_eq!(thumb.path, PixelPath::Ndpi { denominator: 1 });
 }

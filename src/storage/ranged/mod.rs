@@ -28,6 +28,7 @@
 //! ([`plan::ReadPlan`]) and the making of it. The engine's choice of level and chunks is
 //! [`crate::slide::geometry`].
 
+pub mod ndpi_plan;
 pub mod object;
 pub mod partial;
 pub mod plan;
