@@ -25,6 +25,7 @@ mod engine_cmu;
 mod engine_pyramids;
 mod gcs_headers;
 mod memory;
+mod ndpi;
 mod oauth;
 mod outage;
 mod poison;

@@ -29,6 +29,7 @@
 //! [`crate::slide::geometry`].
 
 pub mod folder;
+pub mod ndpi_plan;
 pub mod object;
 pub mod partial;
 pub mod plan;

@@ -1,0 +1,115 @@
+//! Hamamatsu NDPI on the direct path: the shared real NanoZoomer file gives OpenSlide's
+//! metadata and, decoded from its restart-interval chunks, OpenSlide's thumbnail; our
+//! level list is OpenSlide's; a ranged copy holding only the planned bytes makes the
+//! same thumbnail.
+
+use std::fs::File;
+use std::path::PathBuf;
+
+use openslide_rs::OpenSlide;
+use wsi_thumbnail::slide::{DecoderChoice, PixelPath, ThumbnailOptions, make_thumbnail};
+use wsi_thumbnail::storage::fetch::FetchPath;
+use wsi_thumbnail::storage::ranged::FetchMode;
+use wsi_thumbnail::tiff::ndpi::{self, NdpiFile};
+
+use crate::support::*;
+
+fn shared_ndpi() -> PathBuf {
+    cmu_small_region()
+        .parent()
+        .expect("testdata")
+        .join("ndpi/fluorescence-DAPI.ndpi")
+}
+
+fn openslide_levels(slide: &OpenSlide) -> Vec<(u64, u64)> {
+    slide
+        .all_level_dimensions()
+        .iter()
+        .map(|s| (u64::from(s.w), u64::from(s.h)))
+        .collect()
+}
+
+#[test]
+fn ndpi_levels_and_metadata_are_openslides() {
+    let path = shared_ndpi();
+    let slide = OpenSlide::new(&path).expect("OpenSlide opens the shared NDPI");
+    let mut file = File::open(&path).unwrap();
+    let parsed = NdpiFile::read(&mut file).expect("an NDPI file");
+    assert_eq!(parsed.directories.len(), 6);
+    let pyramid = ndpi::pyramid(&mut file, &parsed).expect("its pyramid");
+    let ours: Vec<(u64, u64)> = pyramid.levels.iter().map(|l| (l.width, l.height)).collect();
+    assert_eq!(ours, openslide_levels(&slide));
+    assert_eq!(pyramid.streams[2].tile, (992, 8));
+
+    let meta = ndpi::metadata(&mut file, &parsed).unwrap();
+    let prop = |n: &str| {
+        slide
+            .property_value(n)
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    assert_eq!(meta.mpp, prop("openslide.mpp-x"));
+    assert_eq!(meta.objective_power, prop("openslide.objective-power"));
+    assert_eq!((meta.width, meta.height), (3968, 4864));
+
+    let thumb = make_thumbnail(&path, &ThumbnailOptions::default()).expect("thumbnail");
+    assert_eq!(
+        serde_json::to_string(&thumb.metadata).unwrap(),
+        r#"{"width":3968,"height":4864,"mpp":0.2281750559028887,"objective_power":40.0,"vendor":"hamamatsu"}"#
+    );
+    assert_eq!(thumb.metadata.mpp, meta.mpp);
+}
+
+#[test]
+fn ndpi_shared_slide_thumbnails_match_openslide_on_the_direct_path() {
+    let path = shared_ndpi();
+    // 1024 reads the native 992 x 1216 level; 300 and 100 read OpenSlide's derived
+    // levels 248 x 304 and 124 x 152 (the 496-wide level at 1/2 and 1/4).
+    for (size, level, denominator) in [(1024, 2, 1), (300, 4, 2), (100, 5, 4)] {
+        let options = |decoder| ThumbnailOptions {
+            max_size: size,
+            decoder,
+            ..ThumbnailOptions::default()
+        };
+        let direct = make_thumbnail(&path, &options(DecoderChoice::Auto)).expect("direct");
+        let reference =
+            make_thumbnail(&path, &options(DecoderChoice::Openslide)).expect("OpenSlide");
+        assert_eq!(direct.path, PixelPath::Ndpi { denominator }, "size {size}");
+        assert_eq!(reference.path, PixelPath::Openslide);
+        assert_eq!(
+            (direct.level, reference.level),
+            (level, level),
+            "size {size}"
+        );
+        let (w, h, a) = decode_png(&direct.png);
+        let (rw, rh, b) = decode_png(&reference.png);
+        assert_eq!((w, h), (rw, rh));
+        let mad = mean_abs_diff(&a, &b);
+        println!(
+            "size {size}: level {level}, 1/{denominator}, MAD {mad:.4}, max {}",
+            max_abs_diff(&a, &b)
+        );
+        assert!(mad <= 1.0, "size {size}: mean abs diff {mad}");
+    }
+}
+
+#[test]
+fn ndpi_ranged_copy_of_the_shared_slide_reads_its_level_and_makes_the_same_thumbnail() {
+    let path = shared_ndpi();
+    let size = std::fs::metadata(&path).unwrap().len();
+    let temp = tempfile::tempdir().unwrap();
+    let local = crate::ranged::fetch(&path, FetchMode::Ranged, temp.path());
+    assert_eq!(local.via, FetchPath::Ranged);
+    // Of 3.5 MB: the 313 KB level 2, the 120 KB level OpenSlide hashes, and 64 KiB
+    // planning blocks for the six directories and strip headers (about 27% in all; on
+    // a real multi-gigabyte NDPI the blocks are noise, see the 40960 x 30720 test).
+    println!("fetched {} of {size} bytes", local.bytes_fetched);
+    assert!(
+        local.bytes_fetched * 3 < size,
+        "fetched {} of {size}",
+        local.bytes_fetched
+    );
+    crate::ranged::assert_same_slide(&path, &local.path);
+    let thumb = make_thumbnail(&local.path, &ThumbnailOptions::default()).unwrap();
+    assert_eq!(thumb.path, PixelPath::Ndpi { denominator: 1 });
+}
