@@ -81,26 +81,10 @@ pub fn stream_first(frame: &[u8], fallback_rgb: bool, out: &mut Vec<u8>) {
 }
 
 /// Adobe APP14: version 100, flags 0, transform 0 (none, RGB) or 1 (YCbCr).
-pub fn adobe_marker(rgb: bool) -> [u8; 18] {
+pub fn adobe_marker(rgb: bool) -> [u8; 16] {
+    let transform = if rgb { 0 } else { 1 };
     [
-        0xFF,
-        0xEE,
-        0x00,
-        0x0E,
-        b'A',
-        b'd',
-        b'o',
-        b'b',
-        b'e',
-        0x00,
-        0x64,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        if rgb { 0 } else { 1 },
+        0xFF, 0xEE, 0x00, 0x0E, b'A', b'd', b'o', b'b', b'e', 0x00, 0x64, 0, 0, 0, 0, transform,
     ]
 }
 
@@ -156,16 +140,93 @@ mod tests {
         assert!(!has_colour_marker(&[0xFF, 0xD8, 0xFF]));
     }
 
+    /// A 16 x 16 orange stream with neither JFIF nor Adobe marker, its data not colour
+    /// transformed (as an RGB DICOM frame would be): libjpeg-turbo writes RGB with an
+    /// Adobe marker, which is cut out.
+    fn bare_rgb_stream() -> Vec<u8> {
+        let rgb: Vec<u8> = [230u8, 120, 20].repeat(16 * 16);
+        let mut c = turbojpeg::Compressor::new().expect("compressor");
+        c.set_colorspace(turbojpeg::Colorspace::RGB)
+            .expect("colorspace");
+        c.set_subsamp(turbojpeg::Subsamp::None).expect("subsamp");
+        c.set_quality(95).expect("quality");
+        let image = Image {
+            pixels: rgb.as_slice(),
+            width: 16,
+            pitch: 48,
+            height: 16,
+            format: PixelFormat::RGB,
+        };
+        let jpeg = c.compress_to_vec(image).expect("compress");
+        // Drop every APP0/APP14 segment.
+        let mut out = vec![0xFF, 0xD8];
+        let mut at = 2;
+        while jpeg[at] == 0xFF && jpeg[at + 1] != 0xDA {
+            let len = usize::from(u16::from_be_bytes([jpeg[at + 2], jpeg[at + 3]]));
+            if !matches!(jpeg[at + 1], 0xE0 | 0xEE) {
+                out.extend_from_slice(&jpeg[at..at + 2 + len]);
+            }
+            at += 2 + len;
+        }
+        out.extend_from_slice(&jpeg[at..]);
+        assert!(!has_colour_marker(&out));
+        out
+    }
+
+    fn decode_centre(stream: &[u8]) -> [u8; 3] {
+        let mut d = Decompressor::new().expect("decompressor");
+        let mut rgb = Vec::new();
+        decode_scaled(&mut d, stream, 1, (16, 16), &mut rgb).expect("decode");
+        [rgb[8 * 48 + 24], rgb[8 * 48 + 25], rgb[8 * 48 + 26]]
+    }
+
+    #[test]
+    fn a_frame_without_markers_follows_the_photometric_interpretation() {
+        let bare = bare_rgb_stream();
+        let mut stream = Vec::new();
+        let close = |p: [u8; 3], q: [u8; 3]| p.iter().zip(q).all(|(a, b)| a.abs_diff(b) <= 3);
+        // PhotometricInterpretation RGB: no transform, the colour comes back.
+        prepare_stream(
+            ColourPolicy::StreamFirst { fallback_rgb: true },
+            &bare,
+            None,
+            &mut stream,
+        );
+        let rgb = decode_centre(&stream);
+        assert!(close(rgb, [230, 120, 20]), "{rgb:?}");
+        // YBR: the decoder transforms, which on RGB data gives other colours.
+        prepare_stream(
+            ColourPolicy::StreamFirst {
+                fallback_rgb: false,
+            },
+            &bare,
+            None,
+            &mut stream,
+        );
+        let ybr = decode_centre(&stream);
+        assert!(!close(ybr, [230, 120, 20]), "{ybr:?}");
+    }
+
+    #[test]
+    fn a_decoded_size_other_than_expected_is_refused_before_decoding() {
+        let mut d = Decompressor::new().expect("decompressor");
+        let mut rgb = Vec::new();
+        let err =
+            decode_scaled(&mut d, &bare_rgb_stream(), 1, (32, 16), &mut rgb).expect_err("size");
+        assert!(err.contains("expected 32 x 16"), "{err}");
+        assert!(rgb.is_empty(), "nothing allocated");
+    }
+
     #[test]
     fn bare_stream_gets_the_fallback_transform() {
         let bare = [0xFF, 0xD8, 0xFF, 0xDB, 0x00, 0x02, 0xFF, 0xD9];
         let mut out = Vec::new();
         stream_first(&bare, true, &mut out);
         assert_eq!(&out[2..4], &[0xFF, 0xEE]);
-        assert_eq!(out[19], 0, "RGB: no transform");
-        assert_eq!(&out[20..], &bare[2..]);
+        assert_eq!(out[17], 0, "RGB: no transform");
+        assert_eq!(&out[18..], &bare[2..]);
         stream_first(&bare, false, &mut out);
-        assert_eq!(out[19], 1);
+        assert_eq!(out[17], 1);
         let mut jfif = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x07];
         jfif.extend_from_slice(b"JFIF\0");
         stream_first(&jfif, true, &mut out);

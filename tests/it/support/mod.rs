@@ -38,6 +38,12 @@ pub fn fixture(spec: &SlideSpec) -> PathBuf {
     fixtures::ensure_slide(&dir, spec).expect("generate fixture slide")
 }
 
+/// A generated DICOM series, cached under target/ (a folder per spec); returns the folder.
+pub fn dicom_fixture(spec: &fixtures::dicom::DicomSpec) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fixtures");
+    fixtures::dicom::ensure_series(&dir, spec).expect("generate DICOM fixture series")
+}
+
 /// Decodes a PNG into (width, height, RGB bytes).
 pub fn decode_png(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
     let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
