@@ -1,17 +1,25 @@
 //! Hamamatsu NDPI on the direct path: the shared real NanoZoomer file gives OpenSlide's
 //! metadata and, decoded from its restart-interval chunks, OpenSlide's thumbnail; our
 //! level list is OpenSlide's; a ranged copy holding only the planned bytes makes the
-//! same thumbnail.
+//! same thumbnail. A generated 40960 x 30720 NDPI is read the same by OpenSlide and the
+//! direct path, and through the emulator and the service costs at most 3% of its bytes,
+//! with the whole file's thumbnail.
 
 use std::fs::File;
 use std::path::PathBuf;
 
 use openslide_rs::OpenSlide;
+use serde_json::Value;
+use wsi_thumbnail::fixtures::SlideSpec;
+use wsi_thumbnail::fixtures::tissue::TissueField;
 use wsi_thumbnail::slide::{DecoderChoice, PixelPath, ThumbnailOptions, make_thumbnail};
 use wsi_thumbnail::storage::fetch::FetchPath;
 use wsi_thumbnail::storage::ranged::FetchMode;
 use wsi_thumbnail::tiff::ndpi::{self, NdpiFile};
 
+use crate::support::infra::{Stack, metric};
+use crate::support::request::Request;
+use crate::support::service::Service;
 use crate::support::*;
 
 fn shared_ndpi() -> PathBuf {
@@ -112,4 +120,115 @@ fn ndpi_ranged_copy_of_the_shared_slide_reads_its_level_and_makes_the_same_thumb
     crate::ranged::assert_same_slide(&path, &local.path);
     let thumb = make_thumbnail(&local.path, &ThumbnailOptions::default()).unwrap();
     assert_eq!(thumb.path, PixelPath::Ndpi { denominator: 1 });
+}
+
+/// The generated NDPI of the acceptance test: 4x steps to 640 x 480, restart tiles of
+/// 1024 x 8 (tile widths divide every level, so OpenSlide paints every pixel).
+fn big_ndpi() -> SlideSpec {
+    SlideSpec::ndpi(40960, 30720)
+}
+
+#[test]
+fn ndpi_generated_slide_is_read_by_openslide_and_the_direct_path_alike() {
+    let spec = big_ndpi();
+    let path = fixture(&spec);
+    let slide = OpenSlide::new(&path).expect("OpenSlide opens the generated NDPI");
+    assert_eq!(
+        slide.property_value("openslide.vendor").ok().as_deref(),
+        Some("hamamatsu")
+    );
+    let widths: Vec<u64> = openslide_levels(&slide).iter().map(|l| l.0).collect();
+    assert_eq!(
+        widths,
+        vec![40960, 20480, 10240, 5120, 2560, 1280, 640, 320, 160, 80]
+    );
+    let field = TissueField::new(spec.seed, spec.width, spec.height);
+    // 1024 reads 1280 x 960 (the 2560 level at 1/2); 256 reads 320 x 240.
+    for (size, level, denominator) in [(1024, 5, 2), (256, 7, 2)] {
+        let options = |decoder| ThumbnailOptions {
+            max_size: size,
+            decoder,
+            ..ThumbnailOptions::default()
+        };
+        let direct = make_thumbnail(&path, &options(DecoderChoice::Auto)).expect("direct");
+        let reference =
+            make_thumbnail(&path, &options(DecoderChoice::Openslide)).expect("OpenSlide");
+        assert_eq!(direct.path, PixelPath::Ndpi { denominator }, "size {size}");
+        assert_eq!((direct.level, reference.level), (level, level));
+        assert_eq!(direct.metadata, reference.metadata);
+        assert_eq!(direct.metadata.mpp, Some(0.25));
+        assert_eq!(direct.metadata.objective_power, Some(40.0));
+        let (w, h, a) = decode_png(&direct.png);
+        let (_, _, b) = decode_png(&reference.png);
+        let paths = mean_abs_diff(&a, &b);
+        let truth = mean_abs_diff(&a, &field.render_reference(w, h));
+        println!("size {size}: paths MAD {paths:.4}, to the field {truth:.3}");
+        assert!(paths <= 1.0, "size {size}: the paths differ by {paths}");
+        assert!(truth <= 1.5, "size {size}: {truth} from the source field");
+    }
+}
+
+#[test]
+fn ndpi_through_the_service_a_40960_x_30720_slide_costs_at_most_3_percent_of_its_bytes() {
+    let slide = fixture(&big_ndpi());
+    let size = std::fs::metadata(&slide).unwrap().len();
+    let stack = Stack::start(
+        "[storage]\noutput = \"gs://thumbs/\"\nallowed_buckets = [\"slides-in\"]\n",
+        |input| {
+            std::fs::copy(&slide, input.join("big.ndpi")).expect("stage the NDPI");
+        },
+    );
+    let port = stack.http_port;
+    let _service = Service::start(&stack.config, &stack.env(&[]));
+    assert!(becomes_ready(port));
+    let body = Request::new("ndpi-1")
+        .slide("big")
+        .link("gs://slides-in/big.ndpi")
+        .bytes();
+    let (status, text) = http_post(port, "/process", &body).expect("POST /process");
+    assert_eq!(status, 200, "{text}");
+    let response: Value = serde_json::from_str(&text).unwrap();
+    let whole = make_thumbnail(&slide, &ThumbnailOptions::default()).expect("whole file");
+    assert_eq!(whole.path, PixelPath::Ndpi { denominator: 2 });
+    assert_eq!(
+        response["metadata"],
+        serde_json::to_value(&whole.metadata).unwrap()
+    );
+    let link = response["thumbnail_image_link"].as_str().expect("a link");
+    let object = link
+        .strip_prefix("gs://thumbs/")
+        .expect("in the output bucket");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let png = runtime.block_on(crate::service::read_gcs_object(
+        &stack.gcs.url(),
+        "thumbs",
+        object,
+    ));
+    assert_eq!(
+        decode_png(&png),
+        decode_png(&whole.png),
+        "the ranged thumbnail is the whole file's"
+    );
+
+    let (_, metrics) = http_get(port, "/metrics").expect("metrics");
+    let fetched =
+        metric(&metrics, "wsi_thumbnail_slide_bytes_fetched_total").expect("bytes metric");
+    assert_eq!(
+        metric(&metrics, "wsi_thumbnail_fetch_path_total{path=\"ranged\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&metrics, "wsi_thumbnail_pixel_path_total{path=\"ndpi\"}"),
+        Some(1.0),
+        "the NDPI is decoded from its restart chunks directly"
+    );
+    println!(
+        "fetched {fetched} of {size} bytes ({:.3}%)",
+        100.0 * fetched / size as f64
+    );
+    assert!(
+        fetched > 0.0 && fetched <= 0.03 * size as f64,
+        "fetched {fetched} of {size} bytes ({:.2}%)",
+        100.0 * fetched / size as f64
+    );
 }
