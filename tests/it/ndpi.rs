@@ -3,19 +3,25 @@
 //! level list is OpenSlide's; a ranged copy holding only the planned bytes makes the
 //! same thumbnail. A generated 40960 x 30720 NDPI is read the same by OpenSlide and the
 //! direct path, and through the emulator and the service costs at most 3% of its bytes,
-//! with the whole file's thumbnail.
+//! with the whole file's thumbnail. Damaged NDPI headers give `corrupt_slide` (or
+//! `slide_too_large`), or the OpenSlide fallback, never a crash.
 
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use openslide_rs::OpenSlide;
 use serde_json::Value;
 use wsi_thumbnail::fixtures::SlideSpec;
 use wsi_thumbnail::fixtures::tissue::TissueField;
-use wsi_thumbnail::slide::{DecoderChoice, PixelPath, ThumbnailOptions, make_thumbnail};
+use wsi_thumbnail::slide::{
+    DEFAULT_MAX_SLIDE_PIXELS, DecoderChoice, PixelPath, SlideError, Thumbnail, ThumbnailOptions,
+    make_thumbnail,
+};
 use wsi_thumbnail::storage::fetch::FetchPath;
 use wsi_thumbnail::storage::ranged::FetchMode;
+use wsi_thumbnail::storage::ranged::plan;
 use wsi_thumbnail::tiff::ndpi::{self, NdpiFile};
+use wsi_thumbnail::tiff::tags;
 
 use crate::support::infra::{Stack, metric};
 use crate::support::request::Request;
@@ -231,4 +237,125 @@ fn ndpi_through_the_service_a_40960_x_30720_slide_costs_at_most_3_percent_of_its
         "fetched {fetched} of {size} bytes ({:.2}%)",
         100.0 * fetched / size as f64
     );
+}
+
+/// A small generated NDPI's bytes, its directories and its pyramid, to be damaged.
+fn small_ndpi(dir: &Path) -> (Vec<u8>, NdpiFile, ndpi::Pyramid) {
+    let path = dir.join("pristine.ndpi");
+    wsi_thumbnail::fixtures::ndpi::write_slide(&path, &SlideSpec::ndpi(4096, 3072)).unwrap();
+    let mut file = File::open(&path).unwrap();
+    let parsed = NdpiFile::read(&mut file).unwrap();
+    let pyramid = ndpi::pyramid(&mut file, &parsed).unwrap();
+    (std::fs::read(&path).unwrap(), parsed, pyramid)
+}
+
+/// Overwrites the 4-byte value field of `tag` in the directory at `ifd`.
+fn patch_tag(bytes: &mut [u8], ifd: u64, tag: u16, value: u32) {
+    let ifd = ifd as usize;
+    let count = usize::from(u16::from_le_bytes([bytes[ifd], bytes[ifd + 1]]));
+    let entry = (0..count)
+        .map(|i| ifd + 2 + 12 * i)
+        .find(|&e| u16::from_le_bytes([bytes[e], bytes[e + 1]]) == tag)
+        .expect("the tag is there");
+    bytes[entry + 8..entry + 12].copy_from_slice(&value.to_le_bytes());
+}
+
+/// The engine's answer for damaged bytes, and a ranged planning pass over them (which
+/// must not panic whatever it decides).
+fn thumbnail_of(dir: &Path, name: &str, bytes: &[u8]) -> Result<Thumbnail, SlideError> {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    let _ = plan::read_plan(
+        &mut File::open(&path).unwrap(),
+        1024,
+        DEFAULT_MAX_SLIDE_PIXELS,
+    );
+    make_thumbnail(&path, &ThumbnailOptions::default())
+}
+
+#[test]
+fn ndpi_hostile_directories_are_corrupt_or_too_large_never_a_crash() {
+    let temp = tempfile::tempdir().unwrap();
+    let (pristine, parsed, pyramid) = small_ndpi(temp.path());
+    let dirs = &parsed.directories;
+    let corrupt = |r: Result<Thumbnail, SlideError>, what: &str| match r {
+        Err(SlideError::Corrupt { reason, .. }) => println!("{what}: corrupt ({reason})"),
+        other => panic!("{what}: {:?}", other.map(|t| t.path)),
+    };
+
+    // The last directory links back to the first.
+    let mut looped = pristine.clone();
+    let last = &dirs[dirs.len() - 1];
+    let next_at = (last.ifd_offset + 2 + 12 * ((last.ifd_len - 10) / 16)) as usize;
+    looped[next_at..next_at + 8].copy_from_slice(&dirs[0].ifd_offset.to_le_bytes());
+    corrupt(thumbnail_of(temp.path(), "loop.ndpi", &looped), "IFD loop");
+
+    // The level the thumbnail reads has its strip past the end of the file.
+    let mut beyond = pristine.clone();
+    let chosen = &pyramid.streams[1];
+    let past = u32::try_from(pristine.len() + 4096).unwrap();
+    patch_tag(
+        &mut beyond,
+        dirs[chosen.dir].ifd_offset,
+        tags::STRIP_OFFSETS,
+        past,
+    );
+    corrupt(
+        thumbnail_of(temp.path(), "beyond.ndpi", &beyond),
+        "strip beyond the file",
+    );
+
+    // Level 0 declares 60000 x 60000 (its JPEG says otherwise), then a bomb.
+    let mut huge = pristine.clone();
+    patch_tag(&mut huge, dirs[0].ifd_offset, tags::IMAGE_WIDTH, 60_000);
+    patch_tag(&mut huge, dirs[0].ifd_offset, tags::IMAGE_LENGTH, 60_000);
+    patch_tag(&mut huge, dirs[0].ifd_offset, 278, 60_000);
+    corrupt(
+        thumbnail_of(temp.path(), "huge.ndpi", &huge),
+        "huge declared dims",
+    );
+    let mut bomb = pristine.clone();
+    patch_tag(&mut bomb, dirs[0].ifd_offset, tags::IMAGE_WIDTH, u32::MAX);
+    patch_tag(&mut bomb, dirs[0].ifd_offset, tags::IMAGE_LENGTH, u32::MAX);
+    assert!(matches!(
+        thumbnail_of(temp.path(), "bomb.ndpi", &bomb),
+        Err(SlideError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn ndpi_restart_markers_that_do_not_add_up_fall_back_to_openslide() {
+    let temp = tempfile::tempdir().unwrap();
+    let (pristine, _, pyramid) = small_ndpi(temp.path());
+    let want = thumbnail_of(temp.path(), "ok.ndpi", &pristine).unwrap();
+    assert_eq!(want.path, PixelPath::Ndpi { denominator: 1 });
+    // The 1024 x 768 level (128 chunks of 1024 x 8): renumber its fourth restart
+    // marker. OpenSlide overwrites each chunk's marker with EOI, so it never sees the
+    // number; our scan counts and checks the sequence, and hands the level over.
+    let stream = &pyramid.streams[1];
+    let data =
+        (stream.offset as usize + stream.header.data_at)..(stream.offset + stream.len) as usize;
+    let mut markers = data
+        .clone()
+        .filter(|&i| pristine[i] == 0xFF && (0xD0..=0xD7).contains(&pristine[i + 1]));
+    let fourth = markers.nth(3).expect("restart markers");
+    assert_eq!(pristine[fourth + 1], 0xD3);
+    let mut renumbered = pristine.clone();
+    renumbered[fourth + 1] = 0xD5;
+    let got = thumbnail_of(temp.path(), "renumbered.ndpi", &renumbered).unwrap();
+    assert_eq!(
+        got.path,
+        PixelPath::Openslide,
+        "the direct path declined it"
+    );
+    assert_eq!(decode_png(&got.png), decode_png(&want.png));
+
+    // A marker fewer: the count no longer adds up; OpenSlide reads it or calls it
+    // corrupt, but nothing crashes and the direct path does not guess.
+    let mut merged = pristine.clone();
+    merged[fourth + 1] = 0x00;
+    match thumbnail_of(temp.path(), "merged.ndpi", &merged) {
+        Ok(t) => assert_eq!(t.path, PixelPath::Openslide),
+        Err(e) => assert!(matches!(e, SlideError::Corrupt { .. }), "{e}"),
+    }
 }
