@@ -2,7 +2,9 @@
 //! the folder, reads every instance's header and only the chosen level's pixel data, and
 //! the engine makes from that sparse copy the thumbnail it makes from the whole series.
 //! Through the real service and emulator, a link to each of the shared CMU instances
-//! gives the contract's metadata for at most half the series' bytes.
+//! gives the contract's metadata for at most half the series' bytes, and a generated
+//! 40960 x 30720 series costs at most 3%. Hostile headers end as `corrupt_slide`, at
+//! the fetch or in the engine, never as a read of what they declare.
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +14,8 @@ use crate::support::infra::{Stack, metric};
 use crate::support::request::Request;
 use crate::support::service::Service;
 use crate::support::*;
+use wsi_thumbnail::ErrorKind;
+use wsi_thumbnail::fixtures::dicom::{DicomSpec, Hostile, level_file};
 use wsi_thumbnail::slide::{ThumbnailOptions, make_thumbnail};
 use wsi_thumbnail::storage::fetch::{FetchPath, LocalSlide};
 use wsi_thumbnail::storage::ranged::folder::LocalFolder;
@@ -40,6 +44,15 @@ fn folder_bytes(dir: &Path) -> u64 {
 }
 
 fn fetch(dir: &Path, linked: &str, mode: FetchMode, temp: &Path) -> LocalSlide {
+    try_fetch(dir, linked, mode, temp).expect("series fetch")
+}
+
+fn try_fetch(
+    dir: &Path,
+    linked: &str,
+    mode: FetchMode,
+    temp: &Path,
+) -> Result<LocalSlide, wsi_thumbnail::storage::error::StorageError> {
     let settings = RangedSettings {
         mode,
         concurrency: 4,
@@ -52,7 +65,6 @@ fn fetch(dir: &Path, linked: &str, mode: FetchMode, temp: &Path) -> LocalSlide {
     tokio::runtime::Runtime::new()
         .expect("runtime")
         .block_on(fetch_series(&folder, linked, &settings, temp))
-        .expect("series fetch")
 }
 
 fn contract_metadata() -> Value {
@@ -169,5 +181,99 @@ fn through_the_service_any_instance_link_gives_the_contract_metadata_for_half_th
     assert_eq!(
         metric(&metrics, "wsi_thumbnail_pixel_path_total{path=\"dicom\"}"),
         Some(n)
+    );
+}
+
+#[test]
+fn a_generated_40960_x_30720_series_costs_at_most_3_percent_and_matches_the_whole_copy() {
+    let dir = dicom_fixture(&DicomSpec::new(40960, 30720));
+    let total = folder_bytes(&dir);
+    let temp = tempfile::tempdir().unwrap();
+    let options = ThumbnailOptions::default();
+    let linked = level_file(1);
+    let ranged = fetch(&dir, &linked, FetchMode::Auto, temp.path());
+    assert_eq!(ranged.via, FetchPath::Ranged);
+    let fraction = ranged.bytes_fetched as f64 / total as f64;
+    println!(
+        "read {} of {total} bytes ({:.3}%)",
+        ranged.bytes_fetched,
+        fraction * 100.0
+    );
+    assert!(
+        fraction <= 0.03,
+        "read {:.2}% of the series",
+        fraction * 100.0
+    );
+    let whole = fetch(&dir, &linked, FetchMode::Whole, temp.path());
+    assert_eq!(whole.bytes_fetched, total);
+    let from_ranged = make_thumbnail(&ranged.path, &options).expect("ranged thumbnail");
+    let from_whole = make_thumbnail(&whole.path, &options).expect("whole thumbnail");
+    assert!(
+        from_ranged.png == from_whole.png,
+        "the ranged copy's thumbnail differs from the whole copy's"
+    );
+    assert_eq!(from_ranged.metadata.width, Some(40960));
+}
+
+#[test]
+fn hostile_headers_fail_as_corrupt_at_the_fetch_or_in_the_engine() {
+    let temp = tempfile::tempdir().unwrap();
+    for hostile in Hostile::ALL {
+        let dir = dicom_fixture(&DicomSpec::hostile(hostile));
+        let linked = level_file(0);
+        let kind = match try_fetch(&dir, &linked, FetchMode::Auto, temp.path()) {
+            Err(e) => e.kind(),
+            Ok(local) => {
+                assert!(
+                    local.bytes_fetched <= folder_bytes(&dir),
+                    "{hostile:?}: read more than the series holds"
+                );
+                make_thumbnail(&local.path, &ThumbnailOptions::default())
+                    .map(|_| ErrorKind::Internal)
+                    .expect_err("a hostile series makes no thumbnail")
+                    .kind()
+            }
+        };
+        assert_eq!(kind, ErrorKind::CorruptSlide, "{hostile:?}");
+    }
+}
+
+#[test]
+fn through_the_service_a_generated_40960_x_30720_series_costs_at_most_3_percent() {
+    let series = dicom_fixture(&DicomSpec::new(40960, 30720));
+    let total = folder_bytes(&series);
+    let stack = Stack::start(
+        "[storage]\noutput = \"gs://thumbs/\"\nallowed_buckets = [\"slides-in\"]\n",
+        |input| {
+            let to = input.join("big");
+            std::fs::create_dir_all(&to).unwrap();
+            for n in instances(&series) {
+                std::fs::copy(series.join(&n), to.join(&n)).expect("stage");
+            }
+        },
+    );
+    let port = stack.http_port;
+    let _service = Service::start(&stack.config, &stack.env(&[]));
+    assert!(becomes_ready(port));
+    let body = Request::new("big-dicom")
+        .slide("big-dicom")
+        .link(format!("gs://slides-in/big/{}", level_file(0)))
+        .bytes();
+    let (status, text) = http_post(port, "/process", &body).expect("POST /process");
+    assert_eq!(status, 200, "{text}");
+    let response: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(response["metadata"]["width"], 40960, "{text}");
+    assert_eq!(response["metadata"]["vendor"], "dicom", "{text}");
+    let (_, metrics) = http_get(port, "/metrics").expect("metrics");
+    let fetched =
+        metric(&metrics, "wsi_thumbnail_slide_bytes_fetched_total").expect("bytes metric");
+    assert!(
+        fetched > 0.0 && fetched <= 0.03 * total as f64,
+        "fetched {fetched} of {total} bytes ({:.2}%)",
+        100.0 * fetched / total as f64
+    );
+    assert_eq!(
+        metric(&metrics, "wsi_thumbnail_fetch_path_total{path=\"ranged\"}"),
+        Some(1.0)
     );
 }
