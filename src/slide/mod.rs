@@ -34,7 +34,8 @@ use serde::Serialize;
 pub use error::SlideError;
 pub use metadata::SlideMetadata;
 
-use crate::tiff::{TiffError, TiffFile};
+use crate::tiff::ndpi::{NdpiError, NdpiFile};
+use crate::tiff::{TiffError, TiffFile, tags};
 use jpeg_tiles::JpegTileSource;
 use source::{OpenSlideSource, RegionSource};
 
@@ -240,7 +241,9 @@ pub fn reduce_slide(path: &Path, options: &ThumbnailOptions) -> Result<Reduced, 
                 }
             }
         }
-        (Ok(Some(_)), DecoderChoice::Auto) if metadata.vendor == "hamamatsu" => {
+        // NDPI is read by its own reader: its 8-byte directory links are not classic
+        // TIFF, so `tiff` says nothing about it (see `inspect_file`).
+        (_, DecoderChoice::Auto) if metadata.vendor == "hamamatsu" => {
             ndpi::reduce(path, &levels, level_dims, target, background)
         }
         _ => None,
@@ -330,6 +333,19 @@ fn inspect_file(
             path: path.to_path_buf(),
             reason: "the file is empty (0 bytes), so the upload probably failed".into(),
         });
+    }
+    // NDPI links its directories with 8-byte offsets, which the classic reader would
+    // follow wrongly past 4 GiB: its own reader does the bomb check.
+    match NdpiFile::read(&mut file) {
+        Ok(ndpi) => {
+            for dir in &ndpi.directories {
+                let dim = |tag| dir.uint(tag).unwrap_or(0);
+                check_size(path, dim(tags::IMAGE_WIDTH), dim(tags::IMAGE_LENGTH), limit)?;
+            }
+            return Ok(Ok(None));
+        }
+        Err(NdpiError::Malformed(reason)) => return Ok(Err(TiffError::Malformed(reason))),
+        Err(_) => {}
     }
     match TiffFile::read(&mut file) {
         Ok(tiff) => {
