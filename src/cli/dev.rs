@@ -59,6 +59,9 @@ pub enum Command {
 pub enum FixtureStyle {
     Aperio,
     Generic,
+    /// Hamamatsu NDPI-style: one restart-marked JPEG per level (`--tile` is the widest
+    /// restart tile).
+    Ndpi,
 }
 
 #[derive(Debug, clap::Args)]
@@ -106,6 +109,7 @@ pub fn run(cmd: Command) -> Result<ExitCode, Error> {
             let base = match a.style {
                 FixtureStyle::Aperio => SlideSpec::aperio(a.width, a.height, a.level_step),
                 FixtureStyle::Generic => SlideSpec::generic_single_level(a.width, a.height),
+                FixtureStyle::Ndpi => SlideSpec::ndpi(a.width, a.height),
             };
             let spec = SlideSpec {
                 tile: a.tile,

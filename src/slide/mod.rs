@@ -4,9 +4,10 @@
 //! the benchmarks all call [`make_thumbnail`]. The steps, each in its own module:
 //! guard against decompression bombs ([`crate::tiff`]), open with OpenSlide, pick the
 //! level ([`geometry`]), stream it through a bounded box reduction on all cores
-//! ([`render`]) from either OpenSlide or the direct JPEG tile decoder ([`jpeg_tiles`]),
-//! resize with Lanczos3 and encode ([`encode`]). DICOM series ("DICM" at 128) take their
-//! own branch before all that ([`dicom_slide`], [`dicom_source`]).
+//! ([`render`]) from either OpenSlide or a direct JPEG decoder (tiled TIFF levels,
+//! [`jpeg_tiles`]; Hamamatsu NDPI restart-interval chunks, [`ndpi`]), resize with
+//! Lanczos3 and encode ([`encode`]). DICOM series ("DICM" at 128) take their own branch
+//! before all that ([`dicom_slide`], [`dicom_source`]).
 
 pub mod dicom_slide;
 pub mod dicom_source;
@@ -17,6 +18,7 @@ pub mod jp2k_guard;
 pub mod jpeg_decode;
 pub mod jpeg_tiles;
 pub mod metadata;
+pub mod ndpi;
 pub mod reduce;
 pub mod render;
 pub mod source;
@@ -65,6 +67,7 @@ impl PixelPath {
             PixelPath::JpegTiles { .. } => "jpeg_tiles",
             PixelPath::Openslide => "openslide",
             PixelPath::Dicom { .. } => "dicom",
+            PixelPath::Ndpi { .. } => "ndpi",
         }
     }
 }
@@ -99,6 +102,11 @@ pub enum PixelPath {
     Openslide,
     /// DICOM JPEG frames decoded directly at 1/`denominator` scale ([`dicom_slide`]).
     Dicom {
+        denominator: u32,
+    },
+    /// Direct decoding of a Hamamatsu NDPI level's restart-interval chunks
+    /// ([`ndpi`]) at 1/`denominator` (the derived level's scale times the pre-shrink).
+    Ndpi {
         denominator: u32,
     },
 }
@@ -231,6 +239,9 @@ pub fn reduce_slide(path: &Path, options: &ThumbnailOptions) -> Result<Reduced, 
                     None
                 }
             }
+        }
+        (Ok(Some(_)), DecoderChoice::Auto) if metadata.vendor == "hamamatsu" => {
+            ndpi::reduce(path, &levels, level_dims, target, background)
         }
         _ => None,
     };

@@ -20,6 +20,14 @@ pub enum StorageError {
     Client(String),
     #[error("storage did not answer within {0:?}")]
     Timeout(std::time::Duration),
+    /// What the bytes read so far say about the slide, before any decoding (a DICOM
+    /// series whose headers do not add up, say).
+    #[error("{link}: {message}")]
+    Slide {
+        link: String,
+        kind: ErrorKind,
+        message: String,
+    },
 }
 
 impl StorageError {
@@ -30,6 +38,7 @@ impl StorageError {
             StorageError::Unavailable { .. } => ErrorKind::StorageUnavailable,
             StorageError::Timeout(_) => ErrorKind::Timeout,
             StorageError::Local { .. } | StorageError::Client(_) => ErrorKind::Internal,
+            StorageError::Slide { kind, .. } => *kind,
         }
     }
 

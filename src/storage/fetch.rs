@@ -8,7 +8,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use google_cloud_storage::client::Storage;
 use google_cloud_storage::model_ext::ReadRange;
-use tempfile::TempPath;
+use tempfile::{TempDir, TempPath};
 use tokio::io::AsyncWriteExt;
 
 use super::error::StorageError;
@@ -39,11 +39,25 @@ impl FetchPath {
 /// A slide available as a local file. A downloaded copy is deleted when this is dropped.
 #[derive(Debug)]
 pub struct LocalSlide {
+    /// The file the engine opens (for a DICOM series, the linked instance, with the
+    /// rest of the series beside it).
     pub path: PathBuf,
     /// Bytes read from storage for this request.
     pub bytes_fetched: u64,
     pub via: FetchPath,
-    _temp: Option<TempPath>,
+    _temp: Option<Temporary>,
+}
+
+/// What a fetched copy deletes when it is dropped (held only for its `Drop`).
+#[derive(Debug)]
+enum Temporary {
+    File {
+        _path: TempPath,
+    },
+    /// A folder of copies (the instances of a DICOM series).
+    Folder {
+        _dir: TempDir,
+    },
 }
 
 impl LocalSlide {
@@ -53,7 +67,23 @@ impl LocalSlide {
             path: temp.to_path_buf(),
             bytes_fetched,
             via,
-            _temp: Some(temp),
+            _temp: Some(Temporary::File { _path: temp }),
+        }
+    }
+
+    /// `name` inside a fetched folder, which is deleted (with everything in it) when the
+    /// returned value is dropped.
+    pub fn in_folder(
+        folder: TempDir,
+        name: &str,
+        bytes_fetched: u64,
+        via: FetchPath,
+    ) -> LocalSlide {
+        LocalSlide {
+            path: folder.path().join(name),
+            bytes_fetched,
+            via,
+            _temp: Some(Temporary::Folder { _dir: folder }),
         }
     }
 }
@@ -165,8 +195,21 @@ impl SlideFetcher for WholeObjectFetcher {
     }
 }
 
-/// Removes temporary slides older than `max_age` that a crashed process left behind.
-/// Younger ones may belong to another instance sharing the directory.
+/// A new temporary folder for the objects of one slide (a DICOM series), with our
+/// prefix so [`sweep_stale`] finds what a crash left.
+pub fn temp_folder(temp_dir: &Path) -> Result<TempDir, StorageError> {
+    tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempdir_in(temp_dir)
+        .map_err(|source| StorageError::Local {
+            path: temp_dir.display().to_string(),
+            source,
+        })
+}
+
+/// Removes temporary slides (files, and folders of series) older than `max_age` that a
+/// crashed process left behind. Younger ones may belong to another instance sharing the
+/// directory.
 pub fn sweep_stale(temp_dir: &Path, max_age: std::time::Duration) -> usize {
     let Ok(entries) = std::fs::read_dir(temp_dir) else {
         return 0;
@@ -181,6 +224,44 @@ pub fn sweep_stale(temp_dir: &Path, max_age: std::time::Duration) -> usize {
                 .and_then(|t| t.elapsed().ok())
                 .is_some_and(|age| age > max_age)
         })
-        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .filter(|e| {
+            let path = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => std::fs::remove_dir_all(path).is_ok(),
+                _ => std::fs::remove_file(path).is_ok(),
+            }
+        })
         .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    fn age(path: &Path, by: Duration) {
+        let file = std::fs::File::open(path).unwrap();
+        file.set_modified(SystemTime::now() - by).unwrap();
+    }
+
+    #[test]
+    fn old_copies_and_series_folders_are_swept_young_ones_and_others_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, old_file) = temp_slide(dir.path(), ".svs").unwrap();
+        let old_folder = temp_folder(dir.path()).unwrap();
+        std::fs::write(old_folder.path().join("level-0.dcm"), b"x").unwrap();
+        let (_, young_file) = temp_slide(dir.path(), ".svs").unwrap();
+        let foreign = dir.path().join("not-ours");
+        std::fs::write(&foreign, b"x").unwrap();
+        for path in [
+            &old_file.to_path_buf(),
+            &old_folder.path().to_path_buf(),
+            &foreign,
+        ] {
+            age(path, Duration::from_secs(7200));
+        }
+        assert_eq!(sweep_stale(dir.path(), Duration::from_secs(3600)), 2);
+        assert!(!old_file.exists() && !old_folder.path().exists());
+        assert!(young_file.exists() && foreign.exists());
+    }
 }

@@ -36,7 +36,7 @@ pub async fn client() -> Result<Storage, StorageError> {
 }
 
 /// The emulator's base URL from `STORAGE_EMULATOR_HOST` (a bare `host:port` means http).
-fn emulator_endpoint() -> Option<String> {
+pub fn emulator_endpoint() -> Option<String> {
     let host = std::env::var(EMULATOR_ENV).ok()?;
     Some(if host.contains("://") {
         host
@@ -149,20 +149,13 @@ impl GcsRead {
 /// `STORAGE_EMULATOR_HOST` the ranged fetcher asks the metadata endpoint instead.
 pub async fn emulator_object_size(bucket: &str, object: &str) -> Option<u64> {
     let base = emulator_endpoint()?;
-    let encode = |s: &str| {
-        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-    };
     let url = format!(
         "{}/storage/v1/b/{}/o/{}",
         base.trim_end_matches('/'),
         encode(bucket),
         encode(object)
     );
-    // One client for the process: building one loads the system's root certificates,
-    // which is far more work than the request.
-    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    let body = CLIENT
-        .get_or_init(reqwest::Client::new)
+    let body = http_client()
         .get(&url)
         .send()
         .await
@@ -174,4 +167,16 @@ pub async fn emulator_object_size(bucket: &str, object: &str) -> Option<u64> {
     let meta: serde_json::Value = serde_json::from_slice(&body).ok()?;
     // The JSON API writes 64-bit integers as strings.
     meta.get("size")?.as_str()?.parse().ok()
+}
+
+/// A path segment or query value, percent-encoded for the JSON API.
+pub fn encode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// One HTTP client for the process's JSON API calls: building one loads the system's
+/// root certificates, which is far more work than a request.
+pub fn http_client() -> &'static reqwest::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(reqwest::Client::new)
 }

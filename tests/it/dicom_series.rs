@@ -1,107 +1,202 @@
-//! Generated DICOM series (src/fixtures/dicom.rs): the engine reads only the headers and
-//! the chosen level, every offset-table layout and TILED_SPARSE give the same thumbnail,
-//! LABEL and foreign-series instances beside the link are never read, and hostile
-//! headers end in `corrupt_slide` through the CLI's worker, never a crash.
+//! DICOM series read by ranges: from a link to any one instance, the storage side lists
+//! the folder, reads every instance's header and only the chosen level's pixel data, and
+//! the engine makes from that sparse copy the thumbnail it makes from the whole series.
+//! Through the real service and emulator, a link to each of the shared CMU instances
+//! gives the contract's metadata for at most half the series' bytes, and a generated
+//! 40960 x 30720 series costs at most 3%. Hostile headers end as `corrupt_slide`, at
+//! the fetch or in the engine, never as a read of what they declare.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use wsi_thumbnail::ErrorKind;
-use wsi_thumbnail::dicom::{InstanceHeader, Scan, is_candidate, pixel_ranges, scan_prefix};
-use wsi_thumbnail::fixtures::dicom::{DicomSpec, Hostile, OffsetTable, level_file};
-use wsi_thumbnail::fixtures::tissue::TissueField;
-use wsi_thumbnail::slide::{PixelPath, ThumbnailOptions, make_thumbnail};
+use serde_json::{Value, json};
 
+use crate::support::infra::{Stack, metric};
+use crate::support::request::Request;
+use crate::support::service::Service;
 use crate::support::*;
+use wsi_thumbnail::ErrorKind;
+use wsi_thumbnail::fixtures::dicom::{DicomSpec, Hostile, level_file};
+use wsi_thumbnail::slide::{ThumbnailOptions, make_thumbnail};
+use wsi_thumbnail::storage::fetch::{FetchPath, LocalSlide};
+use wsi_thumbnail::storage::ranged::folder::LocalFolder;
+use wsi_thumbnail::storage::ranged::series::fetch_series;
+use wsi_thumbnail::storage::ranged::{FetchMode, RangedSettings};
 
-/// Each candidate beside `link`, with its header read from a growing prefix, and the
-/// prefix length that took.
-fn headers(link: &Path) -> Vec<(String, u64, InstanceHeader, u64)> {
-    let dir = link.parent().unwrap();
-    let linked = link.file_name().unwrap().to_string_lossy().into_owned();
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
-        if !is_candidate(&linked, &name) {
-            continue;
-        }
-        let file = File::open(dir.join(&name)).unwrap();
-        let size = file.metadata().unwrap().len();
-        let mut n = (16 * 1024).min(size);
-        loop {
-            let mut prefix = vec![0; n as usize];
-            file.read_exact_at(&mut prefix, 0).unwrap();
-            match scan_prefix(&prefix, size).unwrap() {
-                Scan::NeedMore(m) => n = m,
-                Scan::Header(h) => {
-                    out.push((name, size, *h, n));
-                    break;
-                }
-            }
-        }
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
+fn cmu_series() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/dicom/CMU-1-Small-Region")
 }
 
-/// A copy of the series holding only what the ranged fetcher would fetch (each
-/// candidate's header prefix and `pixel_ranges`); everything else reads as zeros.
-/// Returns the link in the copy and the bytes copied.
-fn sparse_copy(link: &Path, into: &Path, options: &ThumbnailOptions) -> (PathBuf, u64, u64) {
-    let found = headers(link);
-    let instances: Vec<(String, u64, InstanceHeader)> = found
-        .iter()
-        .map(|(n, s, h, _)| (n.clone(), *s, h.clone()))
+fn instances(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".dcm"))
         .collect();
-    let linked = link.file_name().unwrap().to_string_lossy().into_owned();
-    let ranges = pixel_ranges(&linked, &instances, options).unwrap();
-    let dir = link.parent().unwrap();
-    let (mut copied, mut total) = (0u64, 0u64);
-    for (name, size, _, prefix) in &found {
-        let source = File::open(dir.join(name)).unwrap();
-        let target = File::create(into.join(name)).unwrap();
-        target.set_len(*size).unwrap();
-        let mut copy = |start: u64, end: u64| {
-            let mut buf = vec![0; (end - start) as usize];
-            source.read_exact_at(&mut buf, start).unwrap();
-            target.write_all_at(&buf, start).unwrap();
-            copied += end - start;
-        };
-        copy(0, *prefix);
-        for (_, range) in ranges.iter().filter(|(n, _)| n == name) {
-            copy(range.start.max(*prefix), range.end);
-        }
-        total += size;
-    }
-    (into.join(linked), copied, total)
+    names.sort();
+    names
+}
+
+fn folder_bytes(dir: &Path) -> u64 {
+    instances(dir)
+        .iter()
+        .map(|n| std::fs::metadata(dir.join(n)).unwrap().len())
+        .sum()
+}
+
+fn fetch(dir: &Path, linked: &str, mode: FetchMode, temp: &Path) -> LocalSlide {
+    try_fetch(dir, linked, mode, temp).expect("series fetch")
+}
+
+fn try_fetch(
+    dir: &Path,
+    linked: &str,
+    mode: FetchMode,
+    temp: &Path,
+) -> Result<LocalSlide, wsi_thumbnail::storage::error::StorageError> {
+    let settings = RangedSettings {
+        mode,
+        concurrency: 4,
+        max_size: 1024,
+        max_slide_pixels: wsi_thumbnail::slide::DEFAULT_MAX_SLIDE_PIXELS,
+    };
+    let folder = LocalFolder {
+        dir: dir.to_path_buf(),
+    };
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(fetch_series(&folder, linked, &settings, temp))
+}
+
+fn contract_metadata() -> Value {
+    json!({"width": 2220, "height": 2967, "mpp": 0.499, "objective_power": null, "vendor": "dicom"})
 }
 
 #[test]
-fn large_series_reads_only_headers_and_the_chosen_level() {
-    let spec = DicomSpec::new(40960, 30720);
-    let dir = dicom_fixture(&spec);
+fn a_ranged_copy_of_the_cmu_series_from_any_instance_makes_the_same_thumbnail() {
+    let dir = cmu_series();
+    let total = folder_bytes(&dir);
+    let temp = tempfile::tempdir().unwrap();
     let options = ThumbnailOptions::default();
-    let link = dir.join(level_file(0));
-    let whole = make_thumbnail(&link, &options).unwrap();
-    assert_eq!(
-        whole.level, 2,
-        "2560 x 1920 is the smallest level >= 1024 x 768"
+    let reference = make_thumbnail(&dir.join("level-0-frames-0-30.dcm"), &options)
+        .expect("thumbnail of the series in place");
+    for name in instances(&dir) {
+        let ranged = fetch(&dir, &name, FetchMode::Auto, temp.path());
+        assert_eq!(ranged.via, FetchPath::Ranged, "{name}");
+        assert!(
+            ranged.bytes_fetched * 2 <= total,
+            "{name}: read {} of {total} bytes",
+            ranged.bytes_fetched
+        );
+        let made = make_thumbnail(&ranged.path, &options).expect("thumbnail of the ranged copy");
+        assert_eq!(
+            serde_json::to_value(&made.metadata).unwrap(),
+            contract_metadata(),
+            "{name}"
+        );
+        assert!(
+            made.png == reference.png,
+            "{name}: the ranged copy's thumbnail differs"
+        );
+    }
+    let whole = fetch(
+        &dir,
+        "level-5-frames-0-1.dcm",
+        FetchMode::Whole,
+        temp.path(),
     );
-    assert_eq!((whole.width, whole.height), (1024, 768));
-    assert_eq!(whole.path, PixelPath::Dicom { denominator: 1 });
-    assert_eq!(whole.metadata.width, Some(40960));
-    assert_eq!(whole.metadata.height, Some(30720));
-    assert_eq!(whole.metadata.mpp, Some(0.00025 * 1000.0));
-    assert_eq!(whole.metadata.objective_power, Some(40.0));
-    assert_eq!(whole.metadata.vendor, "dicom");
+    assert_eq!(whole.via, FetchPath::Whole);
+    assert_eq!(
+        whole.bytes_fetched, total,
+        "whole mode reads every instance once"
+    );
+    let made = make_thumbnail(&whole.path, &options).expect("thumbnail of the whole copy");
+    assert!(made.png == reference.png);
+    drop((whole, temp));
+}
 
-    let copy = tempfile::tempdir().unwrap();
-    let (sparse_link, copied, total) = sparse_copy(&link, copy.path(), &options);
-    let fraction = copied as f64 / total as f64;
+#[test]
+fn the_fetched_folder_goes_when_the_slide_is_dropped() {
+    let temp = tempfile::tempdir().unwrap();
+    let slide = fetch(
+        &cmu_series(),
+        "level-1-frames-0-9.dcm",
+        FetchMode::Auto,
+        temp.path(),
+    );
+    let folder = slide.path.parent().unwrap().to_path_buf();
+    assert!(folder.join("level-0-frames-0-30.dcm").exists());
+    drop(slide);
+    assert!(!folder.exists(), "the temporary series folder is removed");
+}
+
+#[test]
+fn through_the_service_any_instance_link_gives_the_contract_metadata_for_half_the_bytes() {
+    let dir = cmu_series();
+    let total = folder_bytes(&dir);
+    let names = instances(&dir);
+    let stack = Stack::start(
+        "[storage]\noutput = \"gs://thumbs/\"\nallowed_buckets = [\"slides-in\"]\n",
+        |input| {
+            let series = input.join("cases/cmu");
+            std::fs::create_dir_all(&series).unwrap();
+            for n in instances(&cmu_series()) {
+                std::fs::copy(cmu_series().join(&n), series.join(&n)).expect("stage");
+            }
+            // Another slide's file in a sub-folder and a non-DICOM file beside the
+            // series: neither is read.
+            std::fs::create_dir_all(series.join("other")).unwrap();
+            std::fs::write(series.join("other/x.dcm"), b"not this one").unwrap();
+            std::fs::write(series.join("notes.txt"), b"not a slide").unwrap();
+        },
+    );
+    let port = stack.http_port;
+    let _service = Service::start(&stack.config, &stack.env(&[]));
+    assert!(becomes_ready(port));
+    let mut fetched_before = 0.0;
+    for (i, name) in names.iter().enumerate() {
+        let body = Request::new(format!("dicom-{i}"))
+            .slide("cmu-dicom")
+            .link(format!("gs://slides-in/cases/cmu/{name}"))
+            .bytes();
+        let (status, text) = http_post(port, "/process", &body).expect("POST /process");
+        assert_eq!(status, 200, "{name}: {text}");
+        let response: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(response["metadata"], contract_metadata(), "{name}");
+        let (_, metrics) = http_get(port, "/metrics").expect("metrics");
+        let fetched =
+            metric(&metrics, "wsi_thumbnail_slide_bytes_fetched_total").expect("bytes metric");
+        let this = fetched - fetched_before;
+        fetched_before = fetched;
+        assert!(
+            this > 0.0 && this * 2.0 <= total as f64,
+            "{name}: read {this} of {total} bytes"
+        );
+    }
+    let (_, metrics) = http_get(port, "/metrics").expect("metrics");
+    let n = names.len() as f64;
+    assert_eq!(
+        metric(&metrics, "wsi_thumbnail_fetch_path_total{path=\"ranged\"}"),
+        Some(n)
+    );
+    assert_eq!(
+        metric(&metrics, "wsi_thumbnail_pixel_path_total{path=\"dicom\"}"),
+        Some(n)
+    );
+}
+
+#[test]
+fn a_generated_40960_x_30720_series_costs_at_most_3_percent_and_matches_the_whole_copy() {
+    let dir = dicom_fixture(&DicomSpec::new(40960, 30720));
+    let total = folder_bytes(&dir);
+    let temp = tempfile::tempdir().unwrap();
+    let options = ThumbnailOptions::default();
+    let linked = level_file(1);
+    let ranged = fetch(&dir, &linked, FetchMode::Auto, temp.path());
+    assert_eq!(ranged.via, FetchPath::Ranged);
+    let fraction = ranged.bytes_fetched as f64 / total as f64;
     println!(
-        "read {copied} of {total} bytes ({:.2}%) for a 1024 thumbnail",
+        "read {} of {total} bytes ({:.3}%)",
+        ranged.bytes_fetched,
         fraction * 100.0
     );
     assert!(
@@ -109,112 +204,76 @@ fn large_series_reads_only_headers_and_the_chosen_level() {
         "read {:.2}% of the series",
         fraction * 100.0
     );
-    let sparse = make_thumbnail(&sparse_link, &options).unwrap();
-    assert_eq!(
-        sparse.png, whole.png,
-        "the engine read bytes outside its plan"
+    let whole = fetch(&dir, &linked, FetchMode::Whole, temp.path());
+    assert_eq!(whole.bytes_fetched, total);
+    let from_ranged = make_thumbnail(&ranged.path, &options).expect("ranged thumbnail");
+    let from_whole = make_thumbnail(&whole.path, &options).expect("whole thumbnail");
+    assert!(
+        from_ranged.png == from_whole.png,
+        "the ranged copy's thumbnail differs from the whole copy's"
     );
-
-    // The thumbnail shows the tissue (not the black LABEL or the red foreign series).
-    let field = TissueField::new(spec.seed, spec.width, spec.height);
-    let (_, _, rgb) = decode_png(&whole.png);
-    let mad = mean_abs_diff(&rgb, &field.render_reference(1024, 768));
-    println!("mean abs diff to the tissue reference {mad:.3}");
-    assert!(mad <= 6.0, "{mad}");
-
-    // Any instance names the slide.
-    let from_level_3 = make_thumbnail(&dir.join(level_file(3)), &options).unwrap();
-    assert_eq!(from_level_3.png, whole.png);
+    assert_eq!(from_ranged.metadata.width, Some(40960));
 }
 
 #[test]
-fn offset_tables_sparse_tiling_and_extras_give_the_same_thumbnail() {
-    let base = DicomSpec::new(8192, 6144);
-    let variants = [
-        DicomSpec {
-            table: OffsetTable::Basic,
-            ..base.clone()
-        },
-        DicomSpec {
-            table: OffsetTable::Extended,
-            ..base.clone()
-        },
-        DicomSpec {
-            sparse: true,
-            ..base.clone()
-        },
-        DicomSpec {
-            sparse: true,
-            table: OffsetTable::Extended,
-            ..base.clone()
-        },
-        DicomSpec {
-            extras: false,
-            ..base.clone()
-        },
-    ];
-    let options = ThumbnailOptions::default();
-    let reference = make_thumbnail(&dicom_fixture(&base).join(level_file(0)), &options).unwrap();
-    assert_eq!(reference.level, 1, "2048 x 1536 for 1024 x 768");
-    assert_eq!(reference.path, PixelPath::Dicom { denominator: 1 });
-    for spec in variants {
-        let link = dicom_fixture(&spec).join(level_file(0));
-        let thumb = make_thumbnail(&link, &options).unwrap();
-        assert_eq!(thumb.level, reference.level, "{}", spec.dir_name());
-        assert!(thumb.png == reference.png, "{} differs", spec.dir_name());
+fn hostile_headers_fail_as_corrupt_at_the_fetch_or_in_the_engine() {
+    let temp = tempfile::tempdir().unwrap();
+    for hostile in Hostile::ALL {
+        let dir = dicom_fixture(&DicomSpec::hostile(hostile));
+        let linked = level_file(0);
+        let kind = match try_fetch(&dir, &linked, FetchMode::Auto, temp.path()) {
+            Err(e) => e.kind(),
+            Ok(local) => {
+                assert!(
+                    local.bytes_fetched <= folder_bytes(&dir),
+                    "{hostile:?}: read more than the series holds"
+                );
+                make_thumbnail(&local.path, &ThumbnailOptions::default())
+                    .map(|_| ErrorKind::Internal)
+                    .expect_err("a hostile series makes no thumbnail")
+                    .kind()
+            }
+        };
+        assert_eq!(kind, ErrorKind::CorruptSlide, "{hostile:?}");
     }
 }
 
 #[test]
-fn a_single_level_series_is_shrunk_by_the_dct() {
-    let spec = DicomSpec {
-        level_step: 1,
-        sparse: true,
-        ..DicomSpec::new(8192, 6144)
-    };
-    let thumb = make_thumbnail(
-        &dicom_fixture(&spec).join(level_file(0)),
-        &ThumbnailOptions::default(),
-    )
-    .unwrap();
-    assert_eq!(thumb.level, 0);
-    // 8192 / 4 = 2048 >= 2 x 1024; 512-pixel frames divide by 4.
-    assert_eq!(thumb.path, PixelPath::Dicom { denominator: 4 });
-    let field = TissueField::new(spec.seed, spec.width, spec.height);
-    let (_, _, rgb) = decode_png(&thumb.png);
-    let mad = mean_abs_diff(&rgb, &field.render_reference(1024, 768));
-    println!("mean abs diff to the tissue reference {mad:.3}");
-    assert!(mad <= 1.5, "{mad}");
-}
-
-#[test]
-fn hostile_headers_are_corrupt_in_the_engine_and_the_cli() {
-    for kind in Hostile::ALL {
-        let link = dicom_fixture(&DicomSpec::hostile(kind)).join(level_file(0));
-        let err = make_thumbnail(&link, &ThumbnailOptions::default())
-            .err()
-            .unwrap_or_else(|| panic!("{kind:?} made a thumbnail"));
-        println!("{kind:?}: {err}");
-        assert_eq!(err.kind(), ErrorKind::CorruptSlide, "{kind:?}: {err}");
-
-        let out = tempfile::tempdir().unwrap();
-        let png = out.path().join("out.png");
-        let run = Command::new(env!("CARGO_BIN_EXE_wsi-thumbnail"))
-            .arg("thumbnail")
-            .arg(&link)
-            .arg("--output")
-            .arg(&png)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&run.stderr);
-        assert_eq!(run.status.code(), Some(1), "{kind:?}: {stderr}");
-        assert!(
-            stderr.starts_with("error: corrupt_slide: "),
-            "{kind:?}: {stderr}"
-        );
-        assert_eq!(stderr.lines().count(), 1, "{kind:?}: {stderr}");
-        assert!(!stderr.contains("panicked"));
-        assert!(run.stdout.is_empty());
-        assert!(!png.exists());
-    }
+fn through_the_service_a_generated_40960_x_30720_series_costs_at_most_3_percent() {
+    let series = dicom_fixture(&DicomSpec::new(40960, 30720));
+    let total = folder_bytes(&series);
+    let stack = Stack::start(
+        "[storage]\noutput = \"gs://thumbs/\"\nallowed_buckets = [\"slides-in\"]\n",
+        |input| {
+            let to = input.join("big");
+            std::fs::create_dir_all(&to).unwrap();
+            for n in instances(&series) {
+                std::fs::copy(series.join(&n), to.join(&n)).expect("stage");
+            }
+        },
+    );
+    let port = stack.http_port;
+    let _service = Service::start(&stack.config, &stack.env(&[]));
+    assert!(becomes_ready(port));
+    let body = Request::new("big-dicom")
+        .slide("big-dicom")
+        .link(format!("gs://slides-in/big/{}", level_file(0)))
+        .bytes();
+    let (status, text) = http_post(port, "/process", &body).expect("POST /process");
+    assert_eq!(status, 200, "{text}");
+    let response: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(response["metadata"]["width"], 40960, "{text}");
+    assert_eq!(response["metadata"]["vendor"], "dicom", "{text}");
+    let (_, metrics) = http_get(port, "/metrics").expect("metrics");
+    let fetched =
+        metric(&metrics, "wsi_thumbnail_slide_bytes_fetched_total").expect("bytes metric");
+    assert!(
+        fetched > 0.0 && fetched <= 0.03 * total as f64,
+        "fetched {fetched} of {total} bytes ({:.2}%)",
+        100.0 * fetched / total as f64
+    );
+    assert_eq!(
+        metric(&metrics, "wsi_thumbnail_fetch_path_total{path=\"ranged\"}"),
+        Some(1.0)
+    );
 }

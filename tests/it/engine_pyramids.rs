@@ -52,6 +52,7 @@ fn check_pyramid(
                 assert_eq!(thumb.metadata.mpp, Some(spec.mpp));
             }
             Style::GenericTiff => assert_eq!(thumb.metadata.vendor, "generic-tiff"),
+            Style::Ndpi => assert_eq!(thumb.metadata.vendor, "hamamatsu"),
         }
         let mad = mean_abs_diff(&rgb, &reference);
         println!(

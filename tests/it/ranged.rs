@@ -28,7 +28,7 @@ fn settings(mode: FetchMode) -> RangedSettings {
     }
 }
 
-fn fetch(path: &Path, mode: FetchMode, temp: &Path) -> LocalSlide {
+pub(crate) fn fetch(path: &Path, mode: FetchMode, temp: &Path) -> LocalSlide {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let object = FileObject {
         path: path.to_path_buf(),
@@ -52,7 +52,7 @@ fn properties(path: &Path) -> Vec<(String, String)> {
 }
 
 /// The sparse copy must be indistinguishable from the original to everything we run.
-fn assert_same_slide(original: &Path, copy: &Path) {
+pub(crate) fn assert_same_slide(original: &Path, copy: &Path) {
     let props = properties(original);
     // OpenSlide 3.4 hashes the smallest level only when it is small enough: Aperio
     // slides and every pyramid here have one; the single-level generic fixture does not.

@@ -134,7 +134,7 @@ fn check_response(resp: &Value, expected_metadata: &Value, expected_link: &str) 
     assert_eq!(resp["block_id"], "block-A");
 }
 
-async fn read_gcs_object(url: &str, bucket: &str, object: &str) -> Vec<u8> {
+pub(crate) async fn read_gcs_object(url: &str, bucket: &str, object: &str) -> Vec<u8> {
     let client = google_cloud_storage::client::Storage::builder()
         .with_endpoint(url)
         .with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build())

@@ -28,10 +28,13 @@
 //! ([`plan::ReadPlan`]) and the making of it. The engine's choice of level and chunks is
 //! [`crate::slide::geometry`].
 
+pub mod folder;
+pub mod ndpi_plan;
 pub mod object;
 pub mod partial;
 pub mod plan;
 pub mod ranges;
+pub mod series;
 pub mod sparse;
 
 use std::path::{Path, PathBuf};
@@ -46,6 +49,7 @@ use super::error::StorageError;
 use super::fetch::{FetchPath, LocalSlide, SlideFetcher, WholeObjectFetcher};
 use super::gcs::GcsObject;
 use super::location::InputLink;
+use folder::GcsFolder;
 use partial::PartialObject;
 use plan::Decision;
 use ranges::ByteRange;
@@ -123,13 +127,13 @@ pub async fn fetch_ranged(
         remaining = ranges::subtract(&whole, &held);
     }
 
-    let copy = SparseFile::create(temp_dir, &object.suffix(), size)?;
+    let (copy, temp) = SparseFile::create(temp_dir, &object.suffix(), size)?;
     let mut written = 0u64;
     for (offset, bytes) in partial.segments() {
         copy.write_at(offset, bytes.clone()).await?;
         written += bytes.len() as u64;
     }
-    // The piece futures share the copy by reference; it is handed over below.
+    // The piece futures share the copy by reference.
     let copy_ref = &copy;
     let pieces = ranges::split(&remaining, PIECE);
     let fetched: u64 = futures::stream::iter(pieces.into_iter().map(|piece| async move {
@@ -153,7 +157,8 @@ pub async fn fetch_ranged(
             FetchPath::Whole
         }
     };
-    Ok(LocalSlide::temporary(copy.into_temp(), bytes_fetched, via))
+    drop(copy);
+    Ok(LocalSlide::temporary(temp, bytes_fetched, via))
 }
 
 /// The fetch strategy the service uses: ranged or whole per `storage.fetch`, local
@@ -172,6 +177,15 @@ impl SlideFetcher for RangedFetcher {
     ) -> BoxFuture<'a, Result<LocalSlide, StorageError>> {
         Box::pin(async move {
             match (input, &self.client) {
+                // A DICOM instance is one file of a series: whatever the mode, the
+                // series is fetched together (whole mode reads every instance whole).
+                (InputLink::Gcs { bucket, object }, Some(client))
+                    if series::is_dicom_link(object) =>
+                {
+                    let folder = GcsFolder::of(client.clone(), bucket, object);
+                    let linked = object.rsplit('/').next().unwrap_or(object);
+                    series::fetch_series(&folder, linked, &self.settings, &self.temp_dir).await
+                }
                 (InputLink::Gcs { bucket, object }, Some(client))
                     if self.settings.mode != FetchMode::Whole =>
                 {

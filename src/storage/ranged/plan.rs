@@ -20,9 +20,10 @@
 //!   over the same dimensions OpenSlide reports).
 //!
 //! Only layouts whose reads are modelled here are planned: Aperio and generic tiled
-//! TIFF, the two OpenSlide drivers whose levels are plain tiled directories. Anything
-//! else (NDPI, Ventana, Philips, Leica, Trestle, strip-only files) is
-//! [`PlanError::Unplannable`] and is downloaded whole.
+//! TIFF, the two OpenSlide drivers whose levels are plain tiled directories, and
+//! Hamamatsu NDPI (one JPEG stream per level, [`super::ndpi_plan`]). Anything else
+//! (Ventana, Philips, Leica, Trestle, strip-only files) is [`PlanError::Unplannable`]
+//! and is downloaded whole.
 //!
 //! The TIFF structure itself (directories, tags, tile locations) is [`crate::tiff`]'s;
 //! this module decides which of its bytes a thumbnail needs.
@@ -63,6 +64,8 @@ const PLANNED_COMPRESSIONS: [u16; 7] = [1, 5, 7, 8, 32946, 33003, 33005];
 pub enum Flavour {
     Aperio,
     GenericTiff,
+    /// Hamamatsu NDPI, planned by [`super::ndpi_plan`].
+    Ndpi,
 }
 
 /// The bytes one thumbnail needs.
@@ -129,6 +132,9 @@ pub fn read_plan<R: Read + Seek>(
         Some(range) => PlanError::Need(vec![range]),
         None => PlanError::Unplannable(e.to_string()),
     })?;
+    if tiff.directories[0].has_tag(tags::NDPI_FORMAT_FLAG) {
+        return super::ndpi_plan::read_plan(r, max_size, max_slide_pixels);
+    }
     let flavour = flavour(r, &tiff)?;
 
     if let Some(dir) = tiff
@@ -238,6 +244,8 @@ fn is_level(flavour: Flavour, index: usize, dir: &Directory) -> bool {
         && match flavour {
             Flavour::Aperio => true,
             Flavour::GenericTiff => index == 0 || dir.subfile_type & REDUCED_IMAGE != 0,
+            // NDPI levels are strips, planned by `ndpi_plan`, never here.
+            Flavour::Ndpi => false,
         }
 }
 
@@ -246,9 +254,6 @@ fn is_level(flavour: Flavour, index: usize, dir: &Directory) -> bool {
 /// the first directory are recognised before the generic driver is considered.
 fn flavour<R: Read + Seek>(r: &mut R, tiff: &TiffFile) -> Result<Flavour, PlanError> {
     let first = &tiff.directories[0];
-    if first.has_tag(tags::NDPI_FORMAT_FLAG) {
-        return Err(PlanError::Unplannable("Hamamatsu NDPI".into()));
-    }
     if first.has_tag(tags::XMP) {
         return Err(PlanError::Unplannable("XMP metadata (Ventana)".into()));
     }

@@ -17,19 +17,36 @@ use crate::storage::fetch::temp_slide;
 /// is a positioned write on a blocking thread).
 pub struct SparseFile {
     file: Arc<File>,
-    temp: TempPath,
     /// Named in errors.
     temp_dir: PathBuf,
 }
 
 impl SparseFile {
-    /// A new temporary file in `temp_dir`, `size` bytes long and all hole.
-    pub fn create(temp_dir: &Path, suffix: &str, size: u64) -> Result<SparseFile, StorageError> {
+    /// A new temporary file in `temp_dir`, `size` bytes long and all hole, and its path,
+    /// which deletes it when dropped.
+    pub fn create(
+        temp_dir: &Path,
+        suffix: &str,
+        size: u64,
+    ) -> Result<(SparseFile, TempPath), StorageError> {
         let (file, temp) = temp_slide(temp_dir, suffix)?;
+        Ok((SparseFile::sized(file, temp_dir, size)?, temp))
+    }
+
+    /// A new file `name` in `folder` (a temporary folder, which deletes it), `size`
+    /// bytes long and all hole.
+    pub fn create_in(folder: &Path, name: &str, size: u64) -> Result<SparseFile, StorageError> {
+        let file = File::create_new(folder.join(name)).map_err(|source| StorageError::Local {
+            path: folder.display().to_string(),
+            source,
+        })?;
+        SparseFile::sized(file, folder, size)
+    }
+
+    fn sized(file: File, dir: &Path, size: u64) -> Result<SparseFile, StorageError> {
         let sparse = SparseFile {
             file: Arc::new(file),
-            temp,
-            temp_dir: temp_dir.to_path_buf(),
+            temp_dir: dir.to_path_buf(),
         };
         sparse.file.set_len(size).map_err(|e| sparse.local(e))?;
         Ok(sparse)
@@ -43,11 +60,6 @@ impl SparseFile {
             .map_err(std::io::Error::other)
             .and_then(|written| written)
             .map_err(|e| self.local(e))
-    }
-
-    /// The file, deleted when the returned path is dropped.
-    pub fn into_temp(self) -> TempPath {
-        self.temp
     }
 
     fn local(&self, source: std::io::Error) -> StorageError {
