@@ -279,6 +279,19 @@ mod tests {
         assert!(is_candidate("x.dcm", "x.dcm"));
     }
 
+    #[test]
+    fn other_transfer_syntaxes_are_unsupported_by_name() {
+        let instances = shared_instances().expect("the shared DICOM set");
+        let mut h = instances[0].2.clone();
+        assert!(check_transfer_syntax(&h).is_ok());
+        h.transfer_syntax_uid = "1.2.840.10008.1.2.4.91".into();
+        h.transfer_syntax_name = "JPEG 2000 Image Compression".into();
+        let err = check_transfer_syntax(&h).expect_err("unsupported");
+        assert!(matches!(err, DicomError::Unsupported(_)));
+        let text = err.to_string();
+        assert!(text.contains("1.2.840.10008.1.2.4.91 (JPEG 2000"), "{text}");
+    }
+
     fn shared_instances() -> Option<Vec<(String, u64, InstanceHeader)>> {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../shared/testdata/dicom/CMU-1-Small-Region");

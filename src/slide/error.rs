@@ -12,7 +12,8 @@ pub enum SlideError {
 
     #[error(
         "{path} is not a slide format this service reads ({reason}); supported are Aperio, \
-         Hamamatsu, Leica, MIRAX, Philips, Sakura, Trestle, Ventana and generic tiled TIFF"
+         Hamamatsu, Leica, MIRAX, Philips, Sakura, Trestle, Ventana, generic tiled TIFF and \
+         DICOM whole-slide images with JPEG baseline frames"
     )]
     Unsupported { path: PathBuf, reason: String },
 

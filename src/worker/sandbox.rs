@@ -3,7 +3,8 @@
 //! hostile slide the service's network access, credentials or file system.
 //!
 //! What a worker may do, and why:
-//! - read any file (slides, and the shared libraries OpenSlide loads lazily);
+//! - read any file (slides, and the shared libraries OpenSlide loads lazily) and list any
+//!   directory (a DICOM link names a series whose instances are listed beside it);
 //! - write only below its temporary directory and to `/dev/null` (Landlock);
 //! - no network: `socket` is refused for every family but `AF_UNIX` (glibc's name and
 //!   log clients use it locally), and `bind`, `listen`, `accept` for everything;

@@ -145,6 +145,16 @@ fn cli_from_every_instance_link() {
 }
 
 #[test]
+fn the_pixel_limit_applies() {
+    let options = ThumbnailOptions {
+        max_slide_pixels: 2220 * 2967 - 1,
+        ..ThumbnailOptions::default()
+    };
+    let err = make_thumbnail(&instances()[3], &options).err().unwrap();
+    assert_eq!(err.kind(), wsi_thumbnail::ErrorKind::SlideTooLarge, "{err}");
+}
+
+#[test]
 fn small_thumbnails_read_smaller_levels() {
     // 200 px: level 3 (277 x 370) is the smallest still large enough.
     let link = &instances()[0];
