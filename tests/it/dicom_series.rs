@@ -142,11 +142,12 @@ fn through_the_service_any_instance_link_gives_the_contract_metadata_for_half_th
             for n in instances(&cmu_series()) {
                 std::fs::copy(cmu_series().join(&n), series.join(&n)).expect("stage");
             }
-            // Another slide's file in a sub-folder and a non-DICOM file beside the
-            // series: neither is read.
+            // Another slide's file in a sub-folder, and files beside the series that
+            // are not DICOM: none is part of the slide.
             std::fs::create_dir_all(series.join("other")).unwrap();
             std::fs::write(series.join("other/x.dcm"), b"not this one").unwrap();
             std::fs::write(series.join("notes.txt"), b"not a slide").unwrap();
+            std::fs::write(series.join("readme.dcm"), b"a .dcm that is not DICOM").unwrap();
         },
     );
     let port = stack.http_port;

@@ -70,7 +70,7 @@ pub async fn fetch_series(
     settings: &RangedSettings,
     temp_dir: &Path,
 ) -> Result<LocalSlide, StorageError> {
-    let members = members(folder, linked).await?;
+    let mut members = members(folder, linked).await?;
     let concurrency = settings.concurrency.max(1);
     let total: u64 = members.iter().map(|m| m.size).sum();
 
@@ -87,12 +87,15 @@ pub async fn fetch_series(
         // compiler's lifetime inference inside the boxed `Send` future.
         let reads: Vec<_> = members
             .iter()
-            .map(|m| read_head(folder, m, budget))
+            .map(|m| read_head(folder, m, linked, budget))
             .collect();
-        let heads: Vec<Head> = futures::stream::iter(reads)
+        let heads: Vec<Option<Head>> = futures::stream::iter(reads)
             .buffer_unordered(concurrency)
             .try_collect()
             .await?;
+        let heads: Vec<Head> = heads.into_iter().flatten().collect();
+        // Siblings that are not DICOM at all are passed over, as the engine does.
+        members.retain(|m| heads.iter().any(|h| h.name == m.name));
         let planned = plan(folder, linked, &heads, settings)?;
         let held: u64 = heads.iter().map(|h| h.prefix.len() as u64).sum();
         let more: u64 = planned.iter().map(|(_, r)| r.len()).sum();
@@ -173,12 +176,15 @@ async fn members(folder: &dyn ObjectFolder, linked: &str) -> Result<Vec<Listed>,
 }
 
 /// Reads `member`'s header: a first block, then more while the scan asks for it, taking
-/// what it reads from the series' `budget`.
+/// what it reads from the series' `budget`. `None` for a sibling that is not DICOM
+/// ("DICM" at 128); a DICOM file whose header is broken fails the slide, since its
+/// series cannot be known (the engine's rule too).
 async fn read_head(
     folder: &dyn ObjectFolder,
     member: &Listed,
+    linked: &str,
     budget: &AtomicU64,
-) -> Result<Head, StorageError> {
+) -> Result<Option<Head>, StorageError> {
     let object = folder.object(&member.name);
     let spend = |n: u64| {
         budget
@@ -197,18 +203,22 @@ async fn read_head(
     };
     spend(HEAD_BLOCK.min(member.size))?;
     let (info, first) = object.head(HEAD_BLOCK).await?;
+    if member.name != linked && !dicom::is_dicom(&first) {
+        tracing::debug!(link = %object.link(), "not DICOM: passed over");
+        return Ok(None);
+    }
     let mut prefix = BytesMut::from(&first[..]);
     loop {
         let scanned =
             dicom::scan_prefix(&prefix, info.size).map_err(|e| slide_error(object.link(), e))?;
         let wanted = match scanned {
             Scan::Header(header) => {
-                return Ok(Head {
+                return Ok(Some(Head {
                     name: member.name.clone(),
                     info,
                     prefix: prefix.freeze(),
                     header: *header,
-                });
+                }));
             }
             Scan::NeedMore(wanted) => wanted.min(info.size),
         };
