@@ -57,6 +57,12 @@ pub fn jpeg_denominator(level: (u64, u64), target: (u32, u32)) -> u32 {
         .unwrap_or(1)
 }
 
+/// A level's size decoded at 1/`denominator` (libjpeg rounds partial blocks up).
+pub fn scaled_dims((w, h): (u64, u64), denominator: u32) -> (u64, u64) {
+    let d = u64::from(denominator.max(1));
+    (w.div_ceil(d), h.div_ceil(d))
+}
+
 /// Integer box-filter factor applied strip by strip before the final Lanczos step.
 /// It leaves a residual reduction of 2x to 4x for the kernel, as libvips does, so the
 /// intermediate image stays small while the result keeps a proper antialiasing filter.

@@ -10,6 +10,8 @@
 
 use turbojpeg::{Decompressor, Image, PixelFormat, ScalingFactor};
 
+use super::error::SlideError;
+
 /// How the colour transform of a stream is decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColourPolicy {
@@ -86,6 +88,16 @@ pub fn adobe_marker(rgb: bool) -> [u8; 16] {
     [
         0xFF, 0xEE, 0x00, 0x0E, b'A', b'd', b'o', b'b', b'e', 0x00, 0x64, 0, 0, 0, 0, transform,
     ]
+}
+
+/// A decoder set to scale by 1/`denominator` (one per reader thread).
+pub fn scaled_decompressor(denominator: u32) -> Result<Decompressor, SlideError> {
+    let mut decompressor = Decompressor::new()
+        .map_err(|e| SlideError::Internal(format!("cannot start the JPEG decoder: {e}")))?;
+    decompressor
+        .set_scaling_factor(ScalingFactor::new(1, denominator as usize))
+        .map_err(|e| SlideError::Internal(format!("JPEG scaling: {e}")))?;
+    Ok(decompressor)
 }
 
 /// Decodes `stream` at 1/`denominator` into `rgb` (resized to fit), after checking that

@@ -12,11 +12,11 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use turbojpeg::{Decompressor, ScalingFactor};
+use turbojpeg::Decompressor;
 
 use super::error::SlideError;
-use super::geometry::Rect;
-use super::jpeg_decode::{ColourPolicy, decode_scaled, prepare_stream};
+use super::geometry::{self, Rect};
+use super::jpeg_decode::{ColourPolicy, decode_scaled, prepare_stream, scaled_decompressor};
 use super::source::{RegionReader, RegionSource};
 use crate::tiff::{Directory, TiffFile, tags};
 
@@ -167,8 +167,7 @@ fn append_without_jfif(body: &[u8], out: &mut Vec<u8>) {
 
 impl RegionSource for JpegTileSource {
     fn dims(&self) -> (u64, u64) {
-        let d = u64::from(self.denominator);
-        (self.level_dims.0.div_ceil(d), self.level_dims.1.div_ceil(d))
+        geometry::scaled_dims(self.level_dims, self.denominator)
     }
 
     fn alignment(&self) -> (u32, u32) {
@@ -177,11 +176,7 @@ impl RegionSource for JpegTileSource {
     }
 
     fn reader(&self) -> Result<Box<dyn RegionReader + '_>, SlideError> {
-        let mut decompressor = Decompressor::new()
-            .map_err(|e| SlideError::Internal(format!("cannot start the JPEG decoder: {e}")))?;
-        decompressor
-            .set_scaling_factor(ScalingFactor::new(1, self.denominator as usize))
-            .map_err(|e| SlideError::Internal(format!("JPEG scaling: {e}")))?;
+        let decompressor = scaled_decompressor(self.denominator)?;
         Ok(Box::new(JpegTileReader {
             source: self,
             decompressor,

@@ -23,7 +23,8 @@ use std::path::{Path, PathBuf};
 use turbojpeg::{Decompressor, Image, PixelFormat, ScalingFactor};
 
 use super::error::SlideError;
-use super::geometry::{Rect, jpeg_denominator};
+use super::geometry::{self, Rect, jpeg_denominator};
+use super::jpeg_decode::scaled_decompressor;
 use super::jpeg_tiles::NotEligible;
 use super::source::{RegionReader, RegionSource};
 use crate::tiff::ndpi::{self, MCU_STARTS, NdpiFile, Stream};
@@ -231,8 +232,7 @@ fn tile_header(file: &File, stream: &Stream) -> Result<Vec<u8>, NotEligible> {
 
 impl RegionSource for NdpiSource {
     fn dims(&self) -> (u64, u64) {
-        let d = u64::from(self.denominator);
-        (self.level_dims.0.div_ceil(d), self.level_dims.1.div_ceil(d))
+        geometry::scaled_dims(self.level_dims, self.denominator)
     }
 
     fn alignment(&self) -> (u32, u32) {
@@ -241,11 +241,7 @@ impl RegionSource for NdpiSource {
     }
 
     fn reader(&self) -> Result<Box<dyn RegionReader + '_>, SlideError> {
-        let mut decompressor = Decompressor::new()
-            .map_err(|e| SlideError::Internal(format!("cannot start the JPEG decoder: {e}")))?;
-        decompressor
-            .set_scaling_factor(ScalingFactor::new(1, self.total as usize))
-            .map_err(|e| SlideError::Internal(format!("JPEG scaling: {e}")))?;
+        let decompressor = scaled_decompressor(self.total)?;
         Ok(Box::new(NdpiReader {
             source: self,
             decompressor,
