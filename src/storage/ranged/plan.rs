@@ -41,6 +41,7 @@ use crate::slide::geometry::{choose_level, thumbnail_dims};
 // Aperio's JPEG 2000 compressions: OpenSlide decodes tile 0 of each level at open.
 use crate::slide::jp2k_guard::APERIO_JP2K;
 use crate::storage::error::StorageError;
+use crate::tiff::ndpi::{NdpiError, NdpiFile};
 use crate::tiff::reader::{Directory, TiffError, TiffFile};
 use crate::tiff::tags;
 
@@ -128,13 +129,20 @@ pub fn read_plan<R: Read + Seek>(
     max_size: u32,
     max_slide_pixels: u64,
 ) -> Result<ReadPlan, PlanError> {
+    // NDPI first: its 8-byte directory links are not classic TIFF, and past 4 GiB the
+    // classic reader would follow them to the wrong places (or fail).
+    match NdpiFile::read(r) {
+        Err(NdpiError::NotNdpi) => {}
+        Err(NdpiError::Io(e)) if Missing::of(&e).is_some() => {
+            let m = Missing::of(&e).map(|m| ByteRange::at(m.offset, m.len));
+            return Err(PlanError::Need(m.into_iter().collect()));
+        }
+        _ => return super::ndpi_plan::read_plan(r, max_size, max_slide_pixels),
+    }
     let tiff = TiffFile::read(r).map_err(|e| match missing(&e) {
         Some(range) => PlanError::Need(vec![range]),
         None => PlanError::Unplannable(e.to_string()),
     })?;
-    if tiff.directories[0].has_tag(tags::NDPI_FORMAT_FLAG) {
-        return super::ndpi_plan::read_plan(r, max_size, max_slide_pixels);
-    }
     let flavour = flavour(r, &tiff)?;
 
     if let Some(dir) = tiff
