@@ -128,9 +128,30 @@ pub struct StorageConfig {
     pub fetch: FetchMode,
     /// Concurrent range requests per slide.
     pub fetch_concurrency: usize,
+    /// Fetched bytes held in the service's memory at once, all requests together (every
+    /// in-flight GET holds its piece, at most 4 MiB, until it is on disk).
+    pub max_buffered_mb: u64,
+    /// Bytes of slide copies on the temp disk, all requests together. A request waits
+    /// for room; a slide needing more than all of it is `slide_too_large`.
+    pub max_temp_disk_mb: u64,
+    /// Byte ranges of plans being fetched, all requests together.
+    pub max_planned_ranges: u64,
+    /// DICOM series fetched at once (each lists a folder and reads every candidate's
+    /// header).
+    pub max_series_fetches: u64,
 }
 
 impl StorageConfig {
+    /// The process-wide fetch budgets these keys set.
+    pub fn budgets(&self) -> crate::storage::budget::Budgets {
+        crate::storage::budget::Budgets::new(
+            self.max_buffered_mb,
+            self.max_temp_disk_mb,
+            self.max_planned_ranges,
+            self.max_series_fetches,
+        )
+    }
+
     pub fn input_policy(&self) -> InputPolicy {
         InputPolicy {
             allowed_buckets: self.allowed_buckets.clone(),
@@ -244,6 +265,10 @@ impl Default for Config {
                 allow_file_inputs: false,
                 fetch: FetchMode::Auto,
                 fetch_concurrency: 8,
+                max_buffered_mb: 128,
+                max_temp_disk_mb: 8192,
+                max_planned_ranges: 1_000_000,
+                max_series_fetches: 4,
             },
             thumbnail: ThumbnailConfig {
                 max_size: 1024,
@@ -263,7 +288,7 @@ impl Default for Config {
             http: HttpConfig {
                 listen: "0.0.0.0:8080".into(),
                 process_timeout: Duration::from_secs(300),
-                process_enabled: true,
+                process_enabled: false,
                 process_token_file: None,
             },
             log: LogConfig {
@@ -274,7 +299,7 @@ impl Default for Config {
             timeouts: TimeoutConfig {
                 fetch: Duration::from_secs(600),
                 upload: Duration::from_secs(120),
-                decode: Duration::from_secs(600),
+                decode: Duration::from_secs(120),
             },
         }
     }

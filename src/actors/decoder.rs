@@ -3,11 +3,14 @@
 //!
 //! Receives: `Decode` from the fetcher.
 //! Sends: `Resize` to the resizer pool, or `Fail` to the publisher.
-//! Owns: with `thumbnail.isolation = "process"` (the default), one worker process per
-//! decoder thread, replaced when a slide kills it (see [`crate::worker`]); with `none`,
-//! a rayon pool of its own. The downloaded file is deleted as soon as it is read,
-//! whatever happened to the worker. A panic inside the in-process engine fails that
+//! Owns: with `thumbnail.isolation = "process"` (the default), the pool of fresh worker
+//! processes: each slide is decoded by the worker that planned its read, or a fresh one,
+//! which ends with the slide (see [`crate::worker`]); with `none`, a rayon pool of its
+//! own. The downloaded file is deleted as soon as it is read, whatever happened to the
+//! worker. A panic inside the in-process engine fails that
 //! job (`internal`) instead of losing it (see [`super::stage`]).
+
+use std::sync::Arc;
 
 use actix::prelude::*;
 
@@ -15,14 +18,12 @@ use super::stage::{Routes, run_sync};
 use crate::messages::pipeline::{Decode, Decoded, Failure, Resize};
 use crate::slide::{ThumbnailOptions, reduce_slide};
 use crate::telemetry::record::{self, Stage};
-use crate::worker::WorkerSlot;
+use crate::worker::{DecodeFailure, WorkerPool};
 
 /// Where this decoder thread runs slide code.
 pub enum Engine {
-    /// A worker process. Built by the SyncArbiter's factory, which runs on the
-    /// decoder's own thread, so the worker starts with the service and dies with the
-    /// thread (`PR_SET_PDEATHSIG`).
-    Process(Box<WorkerSlot>),
+    /// A worker process per slide, from the service's pool.
+    Process(Arc<WorkerPool>),
     /// This thread, with its own pool for the engine's parallel chunks. With one shared
     /// pool, a huge slide's chunks queue ahead of every other slide's (rayon serves its
     /// workers' own queues before injected work); with a pool per decoder the OS
@@ -55,12 +56,22 @@ impl Actor for Decoder {
 impl Handler<Decode> for Decoder {
     type Result = ();
 
-    fn handle(&mut self, Decode { job, slide }: Decode, _: &mut Self::Context) {
+    fn handle(&mut self, decode: Decode, _: &mut Self::Context) {
+        let Decode { job, slide, worker } = decode;
         let (options, engine) = (&self.options, &mut self.engine);
         run_sync(Stage::Decode, job, &self.routes, |job| {
             let decoded = match engine {
-                Engine::Process(slot) => slot
-                    .thumbnail(&slide.path, options)
+                Engine::Process(pool) => worker
+                    .map_or_else(|| pool.checkout(), Ok)
+                    .map_err(|e| DecodeFailure {
+                        kind: crate::error_kind::ErrorKind::Internal,
+                        retryable: true,
+                        message: e.to_string(),
+                    })
+                    .and_then(|worker| {
+                        job.ticket.timeline.set_worker_pid(worker.pid());
+                        worker.thumbnail(&slide.path, options)
+                    })
                     .map(Decoded::Finished)
                     .map_err(|f| (f.kind, f.retryable, f.message)),
                 Engine::InProcess { pool } => {

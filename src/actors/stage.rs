@@ -84,6 +84,7 @@ pub fn storage_failure(job: &Job, what: &str, error: &StorageError, attempts: u3
     tracing::warn!(error = %error, attempts, "{what} failed");
     let mut failure = Failure::of_job(job, error.kind(), error.to_string());
     failure.attempts = attempts;
+    failure.retryable = error.retryable();
     Box::new(failure)
 }
 

@@ -9,8 +9,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use std::time::Duration;
 
+use std::sync::Arc;
 use wsi_thumbnail::slide::{self, DecoderChoice, SlideError, Thumbnail, ThumbnailOptions};
-use wsi_thumbnail::worker::{DecodeFailure, Isolation, WorkerSettings, WorkerSlot};
+use wsi_thumbnail::worker::{DecodeFailure, Isolation, WorkerPool, WorkerSettings};
 
 #[derive(Debug, clap::Args)]
 #[command(group = clap::ArgGroup::new("destination").required(true).args(["output", "out_dir"]))]
@@ -50,14 +51,15 @@ pub struct Args {
     worker_memory_mb: u64,
 
     /// Longest one slide may take in the worker, in milliseconds.
-    #[arg(long, default_value_t = 600_000)]
+    #[arg(long, default_value_t = 120_000)]
     timeout_ms: u64,
 }
 
-/// Makes thumbnails in a worker process, or in this process with `--isolation none`.
+/// Makes thumbnails in a fresh worker process per slide (the next one started while
+/// this one works), or in this process with `--isolation none`.
 struct Engine {
     options: ThumbnailOptions,
-    worker: Option<WorkerSlot>,
+    workers: Option<Arc<WorkerPool>>,
 }
 
 impl Engine {
@@ -67,19 +69,29 @@ impl Engine {
             max_slide_pixels: args.max_slide_pixels,
             decoder: args.decoder,
         };
-        let worker = (args.isolation == Isolation::Process).then(|| {
-            WorkerSlot::start(WorkerSettings::new(
-                args.worker_memory_mb,
-                Duration::from_millis(args.timeout_ms),
-                std::env::temp_dir(),
-            ))
+        let workers = (args.isolation == Isolation::Process).then(|| {
+            WorkerPool::start(
+                WorkerSettings::new(
+                    args.worker_memory_mb,
+                    Duration::from_millis(args.timeout_ms),
+                    std::env::temp_dir(),
+                ),
+                1,
+            )
         });
-        Engine { options, worker }
+        Engine { options, workers }
     }
 
     fn thumbnail(&mut self, path: &Path) -> Result<Thumbnail, Error> {
-        match &mut self.worker {
-            Some(worker) => Ok(worker.thumbnail(path, &self.options)?),
+        match &self.workers {
+            Some(pool) => {
+                let worker = pool.checkout().map_err(|e| DecodeFailure {
+                    kind: wsi_thumbnail::error_kind::ErrorKind::Internal,
+                    retryable: true,
+                    message: e.to_string(),
+                })?;
+                Ok(worker.thumbnail(path, &self.options)?)
+            }
             None => Ok(slide::make_thumbnail(path, &self.options)?),
         }
     }

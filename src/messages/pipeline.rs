@@ -12,6 +12,7 @@ use crate::error_kind::ErrorKind;
 use crate::slide::{Reduced, SlideMetadata, Thumbnail};
 use crate::storage::fetch::LocalSlide;
 use crate::storage::location::InputLink;
+use crate::worker::SlideWorker;
 
 /// A validated request on its way through the pipeline.
 #[derive(Debug, Clone)]
@@ -103,6 +104,9 @@ pub struct Fetch(pub Job);
 pub struct Decode {
     pub job: Job,
     pub slide: LocalSlide,
+    /// The worker process that planned the slide's read, which decodes it too; none
+    /// when no planning was needed (a local file, a whole download).
+    pub worker: Option<SlideWorker>,
 }
 
 /// What the decoder pool hands the resizer: a reduced level still to resize and

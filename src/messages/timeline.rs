@@ -70,6 +70,9 @@ struct Inner {
     /// the broker by its Kafka timestamp.
     origin: Instant,
     marks: [AtomicU32; Mark::ALL.len()],
+    /// The worker process that held the slide (0: none), so a timeline shows that two
+    /// slides never shared one.
+    worker_pid: AtomicU32,
 }
 
 impl Timeline {
@@ -82,6 +85,7 @@ impl Timeline {
         let timeline = Timeline(Arc::new(Inner {
             origin,
             marks: std::array::from_fn(|_| AtomicU32::new(UNMARKED)),
+            worker_pid: AtomicU32::new(0),
         }));
         timeline.mark(Mark::Received);
         timeline
@@ -95,6 +99,15 @@ impl Timeline {
             .as_millis()
             .min(u128::from(UNMARKED - 1)) as u32;
         self.0.marks[mark as usize].store(ms, Ordering::Relaxed);
+    }
+
+    /// Records the worker process that holds the slide.
+    pub fn set_worker_pid(&self, pid: u32) {
+        self.0.worker_pid.store(pid, Ordering::Relaxed);
+    }
+
+    pub fn worker_pid(&self) -> Option<u32> {
+        Some(self.0.worker_pid.load(Ordering::Relaxed)).filter(|&pid| pid != 0)
     }
 
     pub fn get(&self, mark: Mark) -> Option<u32> {
@@ -111,6 +124,9 @@ impl std::fmt::Display for Timeline {
                 write!(f, "{}{}={ms}", if first { "" } else { " " }, mark.label())?;
                 first = false;
             }
+        }
+        if let Some(pid) = self.worker_pid() {
+            write!(f, "{}worker_pid={pid}", if first { "" } else { " " })?;
         }
         Ok(())
     }

@@ -42,6 +42,18 @@ impl StorageError {
         }
     }
 
+    /// Whether the same request may succeed later. A slide refused while planning is
+    /// judged as its decode would be: a planning deadline is not worth another try.
+    pub fn retryable(&self) -> bool {
+        match self {
+            StorageError::Slide {
+                kind: ErrorKind::Timeout,
+                ..
+            } => false,
+            other => other.kind().retryable(),
+        }
+    }
+
     /// Classifies a GCS client error for `link`.
     pub fn from_gcs(link: &str, e: &google_cloud_storage::Error) -> StorageError {
         match e.http_status_code() {

@@ -11,9 +11,11 @@ use google_cloud_storage::model_ext::ReadRange;
 use tempfile::{TempDir, TempPath};
 use tokio::io::AsyncWriteExt;
 
+use super::budget::{Budgets, Share};
 use super::error::StorageError;
 use super::gcs::GcsObject;
 use super::location::InputLink;
+use crate::planning::{PlanAnswer, PlanTask};
 
 /// How a slide reached local disk (a metric label and a log field).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +48,8 @@ pub struct LocalSlide {
     pub bytes_fetched: u64,
     pub via: FetchPath,
     _temp: Option<Temporary>,
+    /// The copy's share of `storage.max_temp_disk_mb`, given back with the copy.
+    _disk: Option<Share>,
 }
 
 /// What a fetched copy deletes when it is dropped (held only for its `Drop`).
@@ -68,7 +72,14 @@ impl LocalSlide {
             bytes_fetched,
             via,
             _temp: Some(Temporary::File { _path: temp }),
+            _disk: None,
         }
+    }
+
+    /// The same copy, holding its share of the temp-disk budget until it is dropped.
+    pub fn holding(mut self, disk: Share) -> LocalSlide {
+        self._disk = Some(disk);
+        self
     }
 
     /// `name` inside a fetched folder, which is deleted (with everything in it) when the
@@ -84,6 +95,7 @@ impl LocalSlide {
             bytes_fetched,
             via,
             _temp: Some(Temporary::Folder { _dir: folder }),
+            _disk: None,
         }
     }
 }
@@ -115,8 +127,39 @@ pub fn temp_slide(
 }
 
 pub trait SlideFetcher: Send + Sync {
-    fn fetch<'a>(&'a self, input: &'a InputLink)
-    -> BoxFuture<'a, Result<LocalSlide, StorageError>>;
+    /// Fetches the slide `input` names; `planner` answers planning rounds (the slide's
+    /// worker process: the fetcher itself never parses slide bytes).
+    fn fetch<'a>(
+        &'a self,
+        input: &'a InputLink,
+        planner: &'a dyn Planner,
+    ) -> BoxFuture<'a, Result<LocalSlide, StorageError>>;
+}
+
+/// Who answers planning rounds for one slide: its worker process, or (under
+/// `thumbnail.isolation = "none"`) a blocking thread of this process.
+pub trait Planner: Send + Sync {
+    fn plan(&self, task: PlanTask) -> BoxFuture<'_, Result<PlanAnswer, PlanFailure>>;
+}
+
+/// A slide refused while planning, or a planner that could not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct PlanFailure {
+    pub kind: crate::error_kind::ErrorKind,
+    pub retryable: bool,
+    pub message: String,
+}
+
+impl PlanFailure {
+    /// As a storage error about `link`.
+    pub fn about(self, link: String) -> StorageError {
+        StorageError::Slide {
+            link,
+            kind: self.kind,
+            message: self.message,
+        }
+    }
 }
 
 /// Downloads the whole object to a temporary file (keeping its extension, which some
@@ -124,14 +167,19 @@ pub trait SlideFetcher: Send + Sync {
 pub struct WholeObjectFetcher {
     client: Option<Arc<Storage>>,
     temp_dir: PathBuf,
+    budgets: Budgets,
 }
 
 /// Prefix of our temporary files, so a restart can sweep what a crash left behind.
 pub const TEMP_PREFIX: &str = "wsi-slide-";
 
 impl WholeObjectFetcher {
-    pub fn new(client: Option<Arc<Storage>>, temp_dir: PathBuf) -> Self {
-        WholeObjectFetcher { client, temp_dir }
+    pub fn new(client: Option<Arc<Storage>>, temp_dir: PathBuf, budgets: Budgets) -> Self {
+        WholeObjectFetcher {
+            client,
+            temp_dir,
+            budgets,
+        }
     }
 
     async fn download(&self, bucket: &str, object: &str) -> Result<LocalSlide, StorageError> {
@@ -143,8 +191,6 @@ impl WholeObjectFetcher {
             path: self.temp_dir.display().to_string(),
             source,
         };
-        let (std_file, temp_path) = temp_slide(&self.temp_dir, &suffix_of(object))?;
-        let mut file = tokio::fs::File::from_std(std_file);
         let gcs = GcsObject {
             client: client.clone(),
             bucket: bucket.to_string(),
@@ -153,18 +199,50 @@ impl WholeObjectFetcher {
         // One streamed GET of everything, unpinned: the same read path as the ranged
         // fetch, asked for the whole object.
         let mut read = gcs.open(ReadRange::all(), 0).await?;
+        // An emulator may not report the size on the read; it answers a lookup.
+        let size = match read.size {
+            0 => super::gcs::emulator_object_size(bucket, object)
+                .await
+                .unwrap_or(0),
+            size => size,
+        };
+        let disk = self
+            .budgets
+            .temp_disk
+            .take(size, crate::error_kind::ErrorKind::SlideTooLarge)
+            .await
+            .map_err(|e| over_budget(gcs.link(), e))?;
+        let (std_file, temp_path) = temp_slide(&self.temp_dir, &suffix_of(object))?;
+        let mut file = tokio::fs::File::from_std(std_file);
         let mut bytes = 0u64;
         while let Some(chunk) = read.next().await? {
             bytes += chunk.len() as u64;
+            // The size the store reported bounds what lands on the disk.
+            if size > 0 && bytes > size {
+                return Err(StorageError::Unavailable {
+                    link: gcs.link(),
+                    message: format!("the object grew past its {size} bytes mid-read"),
+                });
+            }
             file.write_all(&chunk).await.map_err(local)?;
         }
         file.flush().await.map_err(local)?;
-        Ok(LocalSlide::temporary(temp_path, bytes, FetchPath::Whole))
+        Ok(LocalSlide::temporary(temp_path, bytes, FetchPath::Whole).holding(disk))
     }
 }
 
-impl SlideFetcher for WholeObjectFetcher {
-    fn fetch<'a>(
+/// A budget a slide alone exceeds, as the failure of that slide.
+pub fn over_budget(link: String, e: super::budget::OverBudget) -> StorageError {
+    StorageError::Slide {
+        link,
+        kind: e.kind,
+        message: e.to_string(),
+    }
+}
+
+impl WholeObjectFetcher {
+    /// The whole object, or a `file://` input in place.
+    pub fn fetch<'a>(
         &'a self,
         input: &'a InputLink,
     ) -> BoxFuture<'a, Result<LocalSlide, StorageError>> {
@@ -188,6 +266,7 @@ impl SlideFetcher for WholeObjectFetcher {
                         bytes_fetched: meta.len(),
                         via: FetchPath::Local,
                         _temp: None,
+                        _disk: None,
                     })
                 }
             }

@@ -2,6 +2,7 @@
 //! ([`gcs`]), fetching slides to local disk ([`fetch`]: the whole object, or [`ranged`]:
 //! only the bytes a thumbnail needs) and writing thumbnails ([`output`]).
 
+pub mod budget;
 pub mod error;
 pub mod fetch;
 pub mod gcs;

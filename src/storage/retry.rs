@@ -64,7 +64,7 @@ where
         .with_jitter();
     let result = attempt
         .retry(backoff)
-        .when(|e: &StorageError| e.kind().retryable())
+        .when(|e: &StorageError| e.retryable())
         .notify(|e, wait| {
             crate::telemetry::record::retried();
             tracing::warn!(error = %e, ?wait, what, "transient storage failure; retrying");

@@ -33,7 +33,7 @@ use crate::storage::fetch::WholeObjectFetcher;
 use crate::storage::output::OutputSink;
 use crate::storage::ranged::{RangedFetcher, RangedSettings};
 use crate::telemetry::record::{self, Stage};
-use crate::worker::{Isolation, WorkerSlot};
+use crate::worker::{Isolation, WorkerPool};
 
 /// The running tree, as the supervisor watches and drains it.
 pub struct Pipeline {
@@ -76,7 +76,16 @@ impl Pipeline {
             config,
             Routes::new(uploader.clone().recipient::<Upload>(), &fail),
         );
-        let decoder = start_decoders(config, Routes::new(resizer.recipient::<Resize>(), &fail));
+        // One pool of fresh workers: a slide's worker is checked out by the fetcher
+        // when its read must be planned, or by the decoder, and ends with the slide.
+        let workers = (config.thumbnail.isolation == Isolation::Process)
+            .then(|| WorkerPool::start(config.worker_settings(), config.decoder_threads()));
+        let decoder = start_decoders(
+            config,
+            workers.clone(),
+            Routes::new(resizer.recipient::<Resize>(), &fail),
+        );
+        let budgets = config.storage.budgets();
         let fetcher = Fetcher {
             strategy: Arc::new(RangedFetcher {
                 client: clients.gcs.clone(),
@@ -87,8 +96,10 @@ impl Pipeline {
                     max_size: config.thumbnail.max_size,
                     max_slide_pixels: config.thumbnail.max_slide_pixels,
                 },
-                whole: WholeObjectFetcher::new(clients.gcs, clients.temp_dir),
+                budgets: budgets.clone(),
+                whole: WholeObjectFetcher::new(clients.gcs, clients.temp_dir, budgets),
             }),
+            workers,
             retry: config.retry.clone(),
             timeout: config.timeouts.fetch,
             routes: Routes::new(decoder.recipient::<Decode>(), &fail),
@@ -194,19 +205,23 @@ fn start_resizers(config: &Config, routes: Routes<Upload>) -> Addr<Resizer> {
     })
 }
 
-/// One decoder thread per core unless configured, each with its worker process (or
-/// its own thread pool under `isolation = "none"`), built on the decoder's thread.
-fn start_decoders(config: &Config, routes: Routes<Resize>) -> Addr<Decoder> {
+/// One decoder thread per core unless configured, each driving one slide's worker
+/// process at a time (or its own thread pool under `isolation = "none"`).
+fn start_decoders(
+    config: &Config,
+    workers: Option<Arc<WorkerPool>>,
+    routes: Routes<Resize>,
+) -> Addr<Decoder> {
     let (threads, isolation) = (config.decoder_threads(), config.thumbnail.isolation);
-    let (options, settings) = (config.thumbnail.options(), config.worker_settings());
+    let options = config.thumbnail.options();
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     record::stage_workers(Stage::Decode, threads);
     tracing::info!(?isolation, decoders = threads, "decoder pool");
     SyncArbiter::start(threads, move || Decoder {
         options: options.clone(),
-        engine: match isolation {
-            Isolation::Process => Engine::Process(Box::new(WorkerSlot::start(settings.clone()))),
-            Isolation::None => Engine::in_process(cores),
+        engine: match &workers {
+            Some(pool) => Engine::Process(pool.clone()),
+            None => Engine::in_process(cores),
         },
         routes: routes.clone(),
     })

@@ -72,9 +72,15 @@ fn describe() {
     );
     metrics::describe_counter!(
         WORKER_RESTARTS,
-        "Decoder worker processes replaced, by reason: crash (a signal from a slide library), \
+        "Worker processes that stopped while holding a slide, by reason: crash (a signal from a slide library), \
          timeout (timeouts.decode_ms), memory (thumbnail.worker_memory_mb), killed (SIGKILL \
          from outside), exit, protocol"
+    );
+    metrics::describe_counter!(
+        BUDGET_WAITS,
+        "Fetches that waited for a process-wide budget, by budget (its config key): \
+         storage.max_buffered_mb, storage.max_temp_disk_mb, storage.max_planned_ranges, \
+         storage.max_series_fetches"
     );
     metrics::describe_counter!(
         UNPUBLISHABLE,
@@ -84,6 +90,14 @@ fn describe() {
         RESTART_LOOP,
         "Requests failed as `internal` because the service stopped twice while serving them"
     );
+    for key in [
+        "storage.max_buffered_mb",
+        "storage.max_temp_disk_mb",
+        "storage.max_planned_ranges",
+        "storage.max_series_fetches",
+    ] {
+        metrics::counter!(BUDGET_WAITS, "budget" => key).absolute(0);
+    }
     for reason in WORKER_RESTART_REASONS {
         metrics::counter!(WORKER_RESTARTS, "reason" => reason).absolute(0);
     }

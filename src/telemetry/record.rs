@@ -58,6 +58,7 @@ pub const STAGE_WORKERS: &str = "wsi_thumbnail_stage_workers";
 pub const ACTOR_PANICS: &str = "wsi_thumbnail_actor_panics_total";
 pub const HTTP_PROCESS: &str = "wsi_thumbnail_http_process_total";
 pub const WORKER_RESTARTS: &str = "wsi_thumbnail_worker_restarts_total";
+pub const BUDGET_WAITS: &str = "wsi_thumbnail_budget_waits_total";
 pub const UNPUBLISHABLE: &str = "wsi_thumbnail_unpublishable_total";
 pub const RESTART_LOOP: &str = "wsi_thumbnail_restart_loop_total";
 pub const TOKEN_REFRESHES: &str = "wsi_thumbnail_kafka_token_refreshes_total";
@@ -128,6 +129,11 @@ pub fn actor_panic(stage: Stage) {
 pub fn http_process(outcome: Result<(), ErrorKind>) {
     let label = outcome.map_or_else(ErrorKind::as_str, |()| "ok");
     metrics::counter!(HTTP_PROCESS, "outcome" => label).increment(1);
+}
+
+/// A fetch waited for a process-wide budget (`key` is its config key).
+pub fn budget_wait(key: &'static str) {
+    metrics::counter!(BUDGET_WAITS, "budget" => key).increment(1);
 }
 
 pub fn worker_restart(reason: &'static str) {

@@ -1,6 +1,10 @@
 //! The worker's own side (`wsi-thumbnail worker`, started by the service or the CLI,
-//! never by hand): enter the sandbox, say ready, then make one thumbnail per task read
-//! from stdin until stdin closes.
+//! never by hand): enter the sandbox, say ready, then serve ONE slide: answer its
+//! planning rounds, make its thumbnail, and exit. A process never holds a second slide,
+//! so no library bug can carry one slide's bytes into another's thumbnail.
+//!
+//! It uses one core: its thread pool has one thread, so the deadline the service
+//! enforces bounds the CPU a slide can take, and N decoders use N cores.
 //!
 //! Decoding runs with a large stack (the main thread's, raised before exec, and the
 //! pool threads'): OpenSlide paints a missing tile from the level above, recursively,
@@ -13,7 +17,7 @@ use std::os::fd::FromRawFd;
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::protocol::{self, Reply, Task};
+use super::protocol::{self, Reply, Request, Task};
 use super::sandbox;
 use crate::error_kind::ErrorKind;
 use crate::slide::make_thumbnail;
@@ -30,6 +34,7 @@ pub fn run(writable_dir: &Path) -> ExitCode {
     };
     let sandbox = sandbox::enter(writable_dir);
     if let Err(e) = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
         .stack_size(DECODE_STACK_BYTES)
         .thread_name(|i| format!("wsi-worker-{i}"))
         .build_global()
@@ -48,15 +53,21 @@ pub fn run(writable_dir: &Path) -> ExitCode {
     }
     let mut input = io::stdin().lock();
     loop {
-        let task: Task = match protocol::read_json(&mut input) {
-            Ok(Some(task)) => task,
+        let request: Request = match protocol::read_json(&mut input) {
+            Ok(Some(request)) => request,
             Ok(None) => return ExitCode::SUCCESS,
             Err(e) => {
-                tracing::error!(error = %e, "unreadable task; worker exiting");
+                tracing::error!(error = %e, "unreadable request; worker exiting");
                 return ExitCode::FAILURE;
             }
         };
-        let (reply, png) = decode(task);
+        let (reply, png, last) = match request {
+            Request::Plan(task) => (plan(&task), None, false),
+            Request::Thumbnail(task) => {
+                let (reply, png) = decode(task);
+                (reply, png, true)
+            }
+        };
         let written = protocol::write_json(&mut out, &reply).and_then(|()| match &png {
             Some(png) => protocol::write_frame(&mut out, png),
             None => Ok(()),
@@ -64,6 +75,28 @@ pub fn run(writable_dir: &Path) -> ExitCode {
         if written.is_err() {
             return ExitCode::FAILURE;
         }
+        if last {
+            // One slide per process: the thumbnail was its last task.
+            return ExitCode::SUCCESS;
+        }
+    }
+}
+
+/// One planning round, a panic included as an `internal` refusal.
+fn plan(task: &crate::planning::PlanTask) -> Reply {
+    match std::panic::catch_unwind(|| crate::planning::plan_slide(task)) {
+        Ok(Ok(answer)) => Reply::Planned(answer),
+        Ok(Err(refusal)) => Reply::Failed {
+            kind: refusal.kind,
+            message: refusal.message,
+        },
+        Err(panic) => Reply::Failed {
+            kind: ErrorKind::Internal,
+            message: format!(
+                "the planner panicked: {}",
+                crate::faults::panic_message(panic.as_ref())
+            ),
+        },
     }
 }
 
@@ -98,8 +131,7 @@ fn take_stdout() -> Option<BufWriter<File>> {
 
 /// The reply to a task, with the PNG when there is one. Runs on the main thread, whose
 /// stack may grow to [`DECODE_STACK_BYTES`] (the service raises `RLIMIT_STACK` before
-/// exec), and whose malloc arena keeps its memory between slides: a thread per slide
-/// would fault every buffer in afresh (measured: 12 ms more per CMU-1-Small-Region).
+/// exec).
 fn decode(task: Task) -> (Reply, Option<Vec<u8>>) {
     let made = std::panic::catch_unwind(|| make_thumbnail(&task.path, &task.options));
     match made {

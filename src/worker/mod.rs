@@ -5,24 +5,31 @@
 //! are decoded in child processes of the same binary (`wsi-thumbnail worker`), each
 //! with an address-space cap, a deadline enforced from outside, a large decoding
 //! stack, no core dumps and a sandbox. A slide that kills its worker costs that worker
-//! and becomes one failure record; the service process never runs slide code.
+//! and becomes one failure record; the service process never runs slide code, and
+//! no process ever holds two slides.
 //!
 //! - [`protocol`]: the frames on the worker's stdin and stdout.
-//! - [`process`]: starting one worker with its limits and running a task under watch.
-//! - [`slot`]: one decoder's worker, replaced when it dies (the pool actor holds these).
+//! - [`process`]: starting one worker with its limits and running a request under watch.
+//! - [`pool`]: fresh workers started ahead of need, on one long-lived thread.
+//! - [`slide`]: the process that holds one slide (plan, thumbnail, gone), and how its
+//!   end becomes a failure.
 //! - [`outcome`]: how a worker's end maps to a failure kind.
 //! - [`sandbox`]: what a worker may do.
 //! - [`child`]: the worker's own main loop.
 
 pub mod child;
 pub mod outcome;
+pub mod planner;
+pub mod pool;
 pub mod process;
 pub mod protocol;
 pub mod sandbox;
-pub mod slot;
+pub mod slide;
 
+pub use planner::SlidePlanner;
+pub use pool::WorkerPool;
 pub use process::WorkerSettings;
-pub use slot::{DecodeFailure, WorkerSlot};
+pub use slide::{DecodeFailure, SlideWorker};
 
 /// Where slides are decoded.
 #[derive(

@@ -17,8 +17,9 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use super::outcome::Ending;
-use super::protocol::{self, MAX_PNG_FRAME, Reply, Task};
+use super::protocol::{self, MAX_PNG_FRAME, Reply, Request};
 use crate::error_kind::ErrorKind;
+use crate::planning::PlanAnswer;
 use crate::slide::Thumbnail;
 
 /// The only environment variables a worker gets: locale, logging, paths, and the
@@ -77,9 +78,10 @@ pub enum StartError {
     Handshake(String),
 }
 
-/// How a task ended.
+/// How a request ended.
 pub enum Finish {
     Done(Thumbnail),
+    Planned(PlanAnswer),
     /// The engine refused the slide (a typed error from inside the worker).
     Failed {
         kind: ErrorKind,
@@ -204,10 +206,10 @@ impl WorkerProcess {
         self.child.id()
     }
 
-    /// Runs one task to its end. After `Finish::Stopped` the worker is dead and must be
-    /// replaced.
-    pub fn run(&mut self, task: &Task, settings: &WorkerSettings) -> Finish {
-        if let Err(e) = protocol::write_json(&mut self.stdin, task) {
+    /// Runs one request to its end within `deadline`. After `Finish::Stopped` the worker
+    /// is dead.
+    pub fn run(&mut self, request: &Request, deadline: Duration, memory_cap: u64) -> Finish {
+        if let Err(e) = protocol::write_json(&mut self.stdin, request) {
             tracing::warn!(error = %e, "cannot hand the slide to the decoder process");
             return self.stopped(None, 0);
         }
@@ -230,6 +232,9 @@ impl WorkerProcess {
                 Ok(Incoming::Reply(Reply::Failed { kind, message }, _)) => {
                     return Finish::Failed { kind, message };
                 }
+                Ok(Incoming::Reply(Reply::Planned(answer), _)) => {
+                    return Finish::Planned(answer);
+                }
                 Ok(Incoming::Broken(why)) => {
                     tracing::debug!(reason = %why, "decoder process output ended");
                     return self.stopped(None, peak_virtual);
@@ -238,7 +243,7 @@ impl WorkerProcess {
                 Err(RecvTimeoutError::Timeout) => {
                     let (virt, resident) = memory_of(self.child.id());
                     peak_virtual = peak_virtual.max(virt);
-                    let cap = settings.memory_cap_bytes;
+                    let cap = memory_cap;
                     if cap > 0 && resident > cap {
                         return self.stopped(
                             Some(Ending::Memory {
@@ -248,7 +253,7 @@ impl WorkerProcess {
                         );
                     }
                     let elapsed = started.elapsed();
-                    if elapsed > settings.deadline {
+                    if elapsed > deadline {
                         return self.stopped(Some(Ending::Deadline(elapsed)), peak_virtual);
                     }
                 }

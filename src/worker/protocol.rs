@@ -1,5 +1,7 @@
 //! The frames a service and its worker processes exchange over the worker's stdin and
-//! stdout: a task in, one reply out.
+//! stdout: a request in, one reply out. A worker serves one slide: any number of
+//! [`Request::Plan`] rounds (which bytes to fetch), then one [`Request::Thumbnail`],
+//! after which it exits.
 //!
 //! Each frame is a big-endian `u32` length and that many bytes. Control frames are
 //! JSON ([`Task`], [`Reply`]); a finished thumbnail's PNG follows its `Done` reply as
@@ -12,10 +14,12 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::error_kind::ErrorKind;
+use crate::planning::{PlanAnswer, PlanTask};
 use crate::slide::{Thumbnail, ThumbnailOptions};
 
-/// Longest control frame (a reply is a few hundred bytes; error messages are cut).
-pub const MAX_CONTROL_FRAME: usize = 1024 * 1024;
+/// Longest control frame: a plan answer of [`crate::planning::MAX_ANSWER_RANGES`]
+/// ranges, or a plan task listing a folder's candidates, with slack.
+pub const MAX_CONTROL_FRAME: usize = 8 * 1024 * 1024;
 /// Longest PNG frame: a 16384 x 16384 RGB thumbnail stored uncompressed, plus slack.
 pub const MAX_PNG_FRAME: usize = 16384 * 16384 * 3 + 1024 * 1024;
 
@@ -24,6 +28,16 @@ pub const MAX_PNG_FRAME: usize = 16384 * 16384 * 3 + 1024 * 1024;
 pub struct Task {
     pub path: PathBuf,
     pub options: ThumbnailOptions,
+}
+
+/// What the service asks of a worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    /// Which bytes of the slide's local copies the thumbnail needs (answered `Planned`).
+    Plan(PlanTask),
+    /// The thumbnail of the slide (answered `Done` or `Failed`); the worker's last task.
+    Thumbnail(Task),
 }
 
 /// What a worker says.
@@ -42,6 +56,8 @@ pub enum Reply {
     },
     /// The thumbnail is made; its PNG (not serialised here) is the next frame.
     Done(Thumbnail),
+    /// A planning round's answer.
+    Planned(PlanAnswer),
     /// The engine refused the slide with a typed error.
     Failed { kind: ErrorKind, message: String },
 }

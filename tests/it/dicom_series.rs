@@ -62,9 +62,14 @@ fn try_fetch(
     let folder = LocalFolder {
         dir: dir.to_path_buf(),
     };
+    let planning = Planning::new();
     tokio::runtime::Runtime::new()
         .expect("runtime")
-        .block_on(fetch_series(&folder, linked, &settings, temp))
+        .block_on(fetch_series(
+            &folder,
+            linked,
+            &planning.context(&settings, temp),
+        ))
 }
 
 fn contract_metadata() -> Value {

@@ -29,12 +29,13 @@ fn settings(mode: FetchMode) -> RangedSettings {
 }
 
 pub(crate) fn fetch(path: &Path, mode: FetchMode, temp: &Path) -> LocalSlide {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let object = FileObject {
         path: path.to_path_buf(),
     };
-    runtime
-        .block_on(fetch_ranged(&object, &settings(mode), temp))
+    let (planning, settings) = (Planning::new(), settings(mode));
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(fetch_ranged(&object, &planning.context(&settings, temp)))
         .expect("ranged fetch")
 }
 

@@ -28,16 +28,19 @@ pub const MAX_LISTED: usize = 10_000;
 const READ_ONLY_SCOPE: &str = "https://www.googleapis.com/auth/devstorage.read_only";
 const GCS_JSON_API: &str = "https://storage.googleapis.com";
 
-/// One object in a folder: its name inside the folder and its size.
+/// One object in a folder: its name inside the folder, its size and its generation
+/// (0 where the store has none), so reading it needs no lookup of its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
     pub name: String,
     pub size: u64,
+    pub generation: i64,
 }
 
 /// A folder of objects read by ranges.
 pub trait ObjectFolder: Send + Sync {
-    /// The objects directly in the folder (not in sub-folders), at most [`MAX_LISTED`].
+    /// The objects directly in the folder (not in sub-folders). A folder holding more
+    /// than [`MAX_LISTED`] is refused ([`too_large`]) rather than cut.
     fn list(&self) -> BoxFuture<'_, Result<Vec<Listed>, StorageError>>;
     /// One object of the folder, by its name in it.
     fn object(&self, name: &str) -> Box<dyn RangeRead + '_>;
@@ -66,10 +69,11 @@ impl ObjectFolder for LocalFolder {
                     listed.push(Listed {
                         name,
                         size: meta.len(),
+                        generation: 0,
                     });
                 }
-                if listed.len() >= MAX_LISTED {
-                    break;
+                if listed.len() > MAX_LISTED {
+                    return Err(too_large(self.link()));
                 }
             }
             Ok(listed)
@@ -122,6 +126,8 @@ struct Item {
     name: String,
     /// The JSON API writes 64-bit integers as strings.
     size: String,
+    #[serde(default)]
+    generation: Option<String>,
 }
 
 impl ObjectFolder for GcsFolder {
@@ -142,7 +148,7 @@ impl ObjectFolder for GcsFolder {
                 let mut page_url = format!(
                     "{url}?prefix={}&delimiter=%2F&fields={}",
                     encode(&self.prefix),
-                    encode("items(name,size),nextPageToken")
+                    encode("items(name,size,generation),nextPageToken")
                 );
                 if let Some(t) = page_token.take() {
                     page_url.push_str(&format!("&pageToken={}", encode(&t)));
@@ -161,17 +167,25 @@ impl ObjectFolder for GcsFolder {
                             item.size
                         ))
                     })?;
+                    let generation = item
+                        .generation
+                        .as_deref()
+                        .and_then(|g| g.parse().ok())
+                        .unwrap_or(0);
                     listed.push(Listed {
                         name: name.to_string(),
                         size,
+                        generation,
                     });
                 }
+                if listed.len() > MAX_LISTED {
+                    return Err(too_large(self.link()));
+                }
                 match page.next_page_token {
-                    Some(t) if listed.len() < MAX_LISTED => page_token = Some(t),
-                    _ => break,
+                    Some(t) => page_token = Some(t),
+                    None => break,
                 }
             }
-            listed.truncate(MAX_LISTED);
             Ok(listed)
         })
     }
@@ -186,6 +200,20 @@ impl ObjectFolder for GcsFolder {
 
     fn link(&self) -> String {
         format!("gs://{}/{}", self.bucket, self.prefix)
+    }
+}
+
+/// The refusal of a folder too large to list: the slide exists, but its series cannot
+/// be told apart from thousands of other objects.
+pub fn too_large(link: String) -> StorageError {
+    StorageError::Slide {
+        link,
+        kind: crate::error_kind::ErrorKind::UnsupportedFormat,
+        message: format!(
+            "the folder holds more than {MAX_LISTED} objects, more than a DICOM series is \
+             looked up in (the cap is {MAX_LISTED}); keep each slide's series in a folder of \
+             its own"
+        ),
     }
 }
 
@@ -279,7 +307,8 @@ mod tests {
             listed,
             vec![Listed {
                 name: "a.dcm".into(),
-                size: 5
+                size: 5,
+                generation: 0,
             }]
         );
     }

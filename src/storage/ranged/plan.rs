@@ -1,6 +1,7 @@
 //! Which bytes of a TIFF slide OpenSlide and the engine read to make one thumbnail: the
-//! [`ReadPlan`], made by [`read_plan`] from the bytes fetched so far and by [`decide`],
-//! which fetches what each planning pass says it is missing until there is a plan.
+//! [`ReadPlan`], made by [`read_plan`] from the bytes fetched so far. It parses slide
+//! bytes, so it runs in the slide's worker process ([`crate::planning`]), never in the
+//! service.
 //!
 //! A 1024-pixel thumbnail of a multi-gigabyte pyramid needs the directories and one
 //! small level, so fetching only those bytes (and leaving the rest of a local sparse
@@ -30,26 +31,15 @@
 
 use std::io::{Read, Seek};
 
-use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
-
-use super::object::{ObjectInfo, RangeRead};
-use super::partial::{Missing, PartialObject};
-use super::ranges::{self, ByteRange};
-use super::{COALESCE_GAP, FetchMode, PIECE, PLAN_BLOCK, RangedSettings};
+use super::partial::Missing;
+use super::ranges::ByteRange;
 use crate::slide::geometry::{choose_level, thumbnail_dims};
 // Aperio's JPEG 2000 compressions: OpenSlide decodes tile 0 of each level at open.
 use crate::slide::jp2k_guard::APERIO_JP2K;
-use crate::storage::error::StorageError;
 use crate::tiff::ndpi::{NdpiError, NdpiFile};
 use crate::tiff::reader::{Directory, TiffError, TiffFile};
 use crate::tiff::tags;
 
-/// Planning round trips before giving up on a file (a directory chain this long is
-/// either hostile or better downloaded whole).
-const MAX_PLAN_ROUNDS: usize = 64;
-/// Planning reads beyond this many bytes mean the metadata alone is huge: download whole.
-const MAX_PLAN_BYTES: u64 = 64 * 1024 * 1024;
 /// libtiff's subsampling check stops at the JPEG start-of-frame marker, a few hundred
 /// bytes in; this bounds the prefix of strip 0 we provide for it.
 const FIRST_STRILE_PREFIX: u64 = 64 * 1024;
@@ -123,7 +113,7 @@ fn missing(e: &TiffError) -> Option<ByteRange> {
 }
 
 /// One planning pass: the reads for a thumbnail whose longest side is `max_size`. `r` is
-/// usually a [`PartialObject`]; on a complete file the plan is final at once.
+/// usually a [`super::partial::PartialObject`] or a [`crate::planning::held::HeldFile`]; on a complete file the plan is final at once.
 pub fn read_plan<R: Read + Seek>(
     r: &mut R,
     max_size: u32,
@@ -297,83 +287,11 @@ fn flavour<R: Read + Seek>(r: &mut R, tiff: &TiffFile) -> Result<Flavour, PlanEr
     Ok(Flavour::GenericTiff)
 }
 
-/// What a ranged fetch will read: the planned ranges, or the whole object and why.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Decision {
-    Ranged {
-        /// The level the engine will read (a log field).
-        level: usize,
-        ranges: Vec<ByteRange>,
-    },
-    Whole {
-        reason: String,
-    },
-}
-
-/// Runs planning passes over `partial` until there is a plan or a reason to read the
-/// whole object, fetching what each pass says it is missing into `partial`.
-pub async fn decide(
-    object: &dyn RangeRead,
-    info: ObjectInfo,
-    settings: &RangedSettings,
-    partial: &mut PartialObject,
-) -> Result<Decision, StorageError> {
-    if settings.mode == FetchMode::Whole {
-        return Ok(Decision::Whole {
-            reason: "storage.fetch is whole".into(),
-        });
-    }
-    for _ in 0..MAX_PLAN_ROUNDS {
-        let wanted = match read_plan(partial, settings.max_size, settings.max_slide_pixels) {
-            Ok(p) => {
-                return Ok(Decision::Ranged {
-                    level: p.level,
-                    ranges: p.ranges,
-                });
-            }
-            Err(PlanError::Unplannable(reason)) => return Ok(Decision::Whole { reason }),
-            Err(PlanError::Need(wanted)) => wanted,
-        };
-        // Read ahead a block past each miss: the next directory is usually nearby.
-        let blocks = wanted
-            .into_iter()
-            .map(|r| ByteRange::at(r.start, r.len().max(PLAN_BLOCK)));
-        let missing = ranges::subtract(
-            &ranges::coalesce(blocks, info.size, COALESCE_GAP),
-            &partial.held(),
-        );
-        if partial.held_bytes() + ranges::total(&missing) > MAX_PLAN_BYTES {
-            return Ok(Decision::Whole {
-                reason: "the slide's directories alone are larger than the planning budget".into(),
-            });
-        }
-        if missing.is_empty() {
-            // The planner asked for bytes we hold: a bug, not a reason to loop.
-            return Ok(Decision::Whole {
-                reason: "the planner did not converge".into(),
-            });
-        }
-        let pieces = ranges::split(&missing, PIECE);
-        let got: Vec<(u64, Bytes)> = futures::stream::iter(
-            pieces
-                .into_iter()
-                .map(|p| async move { object.range(info, p).await.map(|b| (p.start, b)) }),
-        )
-        .buffer_unordered(settings.concurrency.max(1))
-        .try_collect()
-        .await?;
-        for (offset, bytes) in got {
-            partial.insert(offset, bytes);
-        }
-    }
-    Ok(Decision::Whole {
-        reason: "the directory chain needs too many round trips".into(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::ranged::partial::PartialObject;
+    use bytes::Bytes;
     use std::io::Cursor;
 
     #[test]

@@ -2,11 +2,27 @@
 //! this turns them into few, bounded GET requests. Pure functions, unit- and
 //! property-tested, so the fetcher only moves bytes.
 
-/// A half-open byte range `[start, end)` of an object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// A half-open byte range `[start, end)` of an object. On the worker protocol it is a
+/// two-element array.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(from = "(u64, u64)", into = "(u64, u64)")]
 pub struct ByteRange {
     pub start: u64,
     pub end: u64,
+}
+
+impl From<(u64, u64)> for ByteRange {
+    fn from((start, end): (u64, u64)) -> ByteRange {
+        ByteRange { start, end }
+    }
+}
+
+impl From<ByteRange> for (u64, u64) {
+    fn from(r: ByteRange) -> (u64, u64) {
+        (r.start, r.end)
+    }
 }
 
 impl ByteRange {

@@ -4,57 +4,44 @@
 //! Reading every instance's header and then only the chosen level's pixel data costs a
 //! fraction of the series, where a download costs all of it.
 //!
+//! The service moves bytes; the slide's worker reads them ([`crate::planning::series`]).
 //! The flow for one link ([`fetch_series`]):
-//! 1. list the link's folder and keep the instances that may belong to the slide
-//!    ([`dicom::is_candidate`], the rule the engine applies to the same folder);
-//! 2. read each one's header: a first block, grown while the bounded header scan
-//!    ([`dicom::scan_prefix`]) asks for more; every later read of an object is pinned to
-//!    the generation its first read saw;
-//! 3. ask the series planner ([`dicom::pixel_ranges`]) which pixel bytes the engine will
-//!    read, and fetch those in bounded, concurrent GETs;
-//! 4. write each instance as a sparse file of its full size, under its own name, into
-//!    one temporary folder: the engine opens the linked instance there and finds the
-//!    rest of the series beside it, as it would on local disk.
+//! 1. read the linked object's first block: a link to a missing object is
+//!    `slide_not_found` whatever its folder holds;
+//! 2. list the folder once (names, sizes and generations: no lookup per sibling) and
+//!    keep the instances that may belong to the slide ([`dicom::is_candidate`], a rule
+//!    on names); a folder too large to list is refused, naming the cap;
+//! 3. create a sparse copy of every candidate, under its own name, in one temporary
+//!    folder, and ask the planner which bytes it needs: first each header's first block,
+//!    then longer prefixes where a header goes on, then the chosen level's pixel data;
+//!    every read is pinned to the generation the listing gave;
+//! 4. the engine opens the linked instance there and finds the series beside it, as on
+//!    local disk. Candidates that turned out not to be DICOM are removed.
 //!
-//! In `whole` mode (and in `auto` when the plan covers most of the series) every
-//! instance is read whole into the same layout: the comparison path.
+//! In `whole` mode (and in `auto` when the plan covers most of the series) the series'
+//! members are read whole, after their headers: only DICOM instances, within the
+//! temp-disk budget. Series fetched at once are bounded by `storage.max_series_fetches`.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
-use super::folder::{Listed, ObjectFolder};
+use super::folder::{Listed, ObjectFolder, too_large};
 use super::object::ObjectInfo;
 use super::ranges::{self, ByteRange};
 use super::sparse::SparseFile;
-use super::{AUTO_MAX_FRACTION, COALESCE_GAP, FetchMode, PIECE, RangedSettings};
-use crate::dicom::{self, InstanceHeader, Scan};
-use crate::slide::{DecoderChoice, ThumbnailOptions};
+use super::{AUTO_MAX_FRACTION, FetchContext, FetchMode, MAX_PLAN_ROUNDS, PIECE, take_disk};
+use crate::dicom;
+use crate::error_kind::ErrorKind;
+use crate::planning::series::{HEAD_BLOCK, MAX_SERIES_HEADERS};
+use crate::planning::{FileRange, PlanAnswer, PlanFile, PlanTask};
 use crate::storage::error::StorageError;
-use crate::storage::fetch::{FetchPath, LocalSlide, temp_folder};
+use crate::storage::fetch::{FetchPath, LocalSlide, over_budget, temp_folder};
 
-/// First read of each instance: a whole-slide instance's header is a few KiB (the
-/// per-frame positions of a sparse tiling can make it larger; the scan asks for more).
-const HEAD_BLOCK: u64 = 16 * 1024;
-/// Largest header read: past this the instance is refused rather than read on.
-const MAX_HEADER: u64 = 64 * 1024 * 1024;
-/// Most header bytes one series may hold in memory at once, all instances together: the
-/// headers are kept until the pixel data is written, so a folder of large headers must
-/// not multiply [`MAX_HEADER`] by [`MAX_INSTANCES`].
-const MAX_SERIES_HEADERS: u64 = 128 * 1024 * 1024;
 /// Most instances one slide may have in its folder. Real series have tens (one per
 /// level, a label, an overview); more is a folder this lookup was not meant for.
 pub const MAX_INSTANCES: usize = 1024;
-
-/// One instance's header, as read.
-struct Head {
-    name: String,
-    info: ObjectInfo,
-    prefix: Bytes,
-    header: InstanceHeader,
-}
 
 /// Whether a link's object name is a DICOM instance (`.dcm`, any case).
 pub fn is_dicom_link(object: &str) -> bool {
@@ -63,99 +50,162 @@ pub fn is_dicom_link(object: &str) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("dcm"))
 }
 
+/// One candidate and its copy.
+struct Member {
+    listed: Listed,
+    copy: SparseFile,
+    held: Vec<ByteRange>,
+}
+
 /// Fetches the series `linked` belongs to from `folder` into a temporary folder.
 pub async fn fetch_series(
     folder: &dyn ObjectFolder,
     linked: &str,
-    settings: &RangedSettings,
-    temp_dir: &Path,
+    ctx: &FetchContext<'_>,
 ) -> Result<LocalSlide, StorageError> {
-    let mut members = members(folder, linked).await?;
-    let concurrency = settings.concurrency.max(1);
-    let total: u64 = members.iter().map(|m| m.size).sum();
+    let link = format!("{}{linked}", folder.link());
+    let _turn = ctx
+        .budgets
+        .series
+        .take(1, ErrorKind::Internal)
+        .await
+        .map_err(|e| over_budget(link.clone(), e))?;
+    // The link itself first: a missing object is `slide_not_found`, whatever the folder.
+    let (info, first) = folder.object(linked).head(HEAD_BLOCK).await?;
+    let listed = candidates(folder, linked, info).await?;
+    let total: u64 = listed.iter().map(|m| m.size).sum();
+    let reserved = take_disk(ctx, total.min(MAX_SERIES_HEADERS), &link).await?;
 
-    let (heads, wanted, via) = if settings.mode == FetchMode::Whole {
-        let whole = members
-            .iter()
-            .map(|m| (m.name.clone(), ByteRange::at(0, m.size)))
-            .collect();
-        (Vec::new(), whole, FetchPath::Whole)
-    } else {
-        let budget = AtomicU64::new(MAX_SERIES_HEADERS);
-        let budget = &budget;
-        // Collected first: a lazily mapped iterator of borrowing futures defeats the
-        // compiler's lifetime inference inside the boxed `Send` future.
-        let reads: Vec<_> = members
-            .iter()
-            .map(|m| read_head(folder, m, linked, budget))
-            .collect();
-        let heads: Vec<Option<Head>> = futures::stream::iter(reads)
-            .buffer_unordered(concurrency)
-            .try_collect()
-            .await?;
-        let heads: Vec<Head> = heads.into_iter().flatten().collect();
-        // Siblings that are not DICOM at all are passed over, as the engine does.
-        members.retain(|m| heads.iter().any(|h| h.name == m.name));
-        let planned = plan(folder, linked, &heads, settings)?;
-        let held: u64 = heads.iter().map(|h| h.prefix.len() as u64).sum();
-        let more: u64 = planned.iter().map(|(_, r)| r.len()).sum();
-        if settings.mode == FetchMode::Auto
-            && (held + more) as f64 > total as f64 * AUTO_MAX_FRACTION
-        {
-            tracing::info!(link = %folder.link(), "the plan covers most of the series: reading it whole");
-            let whole = heads
-                .iter()
-                .map(|h| (h.name.clone(), ByteRange::at(0, h.info.size)))
-                .collect();
-            (heads, whole, FetchPath::Whole)
-        } else {
-            (heads, planned, FetchPath::Ranged)
-        }
-    };
-
-    let copy = temp_folder(temp_dir)?;
-    let mut files = Vec::with_capacity(members.len());
-    let mut bytes_fetched = 0u64;
-    for m in &members {
-        let file = SparseFile::create_in(copy.path(), &m.name, m.size)?;
-        let head = heads.iter().find(|h| h.name == m.name);
-        if let Some(h) = head {
-            file.write_at(0, h.prefix.clone()).await?;
-            bytes_fetched += h.prefix.len() as u64;
-        }
-        files.push((m, head.map(|h| h.info), file));
-    }
-    let pieces = pieces(&members, &heads, &wanted);
-    let files_ref = &files;
-    let fetched: u64 = futures::stream::iter(pieces.into_iter().map(|(index, piece)| async move {
-        let (member, info, file) = &files_ref[index];
-        let object = folder.object(&member.name);
-        let info = info.unwrap_or(ObjectInfo {
-            size: member.size,
-            generation: 0,
+    let dir = temp_folder(ctx.temp_dir)?;
+    let mut members = Vec::with_capacity(listed.len());
+    for listed in listed {
+        let copy = SparseFile::create_in(dir.path(), &listed.name, listed.size)?;
+        members.push(Member {
+            listed,
+            copy,
+            held: Vec::new(),
         });
-        let bytes = object.range(info, piece).await?;
-        let n = bytes.len() as u64;
-        file.write_at(piece.start, bytes).await?;
-        Ok::<u64, StorageError>(n)
-    }))
-    .buffer_unordered(concurrency)
-    .try_fold(0u64, |sum, n| async move { Ok(sum + n) })
-    .await?;
-    bytes_fetched += fetched;
-    drop(files);
-    tracing::debug!(link = %folder.link(), instances = members.len(), bytes_fetched, series_bytes = total, via = via.label(), "fetched the series");
-    Ok(LocalSlide::in_folder(copy, linked, bytes_fetched, via))
+    }
+    members[0].held.push(ByteRange::at(0, first.len() as u64));
+    members[0].copy.write_at(0, first).await?;
+
+    let mut answer = None;
+    for _ in 0..MAX_PLAN_ROUNDS {
+        let task = PlanTask {
+            files: members
+                .iter()
+                .map(|m| PlanFile {
+                    path: dir.path().join(&m.listed.name),
+                    size: m.listed.size,
+                    held: m.held.clone(),
+                })
+                .collect(),
+            dicom: true,
+            max_size: ctx.settings.max_size,
+            max_slide_pixels: ctx.settings.max_slide_pixels,
+        };
+        match ctx
+            .planner
+            .plan(task)
+            .await
+            .map_err(|f| f.about(link.clone()))?
+        {
+            PlanAnswer::Need { ranges } => {
+                let held_bytes: u64 = members.iter().map(|m| ranges::total(&m.held)).sum();
+                let wanted = wanted_by_member(&members, &ranges);
+                let more: u64 = wanted.iter().map(|(_, r)| r.len()).sum();
+                if more == 0 || held_bytes + more > MAX_SERIES_HEADERS {
+                    return Err(StorageError::Slide {
+                        link,
+                        kind: ErrorKind::CorruptSlide,
+                        message: format!(
+                            "the series' headers need more than {} MiB",
+                            MAX_SERIES_HEADERS >> 20
+                        ),
+                    });
+                }
+                fetch_pieces(folder, &members, &wanted, ctx).await?;
+                for (index, range) in wanted {
+                    let m = &mut members[index];
+                    m.held = ranges::coalesce(m.held.drain(..).chain([range]), m.listed.size, 0);
+                }
+            }
+            final_answer => {
+                answer = Some(final_answer);
+                break;
+            }
+        }
+    }
+    let Some(answer) = answer else {
+        return Err(StorageError::Slide {
+            link,
+            kind: ErrorKind::CorruptSlide,
+            message: format!("the series' headers did not settle in {MAX_PLAN_ROUNDS} rounds"),
+        });
+    };
+    let (in_series, planned) = match answer {
+        PlanAnswer::Ranged {
+            ranges, members: m, ..
+        } => (m, ranges),
+        PlanAnswer::Whole { members: m, .. } => (m, Vec::new()),
+        PlanAnswer::Need { .. } => (Vec::new(), Vec::new()),
+    };
+    let in_series: Vec<usize> = in_series
+        .into_iter()
+        .map(|i| i as usize)
+        .filter(|&i| i < members.len())
+        .collect();
+    let held_bytes: u64 = members.iter().map(|m| ranges::total(&m.held)).sum();
+    let series_bytes: u64 = in_series.iter().map(|&i| members[i].listed.size).sum();
+    let mut wanted = wanted_by_member(&members, &planned);
+    let more: u64 = wanted.iter().map(|(_, r)| r.len()).sum();
+    let whole = ctx.settings.mode == FetchMode::Whole
+        || (ctx.settings.mode == FetchMode::Auto
+            && (held_bytes + more) as f64 > series_bytes as f64 * AUTO_MAX_FRACTION);
+    if whole {
+        wanted = in_series
+            .iter()
+            .flat_map(|&i| {
+                let m = &members[i];
+                ranges::subtract(&[ByteRange::at(0, m.listed.size)], &m.held)
+                    .into_iter()
+                    .map(move |r| (i, r))
+            })
+            .collect();
+    }
+    let more: u64 = wanted.iter().map(|(_, r)| r.len()).sum();
+    let disk = super::grow_disk(ctx, reserved, held_bytes + more, &link).await?;
+    let fetched = fetch_pieces(folder, &members, &wanted, ctx).await?;
+    // Candidates that are not DICOM (or of no use) leave the folder, so the engine
+    // sees only what was fetched for it.
+    for (index, m) in members.iter().enumerate() {
+        if !in_series.contains(&index) && index != 0 {
+            let _ = std::fs::remove_file(dir.path().join(&m.listed.name));
+        }
+    }
+    let bytes_fetched = held_bytes + fetched;
+    let via = if whole {
+        FetchPath::Whole
+    } else {
+        FetchPath::Ranged
+    };
+    tracing::debug!(link = %folder.link(), instances = in_series.len(), bytes_fetched, series_bytes, via = via.label(), "fetched the series");
+    drop(members);
+    Ok(LocalSlide::in_folder(dir, linked, bytes_fetched, via).holding(disk))
 }
 
-/// The instances of the folder that may belong to the linked slide, the linked one
-/// first.
-async fn members(folder: &dyn ObjectFolder, linked: &str) -> Result<Vec<Listed>, StorageError> {
+/// The linked object and the folder's other instances that may belong to its slide.
+async fn candidates(
+    folder: &dyn ObjectFolder,
+    linked: &str,
+    info: ObjectInfo,
+) -> Result<Vec<Listed>, StorageError> {
     let listed = folder.list().await?;
-    let Some(own) = listed.iter().find(|l| l.name == linked).cloned() else {
-        return Err(StorageError::NotFound(format!("{}{linked}", folder.link())));
-    };
-    let mut members = vec![own];
+    let mut members = vec![Listed {
+        name: linked.to_string(),
+        size: info.size,
+        generation: info.generation,
+    }];
     members.extend(
         listed
             .into_iter()
@@ -164,7 +214,7 @@ async fn members(folder: &dyn ObjectFolder, linked: &str) -> Result<Vec<Listed>,
     if members.len() > MAX_INSTANCES {
         return Err(StorageError::Slide {
             link: folder.link(),
-            kind: crate::error_kind::ErrorKind::CorruptSlide,
+            kind: ErrorKind::CorruptSlide,
             message: format!(
                 "the folder holds {} instances beside {linked}; a slide has at most \
                  {MAX_INSTANCES}: keep each slide's series in a folder of its own",
@@ -172,146 +222,70 @@ async fn members(folder: &dyn ObjectFolder, linked: &str) -> Result<Vec<Listed>,
             ),
         });
     }
+    if members.len() > super::folder::MAX_LISTED {
+        return Err(too_large(folder.link()));
+    }
     Ok(members)
 }
 
-/// Reads `member`'s header: a first block, then more while the scan asks for it, taking
-/// what it reads from the series' `budget`. `None` for a sibling that is not DICOM
-/// ("DICM" at 128); a DICOM file whose header is broken fails the slide, since its
-/// series cannot be known (the engine's rule too).
-async fn read_head(
-    folder: &dyn ObjectFolder,
-    member: &Listed,
-    linked: &str,
-    budget: &AtomicU64,
-) -> Result<Option<Head>, StorageError> {
-    let object = folder.object(&member.name);
-    let spend = |n: u64| {
-        budget
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
-                left.checked_sub(n)
-            })
-            .map(drop)
-            .map_err(|_| StorageError::Slide {
-                link: object.link(),
-                kind: crate::error_kind::ErrorKind::CorruptSlide,
-                message: format!(
-                    "the series' headers add up to more than {} MiB",
-                    MAX_SERIES_HEADERS >> 20
-                ),
-            })
-    };
-    spend(HEAD_BLOCK.min(member.size))?;
-    let (info, first) = object.head(HEAD_BLOCK).await?;
-    if member.name != linked && !dicom::is_dicom(&first) {
-        tracing::debug!(link = %object.link(), "not DICOM: passed over");
-        return Ok(None);
-    }
-    let mut prefix = BytesMut::from(&first[..]);
-    loop {
-        let scanned =
-            dicom::scan_prefix(&prefix, info.size).map_err(|e| slide_error(object.link(), e))?;
-        let wanted = match scanned {
-            Scan::Header(header) => {
-                return Ok(Some(Head {
-                    name: member.name.clone(),
-                    info,
-                    prefix: prefix.freeze(),
-                    header: *header,
-                }));
-            }
-            Scan::NeedMore(wanted) => wanted.min(info.size),
-        };
-        let have = prefix.len() as u64;
-        if wanted <= have || wanted > MAX_HEADER {
-            return Err(StorageError::Slide {
-                link: object.link(),
-                kind: crate::error_kind::ErrorKind::CorruptSlide,
-                message: format!(
-                    "its DICOM header does not end within {} bytes (of {})",
-                    wanted.max(have),
-                    info.size
-                ),
-            });
-        }
-        // Grow at least twofold, so a long header costs few round trips.
-        let end = wanted.max(have * 2).min(info.size).min(MAX_HEADER);
-        spend(end - have)?;
-        let more = object.range(info, ByteRange { start: have, end }).await?;
-        prefix.extend_from_slice(&more);
-    }
-}
-
-/// The pixel ranges the engine will read, per instance, as the series planner says.
-fn plan(
-    folder: &dyn ObjectFolder,
-    linked: &str,
-    heads: &[Head],
-    settings: &RangedSettings,
-) -> Result<Vec<(String, ByteRange)>, StorageError> {
-    let instances: Vec<(String, u64, InstanceHeader)> = heads
-        .iter()
-        .map(|h| (h.name.clone(), h.info.size, h.header.clone()))
-        .collect();
-    let options = ThumbnailOptions {
-        max_size: settings.max_size,
-        max_slide_pixels: settings.max_slide_pixels,
-        decoder: DecoderChoice::Auto,
-    };
-    let ranges = dicom::pixel_ranges(linked, &instances, &options)
-        .map_err(|e| slide_error(format!("{}{linked}", folder.link()), e))?;
-    Ok(ranges
-        .into_iter()
-        .map(|(name, r)| {
-            (
-                name,
-                ByteRange {
-                    start: r.start,
-                    end: r.end,
-                },
-            )
-        })
-        .collect())
-}
-
-/// The GETs to make: the wanted ranges of each instance, less what its header read
-/// holds, merged across small gaps and cut into bounded pieces; by member index.
-fn pieces(
-    members: &[Listed],
-    heads: &[Head],
-    wanted: &[(String, ByteRange)],
-) -> Vec<(usize, ByteRange)> {
-    let mut pieces = Vec::new();
-    for (index, member) in members.iter().enumerate() {
-        let ranges = wanted
+/// The planner's ranges by member index: clipped to each object, merged, less what is
+/// held. Ranges naming no member are dropped (the answer is untrusted).
+fn wanted_by_member(members: &[Member], ranges: &[FileRange]) -> Vec<(usize, ByteRange)> {
+    let mut out = Vec::new();
+    for (index, m) in members.iter().enumerate() {
+        let mine = ranges
             .iter()
-            .filter(|(name, _)| *name == member.name)
-            .map(|(_, r)| r.clip(member.size));
-        let held: Vec<ByteRange> = heads
-            .iter()
-            .filter(|h| h.name == member.name)
-            .map(|h| ByteRange::at(0, h.prefix.len() as u64))
-            .collect();
-        let remaining =
-            ranges::subtract(&ranges::coalesce(ranges, member.size, COALESCE_GAP), &held);
-        pieces.extend(
-            ranges::split(&remaining, PIECE)
+            .filter(|r| r.file as usize == index)
+            .map(|r| r.range);
+        let merged = ranges::coalesce(mine, m.listed.size, super::COALESCE_GAP);
+        out.extend(
+            ranges::subtract(&merged, &m.held)
                 .into_iter()
-                .map(|p| (index, p)),
+                .map(|r| (index, r)),
         );
     }
-    pieces
+    out
 }
 
-/// What the headers say is wrong, with the kind the engine would report for it.
-fn slide_error(link: String, e: dicom::DicomError) -> StorageError {
-    let message = format!("DICOM: {e}");
-    let kind = e.into_slide_error(Path::new(&link)).kind();
-    StorageError::Slide {
-        link,
-        kind,
-        message,
-    }
+/// Fetches the wanted ranges into the members' copies in bounded, concurrent GETs pinned
+/// to the listed generations; returns the bytes fetched.
+async fn fetch_pieces(
+    folder: &dyn ObjectFolder,
+    members: &[Member],
+    wanted: &[(usize, ByteRange)],
+    ctx: &FetchContext<'_>,
+) -> Result<u64, StorageError> {
+    let pieces: Vec<(usize, ByteRange)> = wanted
+        .iter()
+        .flat_map(|&(i, r)| ranges::split(&[r], PIECE).into_iter().map(move |p| (i, p)))
+        .collect();
+    let _ranges = ctx
+        .budgets
+        .planned_ranges
+        .take(pieces.len() as u64, ErrorKind::SlideTooLarge)
+        .await
+        .map_err(|e| over_budget(folder.link(), e))?;
+    futures::stream::iter(pieces.into_iter().map(|(index, piece)| async move {
+        let m = &members[index];
+        let object = folder.object(&m.listed.name);
+        let _buffer = ctx
+            .budgets
+            .buffered
+            .take(piece.len(), ErrorKind::SlideTooLarge)
+            .await
+            .map_err(|e| over_budget(object.link(), e))?;
+        let info = ObjectInfo {
+            size: m.listed.size,
+            generation: m.listed.generation,
+        };
+        let bytes: Bytes = object.range(info, piece).await?;
+        let n = bytes.len() as u64;
+        m.copy.write_at(piece.start, bytes).await?;
+        Ok::<u64, StorageError>(n)
+    }))
+    .buffer_unordered(ctx.settings.concurrency.max(1))
+    .try_fold(0u64, |sum, n| async move { Ok(sum + n) })
+    .await
 }
 
 #[cfg(test)]

@@ -170,14 +170,21 @@ fn fake_gcs_binary() -> PathBuf {
 
 /// Writes a service configuration for a test: this broker, this HTTP port, commits every
 /// 200 ms, a 6 s session timeout (fast group joins on tansu), uncompressed records;
-/// `extra` adds the test's own sections (`[kafka.topics]`, `[storage]`, ...).
+/// `extra` adds the test's own sections (`[kafka.topics]`, `[storage]`, ...). `POST
+/// /process` (off by default) is on, for the tests that drive the service through it,
+/// unless `extra` says otherwise.
 pub fn service_config(dir: &Path, bootstrap: &str, http_port: u16, extra: &str) -> PathBuf {
     let path = dir.join("service.toml");
+    let process = if extra.contains("process_enabled") {
+        ""
+    } else {
+        "process_enabled = true\n"
+    };
     let text = format!(
         "[kafka]\nbootstrap_servers = \"{bootstrap}\"\ncommit_interval_ms = 200\n\
          [kafka.consumer]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n\
          [kafka.producer]\n\"compression.type\" = \"none\"\n\
-         [http]\nlisten = \"127.0.0.1:{http_port}\"\n{extra}"
+         [http]\nlisten = \"127.0.0.1:{http_port}\"\n{process}{extra}"
     );
     std::fs::write(&path, text).expect("write the test config");
     path

@@ -32,6 +32,50 @@ fn testdata() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata")
 }
 
+/// A pool of worker processes of the real binary (the test binary is not one), with the
+/// service's default limits.
+pub fn worker_pool() -> std::sync::Arc<wsi_thumbnail::worker::WorkerPool> {
+    let mut settings = wsi_thumbnail::worker::WorkerSettings::new(
+        2048,
+        std::time::Duration::from_secs(120),
+        std::env::temp_dir(),
+    );
+    settings.program = PathBuf::from(env!("CARGO_BIN_EXE_wsi-thumbnail"));
+    wsi_thumbnail::worker::WorkerPool::start(settings, 1)
+}
+
+/// What a ranged fetch needs besides the object: a fresh worker process as its planner
+/// (as the service does) and unlimited budgets.
+pub struct Planning {
+    _pool: std::sync::Arc<wsi_thumbnail::worker::WorkerPool>,
+    pub planner: wsi_thumbnail::worker::SlidePlanner,
+    pub budgets: wsi_thumbnail::storage::budget::Budgets,
+}
+
+impl Planning {
+    pub fn new() -> Planning {
+        let pool = worker_pool();
+        Planning {
+            planner: wsi_thumbnail::worker::SlidePlanner::new(Some(&pool)),
+            _pool: pool,
+            budgets: wsi_thumbnail::storage::budget::Budgets::unlimited(),
+        }
+    }
+
+    pub fn context<'a>(
+        &'a self,
+        settings: &'a wsi_thumbnail::storage::ranged::RangedSettings,
+        temp: &'a Path,
+    ) -> wsi_thumbnail::storage::ranged::FetchContext<'a> {
+        wsi_thumbnail::storage::ranged::FetchContext {
+            settings,
+            temp_dir: temp,
+            planner: &self.planner,
+            budgets: &self.budgets,
+        }
+    }
+}
+
 /// Generated fixtures are cached under target/ (deterministic, so safe to reuse).
 pub fn fixture(spec: &SlideSpec) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fixtures");

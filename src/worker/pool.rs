@@ -1,0 +1,159 @@
+//! Fresh worker processes, ready before they are needed.
+//!
+//! Every slide gets a process of its own that has never held another slide (see
+//! [`super::slide`]). Starting one (fork, exec, loading the slide libraries, entering
+//! the sandbox) takes milliseconds, so a spawner thread keeps `spares` workers started
+//! and waiting; taking one is a queue pop, and the spawner replaces it while the slide is
+//! fetched and decoded.
+//!
+//! Every worker is started on the spawner thread, which lives as long as the pool:
+//! `PR_SET_PDEATHSIG` fires when the *thread* that forked a child exits, so workers
+//! started from short-lived blocking threads would be killed under their slides.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::process::{StartError, WorkerProcess, WorkerSettings};
+use super::slide::SlideWorker;
+
+/// How long a checkout waits for a worker before it fails.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pause after a failed start, so a broken binary does not spin the spawner.
+const RESTART_PAUSE: Duration = Duration::from_secs(1);
+
+/// Hands out fresh worker processes. Dropping it stops the spawner and its spares.
+pub struct WorkerPool {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    settings: WorkerSettings,
+    spares: usize,
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    ready: VecDeque<WorkerProcess>,
+    /// Checkouts waiting for a worker (each one more to start).
+    waiting: usize,
+    /// Failed starts so far, and the last one's error.
+    failures: u64,
+    last_error: String,
+    closed: bool,
+}
+
+impl WorkerPool {
+    /// A pool keeping `spares` (at least one) workers started ahead of need.
+    pub fn start(settings: WorkerSettings, spares: usize) -> Arc<WorkerPool> {
+        let shared = Arc::new(Shared {
+            settings,
+            spares: spares.max(1),
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+        });
+        let spawner = shared.clone();
+        if let Err(e) = std::thread::Builder::new()
+            .name("wsi-worker-spawner".into())
+            .spawn(move || spawner.run())
+        {
+            let mut state = shared.lock();
+            state.failures += 1;
+            state.last_error = format!("no spawner thread: {e}");
+        }
+        Arc::new(WorkerPool { shared })
+    }
+
+    pub fn settings(&self) -> &WorkerSettings {
+        &self.shared.settings
+    }
+
+    /// A fresh worker for one slide: a spare at once, or the next one started.
+    pub fn checkout(self: &Arc<WorkerPool>) -> Result<SlideWorker, StartError> {
+        let shared = &self.shared;
+        let mut state = shared.lock();
+        let failures_before = state.failures;
+        state.waiting += 1;
+        shared.changed.notify_all();
+        let deadline = std::time::Instant::now() + CHECKOUT_TIMEOUT;
+        let outcome = loop {
+            if let Some(process) = state.ready.pop_front() {
+                break Ok(process);
+            }
+            if state.failures > failures_before {
+                break Err(StartError::Handshake(state.last_error.clone()));
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break Err(StartError::Handshake(format!(
+                    "no worker process started within {} s",
+                    CHECKOUT_TIMEOUT.as_secs()
+                )));
+            }
+            state = shared
+                .changed
+                .wait_timeout(state, left)
+                .map_or_else(|e| e.into_inner().0, |(s, _)| s);
+        };
+        state.waiting -= 1;
+        shared.changed.notify_all();
+        drop(state);
+        outcome.map(|process| SlideWorker::new(process, self.clone()))
+    }
+}
+
+impl Drop for WorkerPool {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.closed = true;
+        state.ready.clear();
+        self.shared.changed.notify_all();
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The spawner: keeps `spares` ready, plus one for every waiting checkout.
+    fn run(&self) {
+        let mut reported = false;
+        loop {
+            let mut state = self.lock();
+            while !state.closed && state.ready.len() >= self.spares + state.waiting {
+                state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+            }
+            if state.closed {
+                return;
+            }
+            drop(state);
+            let started = WorkerProcess::start(&self.settings);
+            let mut state = self.lock();
+            match started {
+                Ok(process) => {
+                    if !reported {
+                        reported = true;
+                        super::slide::report_sandbox(&process.sandbox);
+                    }
+                    tracing::trace!(pid = process.pid(), "worker process ready");
+                    if state.closed {
+                        return;
+                    }
+                    state.ready.push_back(process);
+                    self.changed.notify_all();
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start a worker process");
+                    state.failures += 1;
+                    state.last_error = e.to_string();
+                    self.changed.notify_all();
+                    drop(state);
+                    std::thread::sleep(RESTART_PAUSE);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! One slide, one process: every slide is planned and decoded by a worker process that
+//! never held another slide, shown by the worker pid on each request's timeline.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use wsi_thumbnail::fixtures::SlideSpec;
+
+use crate::support::infra::Stack;
+use crate::support::kafka::{REQUEST_TOPIC, RESPONSE_TOPIC, produce, read_all};
+use crate::support::request::Request;
+use crate::support::service::Service;
+use crate::support::*;
+
+#[test]
+fn consecutive_slides_never_share_a_worker_process() {
+    let pyramid = fixture(&SlideSpec::aperio(16000, 12000, 4));
+    let stack = Stack::start(
+        "[kafka.topics]\npartitions = 2\n[storage]\noutput = \"gs://thumbs/\"\n\
+         [pipeline]\ndecoder_threads = 1\n",
+        |input| {
+            std::fs::copy(&pyramid, input.join("pyramid.svs")).expect("stage the pyramid");
+        },
+    );
+    let log = stack.dir.path().join("service.log");
+    let mut service = Service::start_logged(&stack.config, &stack.env(&[]), &log);
+    assert!(becomes_ready(stack.http_port));
+
+    // Alternating a whole download (CMU, read in place by one worker) and a ranged
+    // fetch (the pyramid, planned and decoded by one worker), one decoder thread.
+    const N: usize = 8;
+    let records: Vec<(i32, String, Vec<u8>)> = (0..N)
+        .map(|i| {
+            let link = if i % 2 == 0 {
+                "gs://slides-in/CMU-1-Small-Region.svs"
+            } else {
+                "gs://slides-in/pyramid.svs"
+            };
+            let slide = format!("iso-{i}");
+            let body = Request::new(format!("iso-id-{i}"))
+                .set("slide_id", slide.as_str())
+                .link(link)
+                .bytes();
+            ((i % 2) as i32, slide, body)
+        })
+        .collect();
+    produce(&stack.bootstrap(), REQUEST_TOPIC, &records);
+    let responses = read_all(
+        &stack.bootstrap(),
+        RESPONSE_TOPIC,
+        2,
+        N,
+        Duration::from_secs(90),
+    );
+    assert_eq!(responses.len(), N, "every slide answered");
+    assert!(service.terminate(Duration::from_secs(30)).success());
+
+    let text = std::fs::read_to_string(&log).expect("the service log");
+    let pids: Vec<u32> = text
+        .lines()
+        .filter(|l| l.contains("thumbnail done"))
+        .map(|l| {
+            let at = l
+                .find("worker_pid=")
+                .unwrap_or_else(|| panic!("no pid: {l}"));
+            l[at + "worker_pid=".len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse()
+                .expect("a pid")
+        })
+        .collect();
+    assert_eq!(pids.len(), N, "a timeline per slide: {text}");
+    let distinct: HashSet<u32> = pids.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        N,
+        "no two slides shared a process: {pids:?}"
+    );
+    assert!(
+        !distinct.contains(&(service.pid() as u32)),
+        "slides are never decoded in the service process"
+    );
+}
