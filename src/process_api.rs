@@ -4,6 +4,10 @@
 //! and the outcome comes back on a reply channel instead of the response topic: the
 //! same ThumbnailResponse JSON, or the contract's failure record with a 4xx/5xx status.
 //! Nothing is produced to Kafka and no offset is involved.
+//!
+//! The restart-loop guard covers it too: every call is journalled by its link (as Kafka
+//! requests are by offset), and a link that was being served when the process died
+//! twice is refused (`internal`, 500) instead of being served a third time.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -13,6 +17,8 @@ use actix::Recipient;
 use tokio::sync::Semaphore;
 
 use crate::admission::admit;
+use crate::delivery::journal::Journal;
+use crate::delivery::link_journal::LinkJournal;
 use crate::error_kind::ErrorKind;
 use crate::messages::payload::FailureRecord;
 use crate::messages::pipeline::{Admitted, Failure, Fetch};
@@ -31,6 +37,8 @@ pub struct ProcessApi {
     /// Longest a caller waits for its thumbnail before a 504.
     pub deadline: Duration,
     sequence: AtomicI64,
+    /// Links being served, kept across deaths of the process.
+    journal: Option<LinkJournal>,
 }
 
 /// An HTTP answer: status and JSON body.
@@ -47,6 +55,7 @@ impl ProcessApi {
         template: String,
         max_in_flight: usize,
         deadline: Duration,
+        journal: Option<Journal>,
     ) -> Self {
         ProcessApi {
             fetch,
@@ -55,6 +64,14 @@ impl ProcessApi {
             permits: Arc::new(Semaphore::new(max_in_flight.max(1))),
             deadline,
             sequence: AtomicI64::new(0),
+            journal: journal.map(LinkJournal::new),
+        }
+    }
+
+    /// A clean shutdown: calls still open were abandoned on purpose, not killed.
+    pub fn close(&self) {
+        if let Some(journal) = &self.journal {
+            journal.close();
         }
     }
 
@@ -80,8 +97,25 @@ impl ProcessApi {
             unanswered.message = "the /process queue is closed".into();
             return failed(&unanswered);
         };
+        let link = job.request.image_bucket_link.clone();
+        let begun = self.journal.as_ref().map_or(Ok(()), |j| j.begin(&link));
+        if let Err(deaths) = begun {
+            let _in_job = span.enter();
+            unanswered.message = format!(
+                "the service stopped {deaths} times while serving this link; it is not \
+                 served again (check the slide, or restart the service with a fresh temp \
+                 directory once it is fixed)"
+            );
+            tracing::error!(reason = %unanswered.message, "POST /process refused");
+            record::restart_loop_broken();
+            return failed(&unanswered);
+        }
         self.fetch.do_send(Fetch(job));
-        match tokio::time::timeout(self.deadline, outcome).await {
+        let answered = tokio::time::timeout(self.deadline, outcome).await;
+        if let Some(journal) = &self.journal {
+            journal.end(&link);
+        }
+        match answered {
             Ok(Ok(Ok(response))) => Answer {
                 status: 200,
                 body: serde_json::to_vec(&response).unwrap_or_default(),

@@ -8,5 +8,6 @@ pub mod journal;
 pub mod key_order;
 pub mod ledger;
 pub mod limits;
+pub mod link_journal;
 pub mod offsets;
 pub mod room;

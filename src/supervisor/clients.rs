@@ -34,6 +34,8 @@ pub struct Clients {
     pub output: OutputLocation,
     pub temp_dir: PathBuf,
     pub journal: Option<Journal>,
+    /// The restart-loop journal of `POST /process` calls (by link).
+    pub http_journal: Option<Journal>,
 }
 
 impl Clients {
@@ -55,6 +57,15 @@ impl Clients {
             &journal_file(&config.kafka.consumer_group, &config.kafka.bootstrap_servers),
         )
         .map_err(|e| tracing::warn!(error = %e, dir = %temp_dir.display(), "no in-flight journal; restart loops will not be broken"))
+        .ok();
+        let http_journal = Journal::open(
+            &temp_dir,
+            &journal_file(
+                &format!("{}-http", config.kafka.consumer_group),
+                &config.kafka.bootstrap_servers,
+            ),
+        )
+        .map_err(|e| tracing::warn!(error = %e, dir = %temp_dir.display(), "no /process journal; restart loops will not be broken"))
         .ok();
         let client_id = settings::client_id();
         let auth = AuthContext::from_config(&config.kafka)?;
@@ -85,6 +96,7 @@ impl Clients {
             output,
             temp_dir,
             journal,
+            http_journal,
         })
     }
 }

@@ -119,6 +119,7 @@ pub async fn run(config: Config) -> Result<(), ServiceError> {
     }
     tracing::info!("termination signal: draining");
     let left = pipeline.drain(config.pipeline.shutdown_grace).await?;
+    pipeline.process_api.close();
     // Nothing more will finish: revocations at close must not wait for it.
     shutdown.close();
     if left > 0 {

@@ -141,6 +141,7 @@ impl Pipeline {
             config.storage.object_name.clone(),
             config.pipeline.max_in_flight,
             config.http.process_timeout,
+            clients.http_journal,
         ));
         Pipeline {
             vital: vec![

@@ -25,6 +25,7 @@ mod dicom_shared;
 mod engine_cmu;
 mod engine_pyramids;
 mod gcs_headers;
+mod hostile;
 mod isolation;
 mod memory;
 mod ndpi;

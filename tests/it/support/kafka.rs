@@ -81,6 +81,35 @@ fn consumer(bootstrap: &str, group: &str) -> BaseConsumer {
         .expect("test consumer")
 }
 
+/// Follows topics from their beginning, record by record (for tests that time answers).
+pub struct Tail(BaseConsumer);
+
+impl Tail {
+    pub fn new(bootstrap: &str, topics: &[&str], partitions: i32) -> Tail {
+        let c = consumer(bootstrap, &format!("test-tail-{}", rand::random::<u32>()));
+        let mut tpl = TopicPartitionList::new();
+        for topic in topics {
+            for p in 0..partitions {
+                tpl.add_partition_offset(topic, p, Offset::Beginning)
+                    .unwrap();
+            }
+        }
+        c.assign(&tpl).unwrap();
+        Tail(c)
+    }
+
+    /// The next record (its topic and value), if one arrives within `wait`.
+    pub fn next(&self, wait: Duration) -> Option<(String, Vec<u8>)> {
+        match self.0.poll(wait) {
+            Some(Ok(m)) => Some((
+                m.topic().to_string(),
+                m.payload().unwrap_or_default().to_vec(),
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// Reads `topic` from the beginning until `expected` records arrived or `timeout`.
 pub fn read_all(
     bootstrap: &str,

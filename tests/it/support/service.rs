@@ -19,8 +19,40 @@ impl Service {
         Service::spawn(config, env, Stdio::from(file))
     }
 
+    /// Like `start_logged`, with the service's address space capped at `bytes`
+    /// (`RLIMIT_AS`, as a container limit or `ulimit -v` would).
+    pub fn start_capped(config: &Path, env: &[(&str, String)], log: &Path, bytes: u64) -> Service {
+        let file = std::fs::File::create(log).expect("create the log file");
+        Service::spawn_with(config, env, Stdio::from(file), Some(bytes))
+    }
+
     fn spawn(config: &Path, env: &[(&str, String)], stderr: Stdio) -> Service {
+        Service::spawn_with(config, env, stderr, None)
+    }
+
+    fn spawn_with(
+        config: &Path,
+        env: &[(&str, String)],
+        stderr: Stdio,
+        address_space: Option<u64>,
+    ) -> Service {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsi-thumbnail"));
+        if let Some(bytes) = address_space {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only setrlimit (async-signal-safe) between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: bytes as libc::rlim_t,
+                        rlim_max: bytes as libc::rlim_t,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         cmd.arg("serve").arg("--config").arg(config);
         // An empty value removes the variable from the child's environment.
         for (k, v) in env {
