@@ -101,3 +101,76 @@ fn the_length_scan_measures_what_it_should() {
         ]
     );
 }
+
+/// The service process never parses slide bytes (contract §6): the code that only moves
+/// bytes (fetching, the actors, the supervisor) names no parser of slide formats. The
+/// parsers run in the slide's worker, reached through `crate::planning` (the worker
+/// side) and `crate::worker`. The exceptions are `isolation = "none"`, which by
+/// definition decodes in the calling process (the decoder actor's in-process engine and
+/// `worker/planner.rs`), and the resizer, which resizes pixels already decoded.
+#[test]
+fn the_service_side_names_no_parser_of_slide_bytes() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src");
+    let service_side = [
+        "storage/fetch.rs",
+        "storage/ranged/mod.rs",
+        "storage/ranged/series.rs",
+        "storage/ranged/folder.rs",
+        "storage/ranged/object.rs",
+        "storage/ranged/sparse.rs",
+        "storage/budget.rs",
+        "actors",
+        "supervisor",
+        "process_api.rs",
+    ];
+    let parsers = [
+        "read_plan",
+        "scan_prefix",
+        "pixel_ranges",
+        "build_series",
+        "plan_slide",
+        "TiffFile",
+        "NdpiFile",
+        "OpenSlide",
+        "make_thumbnail",
+        "crate::tiff",
+        "crate::slide::",
+        "jpeg_header",
+    ];
+    let mut files = Vec::new();
+    for entry in service_side {
+        let path = root.join(entry);
+        if path.is_dir() {
+            for f in std::fs::read_dir(&path).unwrap() {
+                files.push(f.unwrap().path());
+            }
+        } else {
+            files.push(path);
+        }
+    }
+    assert!(files.len() > 15, "the service-side sources were not found");
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        // Doc comments may name what they stay away from; code may not.
+        let code: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let name = file.to_string_lossy().into_owned();
+        let allowed: &[&str] = if name.ends_with("actors/decoder.rs") {
+            &["crate::slide::", "reduce_slide"]
+        } else if name.ends_with("actors/resizer.rs") {
+            &["crate::slide::"]
+        } else {
+            &[]
+        };
+        for parser in parsers.iter().filter(|p| !allowed.contains(p)) {
+            assert!(
+                !code.contains(parser),
+                "{} uses {parser}: parsing slide bytes belongs in the worker (src/planning)",
+                file.display()
+            );
+        }
+    }
+}
