@@ -123,6 +123,38 @@ pub fn check_frame_geometry(h: &InstanceHeader) -> Result<(), DicomError> {
     Ok(())
 }
 
+/// Refuses a header whose declared frames the object's bytes cannot hold, before
+/// anything is allocated per frame: an encapsulated frame needs at least its 8-byte item
+/// header (after the 8-byte offset table item), a native frame rows x columns x
+/// samples x bits allocated. A concatenation of 1024 instances of 1.4 KB each declaring
+/// 4 M frames would otherwise cost 100 MB of frame positions per instance.
+pub fn check_frames_backed(h: &InstanceHeader, object_size: u64) -> Result<(), DicomError> {
+    let present = object_size.saturating_sub(h.pixel_value_start);
+    let frames = u128::from(h.number_of_frames);
+    let (needed, what) = if h.encapsulated {
+        ((frames + 1) * 8, "an 8-byte item header each")
+    } else {
+        let bits = frames
+            * u128::from(h.rows)
+            * u128::from(h.columns)
+            * u128::from(h.samples_per_pixel)
+            * u128::from(h.bits_allocated);
+        (bits.div_ceil(8), "rows x columns x samples each")
+    };
+    let held = match (h.encapsulated, h.pixel_data_length) {
+        (false, Some(declared)) => present.min(declared),
+        _ => present,
+    };
+    if needed > u128::from(held) {
+        return Err(DicomError::corrupt(format!(
+            "it declares {} frames ({what}, {needed} bytes at least) but holds {held} bytes of \
+             pixel data",
+            h.number_of_frames
+        )));
+    }
+    Ok(())
+}
+
 /// The encapsulated pixel data of one instance, from `pixel_value_start` to the end of
 /// the object: in memory (tests, the storage side) or a file read piecewise (the engine,
 /// which must not read a whole level to find its frames).
@@ -461,5 +493,25 @@ mod tests {
         assert!(locate_frames(&header(2), pixel_data(&[0], &frames).as_slice()).is_err());
         // Truncated: no delimiter.
         assert!(locate_frames(&header(2), &walk[..walk.len() - 8]).is_err());
+    }
+
+    #[test]
+    fn declared_frames_must_be_backed_by_bytes() {
+        let mut h = header(2);
+        // Offset table item and two item headers: 24 bytes after the pixel data start.
+        assert!(check_frames_backed(&h, 1000 + 24).is_ok());
+        let err = check_frames_backed(&h, 1000 + 23).unwrap_err();
+        assert!(err.to_string().contains("declares 2 frames"), "{err}");
+        h.number_of_frames = MAX_FRAMES;
+        assert!(check_frames_backed(&h, 1 << 20).is_err());
+        // Native: rows x columns x samples x bits, within the declared length too.
+        h.encapsulated = false;
+        h.number_of_frames = 2;
+        let frame = u64::from(h.rows) * u64::from(h.columns) * 3;
+        h.pixel_data_length = Some(2 * frame);
+        assert!(check_frames_backed(&h, 1000 + 2 * frame).is_ok());
+        assert!(check_frames_backed(&h, 1000 + 2 * frame - 1).is_err());
+        h.pixel_data_length = Some(frame);
+        assert!(check_frames_backed(&h, 1000 + 2 * frame).is_err());
     }
 }

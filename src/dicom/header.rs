@@ -9,7 +9,11 @@
 //! materialise in bulk (the Extended Offset Table, the per-frame positions of
 //! TILED_SPARSE). Only when pass 1 reached the pixel data does pass 2 build the object
 //! (up to the per-frame sequence) for the small attributes; every length in it has been
-//! bounded by then.
+//! bounded by then. Pass 1 also counts what pass 2 would materialise (elements and
+//! items outside the per-frame groups, [`MAX_HEADER_ELEMENTS`]), and the header's
+//! declared frames must be backed by the bytes after it
+//! ([`super::frames::check_frames_backed`]), so a small object cannot make anyone
+//! allocate for millions of items or frames it does not hold.
 //!
 //! The caller reads a prefix (say [`FIRST_READ`] bytes), calls [`scan_prefix`], and
 //! re-reads as long as it answers [`Scan::NeedMore`].
@@ -37,6 +41,13 @@ pub const MAX_HEADER: u64 = 64 * 1024 * 1024;
 
 /// Deepest sequence nesting accepted (pass 2 builds nested objects recursively).
 pub const MAX_DEPTH: usize = 16;
+
+/// Most data elements and sequence items (outside the per-frame functional groups) a
+/// header may hold. Pass 2 materialises each of them as an object of its own (about a
+/// kilobyte apiece), so this bounds its memory near 100 MB; real WSI headers hold a few
+/// hundred. The per-frame groups are not materialised (pass 1 reads them lazily), so a
+/// TILED_SPARSE level's million frames are not counted here.
+pub const MAX_HEADER_ELEMENTS: u64 = 100_000;
 
 /// Bytes asked for beyond a value that does not fit the prefix, so that a few more
 /// elements come along in the same read.
@@ -158,6 +169,7 @@ pub fn scan_prefix(prefix: &[u8], object_size: u64) -> Result<Scan, DicomError> 
         .from_reader(prefix.get(..end).unwrap_or_default())
         .map_err(|e| DicomError::corrupt(format!("header: {e}")))?;
     let instance = describe(&object, header)?;
+    super::frames::check_frames_backed(&instance, object_size)?;
     Ok(Scan::Header(Box::new(instance)))
 }
 
@@ -242,6 +254,8 @@ fn pass1(prefix: &[u8], object_size: u64) -> Result<Option<Pass1Outcome>, DicomE
     // The sequences we are in (PixelData stands for a nested pixel sequence).
     let mut stack: Vec<Tag> = Vec::new();
     let mut position: (Option<i64>, Option<i64>) = (None, None);
+    // Elements and items pass 2 will materialise, counted before it runs.
+    let mut materialised = 0u64;
     let incomplete = |why: String| -> Result<Option<Pass1Outcome>, DicomError> {
         if avail < object_size {
             Ok(None)
@@ -257,6 +271,15 @@ fn pass1(prefix: &[u8], object_size: u64) -> Result<Option<Pass1Outcome>, DicomE
                 Some(Err(e)) => return incomplete(format!("data set: {e}")),
                 Some(Ok(token)) => token,
             };
+            if !stack.contains(&tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE) {
+                materialised += 1;
+                if materialised > MAX_HEADER_ELEMENTS {
+                    return Err(DicomError::corrupt(format!(
+                        "the header holds more than {MAX_HEADER_ELEMENTS} data elements and \
+                         sequence items before the pixel data (real slides hold a few hundred)"
+                    )));
+                }
+            }
             match token {
                 LazyDataToken::SequenceStart { tag, .. } => {
                     stack.push(tag);
@@ -592,5 +615,35 @@ mod tests {
         ]);
         let err = scan_prefix(&evil, evil.len() as u64).expect_err("corrupt");
         assert!(err.to_string().contains("past the object"), "{err}");
+    }
+
+    #[test]
+    fn a_header_of_more_items_than_the_bound_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("items.dcm");
+        let items = MAX_HEADER_ELEMENTS as u32 + 50_000;
+        crate::fixtures::poison_dicom::write_items(&path, items).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let err = scan_growing(&bytes, FIRST_READ).expect_err("corrupt");
+        assert!(
+            matches!(&err, DicomError::Corrupt(m) if m.contains("more than 100000 data elements")),
+            "{err}"
+        );
+        // The same shape with few items is a header.
+        crate::fixtures::poison_dicom::write_items(&path, 1000).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let h = scan_growing(&bytes, FIRST_READ).expect("header");
+        assert_eq!(h.number_of_frames, 1);
+    }
+
+    #[test]
+    fn frames_the_object_has_no_bytes_for_are_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("instance-0000.dcm");
+        crate::fixtures::poison_dicom::write_concatenation_bomb(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(bytes.len() < 2048, "{} bytes", bytes.len());
+        let err = scan_growing(&bytes, FIRST_READ).expect_err("corrupt");
+        assert!(err.to_string().contains("declares 4194304 frames"), "{err}");
     }
 }

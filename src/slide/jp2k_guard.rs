@@ -7,12 +7,15 @@
 //! planes, and the copy reads past them: a crash if the read leaves the mapping, and
 //! otherwise another slide's pixels in this one's thumbnail, depending on the worker's
 //! heap. Neither is a safe outcome, so every header OpenSlide will decode is checked
-//! against what its copy loop assumes: the tile 0 it test-decodes at open, and every
-//! tile of the level the thumbnail reads. A header costs one 64-byte read.
+//! against what its copy loop assumes: the tile 0 it test-decodes at open, every tile
+//! of the level the thumbnail reads, and every tile of a larger level that OpenSlide
+//! decodes to paint one of that level's missing (zero-length) tiles, recursively
+//! ([`crate::tiff::missing_tiles`]): those are decoded as surely as the level's own.
+//! A header costs one 64-byte read.
 
 use std::io::{Read, Seek, SeekFrom};
 
-use crate::tiff::{Directory, TiffFile};
+use crate::tiff::{Directory, TiffFile, missing_tiles};
 
 /// Aperio's JPEG 2000 compressions (YCbCr and RGB); only Aperio slides carry them and
 /// only OpenSlide's Aperio driver decodes them.
@@ -30,8 +33,13 @@ const HEADER_BYTES: u64 = 64;
 pub enum Tiles {
     /// Tile 0 of every JPEG 2000 directory: OpenSlide's open-time test decode.
     First,
-    /// Every tile of the directories of this size: the level being read.
-    All { width: u64, height: u64 },
+    /// Every tile of the directories of this size (the level being read, `level` among
+    /// the tiled directories) and every tile of a larger level painted into it.
+    All {
+        width: u64,
+        height: u64,
+        level: usize,
+    },
 }
 
 /// Checks the headers of the tiles `which` selects; the error says which tile and why.
@@ -46,29 +54,57 @@ pub fn check_tiles<R: Read + Seek>(
         }
         let count = match which {
             Tiles::First => 1,
-            Tiles::All { width, height } if (dir.width, dir.height) == (width, height) => {
-                usize::MAX
+            Tiles::All { width, height, .. } if (dir.width, dir.height) == (width, height) => {
+                u64::MAX
             }
             Tiles::All { .. } => continue,
         };
-        check_directory(file, tiff, dir, count)
+        check_directory(file, tiff, dir, &mut (0..count))
             .map_err(|why| format!("directory {index}: {why}"))?;
+    }
+    let any_jp2k = tiff
+        .directories
+        .iter()
+        .any(|d| APERIO_JP2K.contains(&d.compression));
+    if let Tiles::All { level, .. } = which
+        && any_jp2k
+    {
+        let painted = missing_tiles::painted_from(file, tiff, level).map_err(|e| e.to_string())?;
+        for p in painted {
+            let Some(dir) = tiff.directories.get(p.directory) else {
+                continue;
+            };
+            if !APERIO_JP2K.contains(&dir.compression) {
+                continue;
+            }
+            check_directory(file, tiff, dir, &mut p.tiles.iter().copied()).map_err(|why| {
+                format!(
+                    "directory {} (painted into a missing tile of the level read): {why}",
+                    p.directory
+                )
+            })?;
+        }
     }
     Ok(())
 }
 
+/// Checks the headers of the `tiles` (numbers, increasing) of one directory.
 fn check_directory<R: Read + Seek>(
     file: &mut R,
     tiff: &TiffFile,
     dir: &Directory,
-    count: usize,
+    tiles: &mut dyn Iterator<Item = u64>,
 ) -> Result<(), String> {
     let (Some(tw), Some(th)) = (dir.tile_width, dir.tile_height) else {
         return Ok(());
     };
     let (offsets, counts) = tiff.tile_locations(file, dir).map_err(|e| e.to_string())?;
     let mut header = Vec::with_capacity(HEADER_BYTES as usize);
-    for (tile, (&offset, &len)) in offsets.iter().zip(&counts).enumerate().take(count) {
+    for tile in tiles {
+        let (Some(&offset), Some(&len)) = (offsets.get(tile as usize), counts.get(tile as usize))
+        else {
+            break;
+        };
         // A zero-length tile is "missing": OpenSlide paints it from the level above
         // and decodes nothing.
         if len == 0 {
@@ -208,5 +244,31 @@ mod tests {
     fn bytes_that_are_not_a_codestream_are_left_to_openjpeg() {
         assert_eq!(check_header(&[0u8; 64], (240, 240)), Ok(()));
         assert_eq!(check_header(&[], (240, 240)), Ok(()));
+    }
+
+    #[test]
+    fn a_bad_tile_painted_into_a_missing_tile_of_the_level_read_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leak.svs");
+        crate::fixtures::poison::write_leak_through_missing_tile(&path).unwrap();
+        let mut file = std::fs::File::open(&path).unwrap();
+        let tiff = TiffFile::read(&mut file).unwrap();
+        // Tile 0 of each level and every tile of level 1 are sound.
+        assert_eq!(check_tiles(&mut file, &tiff, Tiles::First), Ok(()));
+        let err = check_tiles(
+            &mut file,
+            &tiff,
+            Tiles::All {
+                width: 1024,
+                height: 512,
+                level: 1,
+            },
+        )
+        .unwrap_err();
+        assert!(err.contains("painted into a missing tile"), "{err}");
+        assert!(
+            err.contains("tile 1: its JPEG 2000 image area starts at (511, 511)"),
+            "{err}"
+        );
     }
 }

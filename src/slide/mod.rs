@@ -2,7 +2,8 @@
 //!
 //! No actors and no I/O beyond the local file: the CLI, the service's decoder pool and
 //! the benchmarks all call [`make_thumbnail`]. The steps, each in its own module:
-//! guard against decompression bombs ([`crate::tiff`]), open with OpenSlide, pick the
+//! guard against decompression bombs ([`crate::tiff`]) and structures the bytes do not
+//! back ([`tiff_bounds`]), open with OpenSlide, pick the
 //! level ([`geometry`]), stream it through a bounded box reduction on all cores
 //! ([`render`]) from either OpenSlide or a direct JPEG decoder (tiled TIFF levels,
 //! [`jpeg_tiles`]; Hamamatsu NDPI restart-interval chunks, [`ndpi`]), resize with
@@ -22,6 +23,7 @@ pub mod ndpi;
 pub mod reduce;
 pub mod render;
 pub mod source;
+pub mod tiff_bounds;
 
 use std::fs::File;
 use std::path::Path;
@@ -181,6 +183,9 @@ pub fn reduce_slide(path: &Path, options: &ThumbnailOptions) -> Result<Reduced, 
     }
     let started = Instant::now();
     let tiff = inspect_file(path, options.max_slide_pixels)?;
+    if let Ok(Some(parsed)) = &tiff {
+        tiff_bounds::check_level_count(path, &mut open_file(path)?, parsed)?;
+    }
     guard_jp2k(path, &tiff, jp2k_guard::Tiles::First)?;
     let slide = open_slide(path, &tiff)?;
 
@@ -221,6 +226,9 @@ pub fn reduce_slide(path: &Path, options: &ThumbnailOptions) -> Result<Reduced, 
         .collect();
     let level = geometry::choose_level(&levels, target);
     let level_dims = levels[level];
+    if let Ok(Some(parsed)) = &tiff {
+        tiff_bounds::check_level_bytes(path, &mut open_file(path)?, parsed, level_dims)?;
+    }
     let open = started.elapsed();
 
     let decode_started = Instant::now();
@@ -252,7 +260,15 @@ pub fn reduce_slide(path: &Path, options: &ThumbnailOptions) -> Result<Reduced, 
         Some(done) => done,
         None => {
             let (width, height) = level_dims;
-            guard_jp2k(path, &tiff, jp2k_guard::Tiles::All { width, height })?;
+            guard_jp2k(
+                path,
+                &tiff,
+                jp2k_guard::Tiles::All {
+                    width,
+                    height,
+                    level,
+                },
+            )?;
             let source = OpenSlideSource {
                 slide: &slide,
                 path,
@@ -372,11 +388,15 @@ fn guard_jp2k(
         path: path.to_path_buf(),
         reason,
     };
-    let mut file = File::open(path).map_err(|e| SlideError::Io {
+    let mut file = open_file(path)?;
+    jp2k_guard::check_tiles(&mut file, tiff, which).map_err(corrupt)
+}
+
+fn open_file(path: &Path) -> Result<File, SlideError> {
+    File::open(path).map_err(|e| SlideError::Io {
         path: path.to_path_buf(),
         source: e,
-    })?;
-    jp2k_guard::check_tiles(&mut file, tiff, which).map_err(corrupt)
+    })
 }
 
 fn open_slide(

@@ -122,6 +122,12 @@ impl Directory {
         })
     }
 
+    /// Where a tag's values lie when they are stored out of line: two directories
+    /// whose tile arrays share this offset describe the same tiles, and are read once.
+    pub fn value_offset(&self, tag: u16) -> Option<u64> {
+        self.entry(tag)?.offset
+    }
+
     pub fn has_tag(&self, tag: u16) -> bool {
         self.entry(tag).is_some()
     }

@@ -18,7 +18,18 @@
 //!   hashes them for `openslide.quickhash-1` (and skips the hash otherwise);
 //! - all of tile 0 of every JPEG 2000 (Aperio) directory: OpenSlide test-decodes it;
 //! - every tile of the level the engine will read ([`crate::slide::geometry::choose_level`]
-//!   over the same dimensions OpenSlide reports).
+//!   over the same dimensions OpenSlide reports);
+//! - for Aperio, every tile of a larger level that OpenSlide decodes to paint a missing
+//!   (zero-length) tile of that level, recursively ([`crate::tiff::missing_tiles`]).
+//!
+//! Planning is bounded by the bytes present, not by what the directories declare:
+//! values stored out of line that several directories share (the same offset) are
+//! planned once, directories that share one tile array are expanded once, and a plan
+//! expands at most [`MAX_PLANNED_TILES`] tile entries in all. Past that the slide is
+//! [`PlanError::Unplannable`] (downloaded whole, within the fetch's own size limits),
+//! not refused here: the planner only decides which bytes to fetch, and the engine,
+//! which has its own bounds (levels, declared pixels, bytes referenced), gives the
+//! slide its one failure kind from the bytes it then holds.
 //!
 //! Only layouts whose reads are modelled here are planned: Aperio and generic tiled
 //! TIFF, the two OpenSlide drivers whose levels are plain tiled directories, and
@@ -36,6 +47,7 @@ use super::ranges::ByteRange;
 use crate::slide::geometry::{choose_level, thumbnail_dims};
 // Aperio's JPEG 2000 compressions: OpenSlide decodes tile 0 of each level at open.
 use crate::slide::jp2k_guard::APERIO_JP2K;
+use crate::tiff::missing_tiles;
 use crate::tiff::ndpi::{NdpiError, NdpiFile};
 use crate::tiff::reader::{Directory, TiffError, TiffFile};
 use crate::tiff::tags;
@@ -46,6 +58,10 @@ const FIRST_STRILE_PREFIX: u64 = 64 * 1024;
 /// OpenSlide skips `quickhash-1` (and so never reads the smallest level's tiles at open)
 /// when those tiles add up to more than this.
 const QUICKHASH_MAX_BYTES: u64 = 5 << 20;
+/// Most tile entries (over every tile array the plan expands) a plan may expand: a
+/// 1M x 1M pixel level of 512-pixel tiles has 3.8 M. Each costs 16 bytes of offsets and
+/// counts and 16 of range, so the plan stays well under 1 GiB of a worker's memory.
+pub const MAX_PLANNED_TILES: u64 = 4 * 1024 * 1024;
 /// Compressions whose codecs read only the tile or strip bytes (and the JPEG tables):
 /// none, LZW, JPEG, Deflate (two codes), and Aperio's JPEG 2000. Old-style JPEG (6)
 /// reads tables from offsets stored in other tags, so it is not planned.
@@ -119,6 +135,16 @@ pub fn read_plan<R: Read + Seek>(
     max_size: u32,
     max_slide_pixels: u64,
 ) -> Result<ReadPlan, PlanError> {
+    plan_within(r, max_size, max_slide_pixels, MAX_PLANNED_TILES)
+}
+
+/// [`read_plan`] with the tile budget as a parameter (tests use small ones).
+fn plan_within<R: Read + Seek>(
+    r: &mut R,
+    max_size: u32,
+    max_slide_pixels: u64,
+    max_tiles: u64,
+) -> Result<ReadPlan, PlanError> {
     // NDPI first: its 8-byte directory links are not classic TIFF, and past 4 GiB the
     // classic reader would follow them to the wrong places (or fail).
     match NdpiFile::read(r) {
@@ -148,9 +174,15 @@ pub fn read_plan<R: Read + Seek>(
 
     let mut needs = Needs::default();
     let mut ranges = vec![ByteRange::at(0, 16)];
+    // Out-of-line values shared by several directories are planned once.
+    let mut out_of_line = std::collections::HashSet::new();
     for dir in &tiff.directories {
         ranges.push(ByteRange::at(dir.ifd_offset, dir.ifd_len));
-        ranges.extend(dir.out_of_line().map(|(o, l)| ByteRange::at(o, l)));
+        for (o, l) in dir.out_of_line() {
+            if out_of_line.insert((o, l)) {
+                ranges.push(ByteRange::at(o, l));
+            }
+        }
         let (offsets, counts) = if dir.is_tiled() {
             (tags::TILE_OFFSETS, tags::TILE_BYTE_COUNTS)
         } else {
@@ -192,6 +224,7 @@ pub fn read_plan<R: Read + Seek>(
     // A decompression bomb is refused by the engine from its directories alone: fetch
     // no pixels for it.
     if !bomb {
+        let mut tiles = TileBudget::new(max_tiles);
         // The direct JPEG path finds its directory by size among all tiled ones, so
         // every tiled directory of the chosen level's size is read (normally just one).
         let chosen = tiff
@@ -199,19 +232,41 @@ pub fn read_plan<R: Read + Seek>(
             .iter()
             .filter(|d| d.is_tiled() && (d.width, d.height) == dims[level]);
         for dir in chosen {
-            if let Some(tiles) = needs.take(tile_ranges(r, &tiff, dir))? {
-                ranges.extend(tiles);
+            if let Some(found) = tiles.expand(&mut needs, r, &tiff, dir)? {
+                ranges.extend(found.into_iter().map(|(_, range)| range));
             }
         }
         // OpenSlide hashes the last level's tiles for quickhash-1, unless they are big.
         let smallest = levels[levels.len() - 1];
-        if let Some(tiles) = needs.take(tile_ranges(r, &tiff, smallest))?
-            && tiles.iter().map(ByteRange::len).sum::<u64>() <= QUICKHASH_MAX_BYTES
+        if let Some(found) = tiles.expand(&mut needs, r, &tiff, smallest)?
+            && found.iter().map(|(_, t)| t.len()).sum::<u64>() <= QUICKHASH_MAX_BYTES
         {
-            ranges.extend(tiles);
+            ranges.extend(found.into_iter().map(|(_, range)| range));
+        }
+        // Aperio paints missing tiles of the level read from the larger levels.
+        if flavour == Flavour::Aperio
+            && let Some(painted) = needs.take(missing_tiles::painted_from(r, &tiff, level))?
+        {
+            for p in painted {
+                let Some(dir) = tiff.directories.get(p.directory) else {
+                    continue;
+                };
+                if let Some(found) = tiles.expand(&mut needs, r, &tiff, dir)? {
+                    let wanted: std::collections::HashSet<u64> = p.tiles.into_iter().collect();
+                    ranges.extend(
+                        found
+                            .into_iter()
+                            .filter(|(t, _)| wanted.contains(t))
+                            .map(|(_, range)| range),
+                    );
+                }
+            }
         }
     }
     needs.settle()?;
+    // Tiles that share their bytes are fetched once.
+    ranges.sort_unstable_by_key(|r| (r.start, r.end));
+    ranges.dedup();
     Ok(ReadPlan {
         flavour,
         level,
@@ -219,19 +274,63 @@ pub fn read_plan<R: Read + Seek>(
     })
 }
 
-/// The byte ranges of a tiled directory's non-empty tiles.
-fn tile_ranges<R: Read + Seek>(
-    r: &mut R,
-    tiff: &TiffFile,
-    dir: &Directory,
-) -> Result<Vec<ByteRange>, TiffError> {
-    let (offsets, counts) = tiff.tile_locations(r, dir)?;
-    Ok(offsets
-        .iter()
-        .zip(&counts)
-        .filter(|(_, c)| **c > 0)
-        .map(|(o, c)| ByteRange::at(*o, *c))
-        .collect())
+/// The tile arrays one plan expands: each shared array once, and at most a budget of
+/// entries in all.
+struct TileBudget {
+    left: u64,
+    max: u64,
+    /// The (TileOffsets, TileByteCounts) value offsets already expanded.
+    seen: std::collections::HashSet<(Option<u64>, Option<u64>)>,
+}
+
+impl TileBudget {
+    fn new(max: u64) -> TileBudget {
+        TileBudget {
+            left: max,
+            max,
+            seen: Default::default(),
+        }
+    }
+
+    /// The non-empty tiles of `dir` (tile number and bytes), `Ok(None)` when its arrays
+    /// are still to be fetched or were expanded already (through another directory
+    /// that shares them); unplannable past the budget.
+    fn expand<R: Read + Seek>(
+        &mut self,
+        needs: &mut Needs,
+        r: &mut R,
+        tiff: &TiffFile,
+        dir: &Directory,
+    ) -> Result<Option<Vec<(u64, ByteRange)>>, PlanError> {
+        let key = (
+            dir.value_offset(tags::TILE_OFFSETS),
+            dir.value_offset(tags::TILE_BYTE_COUNTS),
+        );
+        if key.0.is_some() && self.seen.contains(&key) {
+            return Ok(None);
+        }
+        let entries = dir.tile_grid().map_or(0, |(a, d)| a.saturating_mul(d));
+        if entries > self.left {
+            return Err(PlanError::Unplannable(format!(
+                "the plan would expand more than {} tile entries",
+                self.max
+            )));
+        }
+        let Some((offsets, counts)) = needs.take(tiff.tile_locations(r, dir))? else {
+            return Ok(None);
+        };
+        self.left -= entries;
+        self.seen.insert(key);
+        Ok(Some(
+            offsets
+                .iter()
+                .zip(&counts)
+                .enumerate()
+                .filter(|(_, (_, c))| **c > 0)
+                .map(|(t, (o, c))| (t as u64, ByteRange::at(*o, *c)))
+                .collect(),
+        ))
+    }
 }
 
 /// Which directories OpenSlide 3.4 takes as pyramid levels: every tiled one for Aperio;
@@ -362,5 +461,47 @@ mod tests {
             read_plan(&mut Cursor::new(bytes), 1024, u64::MAX),
             Err(PlanError::Unplannable(_))
         ));
+    }
+
+    #[test]
+    fn directories_sharing_one_tile_array_are_expanded_once() {
+        // 64 levels of 4096 tiles sharing one array: 4096 entries to expand, not
+        // 262144 (the budget of 3 levels' worth would refuse the latter).
+        let bytes = crate::fixtures::poison::shared_tile_arrays(64, 1024, 16);
+        let plan = plan_within(&mut Cursor::new(bytes), 1024, u64::MAX, 3 * 4096)
+            .expect("planned within the budget");
+        assert_eq!(plan.flavour, Flavour::Aperio);
+        // Header, 64 directories, the shared array and description once, the shared
+        // tile once.
+        assert!(plan.ranges.len() < 64 + 8, "{} ranges", plan.ranges.len());
+    }
+
+    #[test]
+    fn a_plan_past_the_tile_budget_is_unplannable() {
+        let bytes = crate::fixtures::poison::shared_tile_arrays(1, 1024, 16);
+        assert!(plan_within(&mut Cursor::new(bytes.clone()), 1024, u64::MAX, 4096).is_ok());
+        match plan_within(&mut Cursor::new(bytes), 1024, u64::MAX, 4095) {
+            Err(PlanError::Unplannable(reason)) => {
+                assert!(reason.contains("4095 tile entries"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn tiles_painted_into_a_missing_tile_are_planned() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leak.svs");
+        crate::fixtures::poison::write_leak_through_missing_tile(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let mut c = Cursor::new(bytes);
+        let tiff = TiffFile::read(&mut c).unwrap();
+        let (offsets, counts) = tiff.tile_locations(&mut c, &tiff.directories[0]).unwrap();
+        let plan = read_plan(&mut c, 1024, u64::MAX).expect("planned");
+        assert_eq!(plan.level, 1, "the 1024 x 512 level is read");
+        assert!(
+            plan.ranges.contains(&ByteRange::at(offsets[1], counts[1])),
+            "level 0's tile 1, painted into level 1's missing tile, is fetched"
+        );
     }
 }
