@@ -3,9 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use wsi_thumbnail::admission::admit;
 use wsi_thumbnail::messages::pipeline::Admitted;
-use wsi_thumbnail::messages::ticket::Ticket;
-use wsi_thumbnail::pipeline::prepare::prepare;
+use wsi_thumbnail::messages::ticket::{KafkaRecord, Ticket};
 use wsi_thumbnail::storage::location::{InputLink, InputPolicy, check_relative_name};
 
 fuzz_target!(|data: &[u8]| {
@@ -13,8 +13,15 @@ fuzz_target!(|data: &[u8]| {
         allowed_buckets: vec!["slides".into(), "other-slides".into()],
         allow_file_inputs: false,
     };
-    let ticket = Ticket::kafka("t", 0, 0, None, 1, None);
-    match prepare(ticket, data, &policy, "{slide_id}/{stem}_{id}.png") {
+    let ticket = Ticket::kafka(KafkaRecord {
+        topic: "t".into(),
+        partition: 0,
+        offset: 0,
+        key: None,
+        generation: 1,
+        timestamp_ms: None,
+    });
+    match admit(ticket, data, &policy, "{slide_id}/{stem}_{id}.png") {
         Admitted::Job(job) => {
             assert!(check_relative_name(&job.object_name).is_ok());
             match &job.input {

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Builds the cargo-fuzz (libFuzzer) targets in fuzz/ and runs each for a while; exits
+# non-zero if any target crashes, hangs or runs out of memory, naming the input that
+# did it. CI runs it briefly after the test suite (.ci/run); run it longer by hand.
+#
+#   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]    # default 30 s, all targets
+#
+# The stable toolchain builds it: RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its -Z flags,
+# and `-s none` because AddressSanitizer cannot link the bundled C libraries (zstd,
+# librdkafka); the targets are still coverage-instrumented, and Rust checks bounds.
+# The fuzz crate is its own workspace with its own target dir (fuzz/target), so the
+# first build compiles the dependency set once more.
+#
+# The seeds (fuzz/seeds/<target>, committed) are copied into fuzz/corpus/<target>
+# (not committed), which keeps what earlier local runs found; crash, timeout and OOM
+# inputs land in fuzz/artifacts/<target>/. Environment: FUZZ_TIMEOUT (seconds one input
+# may take before it counts as a hang, default 10), FUZZ_RSS_LIMIT_MB (default 2048),
+# FUZZ_CARGO_LOCK (a file to flock around cargo, for shared build machines).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ALL_TARGETS=(request object_name tiff_plan ndpi_plan dicom_scan dicom_series)
+seconds=${1:-30}
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=("${ALL_TARGETS[@]}")
+case $seconds in
+  '' | *[!0-9]*) echo "usage: $0 [SECONDS_PER_TARGET] [TARGET...]" >&2; exit 2 ;;
+esac
+
+cargo_() {
+  if [ -n "${FUZZ_CARGO_LOCK:-}" ]; then
+    flock "$FUZZ_CARGO_LOCK" cargo "$@"
+  else
+    cargo "$@"
+  fi
+}
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "[fuzz] installing cargo-fuzz"
+  cargo_ install cargo-fuzz --locked
+fi
+
+cd fuzz
+started=$(date +%s)
+echo "[fuzz] building ${targets[*]} (release, no sanitizer)"
+for t in "${targets[@]}"; do
+  RUSTC_BOOTSTRAP=1 cargo_ fuzz build -O -s none "$t"
+done
+echo "[fuzz] built in $(($(date +%s) - started)) s"
+
+triple=$(rustc -vV | sed -n 's/^host: //p')
+failed=()
+for t in "${targets[@]}"; do
+  bin=target/$triple/release/$t
+  mkdir -p "corpus/$t" "artifacts/$t"
+  if [ -d "seeds/$t" ]; then
+    cp -n seeds/"$t"/* "corpus/$t/" 2>/dev/null || true
+  fi
+  log=artifacts/$t/last-run.log
+  echo "[fuzz] $t: ${seconds} s"
+  status=0
+  "$bin" -max_total_time="$seconds" -timeout="${FUZZ_TIMEOUT:-10}" \
+    -rss_limit_mb="${FUZZ_RSS_LIMIT_MB:-2048}" -print_final_stats=1 \
+    -artifact_prefix="artifacts/$t/" "corpus/$t" >"$log" 2>&1 || status=$?
+  # The last status line (runs, coverage, corpus) and the total number of runs.
+  grep -E '^#[0-9]+' "$log" | tail -1 || true
+  grep -E 'stat::number_of_executed_units|stat::peak_rss_mb' "$log" || true
+  if [ "$status" -ne 0 ]; then
+    failed+=("$t")
+    echo "[fuzz] $t FAILED (exit $status); log: fuzz/$log"
+    grep -E '^==[0-9]+== ERROR|panicked at|deadly signal|timeout after|out-of-memory' "$log" | head -5 || true
+    sed -n 's/.*Test unit written to \(.*\)$/[fuzz] crash artifact: fuzz\/\1/p' "$log"
+    echo "[fuzz] reproduce: cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O -s none $t <artifact>"
+  fi
+done
+echo "[fuzz] done in $(($(date +%s) - started)) s"
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "[fuzz] failing targets: ${failed[*]}" >&2
+  exit 1
+fi
