@@ -12,6 +12,7 @@ use libfuzzer_sys::fuzz_target;
 use wsi_thumbnail::dicom::{self, frames, series};
 
 fuzz_target!(|data: &[u8]| {
+    common::let_caught_panics_be();
     let Some((&selector, rest)) = data.split_first() else {
         return;
     };

@@ -35,6 +35,7 @@ fn split(mut data: &[u8]) -> Vec<&[u8]> {
 }
 
 fuzz_target!(|data: &[u8]| {
+    common::let_caught_panics_be();
     let Some((&control, rest)) = data.split_first() else {
         return;
     };

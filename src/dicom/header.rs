@@ -152,7 +152,14 @@ pub fn scan_prefix(prefix: &[u8], object_size: u64) -> Result<Scan, DicomError> 
             "prefix of {avail} bytes is longer than the object ({object_size} bytes)"
         )));
     }
-    let Some(pass1) = pass1(prefix, object_size)? else {
+    // The parser under pass 1 panics on some malformed structures (an item outside any
+    // sequence, found by fuzzing); that is a corrupt header, not a crash of the worker.
+    let walked =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pass1(prefix, object_size)))
+            .map_err(|_| {
+                DicomError::corrupt("the data set's structure is malformed (the parser gave up)")
+            })?;
+    let Some(pass1) = walked? else {
         return grow(avail, avail.saturating_mul(2), object_size);
     };
     let header = match pass1 {
@@ -195,6 +202,65 @@ fn grow(avail: u64, wanted: u64, object_size: u64) -> Result<Scan, DicomError> {
     Ok(Scan::NeedMore(wanted))
 }
 
+/// Where the file meta group (0002,xxxx) ends, by its elements' declared lengths.
+enum MetaGroup {
+    /// Every meta element lies inside the prefix.
+    Within,
+    /// An element goes on past the prefix (but not past the object): read more.
+    PastPrefix,
+}
+
+/// Most elements a file meta group may hold (the standard defines about a dozen).
+const MAX_META_ELEMENTS: usize = 256;
+
+/// Walks the meta group's element headers (always explicit VR little endian) and checks
+/// every declared length against the prefix and the object, without allocating.
+fn meta_group_end(prefix: &[u8], object_size: u64) -> Result<MetaGroup, DicomError> {
+    const LONG_VRS: [&[u8; 2]; 11] = [
+        b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN", b"UC", b"UR", b"OD", b"OL", b"OV",
+    ];
+    let mut at = 132usize;
+    for _ in 0..MAX_META_ELEMENTS {
+        let Some(head) = prefix.get(at..at + 8) else {
+            return Ok(MetaGroup::PastPrefix);
+        };
+        if u16::from_le_bytes([head[0], head[1]]) != 0x0002 {
+            return Ok(MetaGroup::Within);
+        }
+        let vr = [head[4], head[5]];
+        let (header, len) = if LONG_VRS.iter().any(|v| **v == vr) {
+            let Some(long) = prefix.get(at + 8..at + 12) else {
+                return Ok(MetaGroup::PastPrefix);
+            };
+            (
+                12u64,
+                u64::from(u32::from_le_bytes([long[0], long[1], long[2], long[3]])),
+            )
+        } else {
+            (8u64, u64::from(u16::from_le_bytes([head[6], head[7]])))
+        };
+        if len == u64::from(u32::MAX) {
+            return Err(DicomError::corrupt(
+                "a file meta element of undefined length",
+            ));
+        }
+        let end = at as u64 + header + len;
+        if end > object_size || end > MAX_HEADER {
+            return Err(DicomError::corrupt(format!(
+                "a file meta element declares {len} bytes, past the {} the header may hold",
+                object_size.min(MAX_HEADER)
+            )));
+        }
+        if end > prefix.len() as u64 {
+            return Ok(MetaGroup::PastPrefix);
+        }
+        at = end as usize;
+    }
+    Err(DicomError::corrupt(format!(
+        "the file meta group holds more than {MAX_META_ELEMENTS} elements"
+    )))
+}
+
 enum Pass1Outcome {
     NeedMore(u64),
     Done(Pass1),
@@ -223,6 +289,12 @@ fn pass1(prefix: &[u8], object_size: u64) -> Result<Option<Pass1Outcome>, DicomE
     }
     if !is_dicom(prefix) {
         return Err(DicomError::corrupt("no DICM magic at offset 128"));
+    }
+    // The meta group's declared lengths are checked against the bytes at hand first:
+    // the meta reader allocates what an element declares before reading it.
+    match meta_group_end(prefix, object_size)? {
+        MetaGroup::Within => {}
+        MetaGroup::PastPrefix => return Ok(None),
     }
     let mut cursor = Cursor::new(prefix.get(128..).unwrap_or_default());
     let meta = match FileMetaTable::from_reader(&mut cursor) {
@@ -615,6 +687,49 @@ mod tests {
         ]);
         let err = scan_prefix(&evil, evil.len() as u64).expect_err("corrupt");
         assert!(err.to_string().contains("past the object"), "{err}");
+    }
+
+    /// The fuzzing regression inputs (`fuzz/seeds/dicom_scan/regression-*`): a selector
+    /// byte, the object's bytes past the blob (u32 LE), then the blob.
+    fn regression(name: &str) -> (Vec<u8>, u64) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/seeds/dicom_scan")
+            .join(name);
+        let data = std::fs::read(path).expect("the regression input");
+        let past = u32::from_le_bytes(data[1..5].try_into().unwrap());
+        let held = data[5..].to_vec();
+        let size = held.len() as u64 + u64::from(past);
+        (held, size)
+    }
+
+    #[test]
+    fn a_meta_element_declaring_gigabytes_is_refused_without_allocating_it() {
+        let (held, size) = regression("regression-oom-meta-element-length");
+        for len in [132, 4096, held.len()] {
+            let prefix = &held[..len.min(held.len())];
+            match scan_prefix(prefix, size) {
+                Err(DicomError::Corrupt(why)) => assert!(why.contains("meta"), "{why}"),
+                Ok(Scan::NeedMore(n)) => assert!(n <= MAX_HEADER),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn an_item_outside_any_sequence_is_corrupt_not_a_panic() {
+        let (held, size) = regression("regression-panic-item-outside-sequence");
+        // Whatever prefix the fetch holds, the scan answers; it never unwinds.
+        for len in [held.len(), held.len() / 2, 200] {
+            let result = scan_prefix(&held[..len.min(held.len())], size);
+            assert!(
+                !matches!(result, Ok(Scan::Header(_))),
+                "no header from a malformed data set"
+            );
+        }
+        assert!(matches!(
+            scan_prefix(&held, held.len() as u64),
+            Err(DicomError::Corrupt(_))
+        ));
     }
 
     #[test]

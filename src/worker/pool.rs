@@ -79,8 +79,14 @@ impl WorkerPool {
         shared.changed.notify_all();
         let deadline = std::time::Instant::now() + CHECKOUT_TIMEOUT;
         let outcome = loop {
-            if let Some(process) = state.ready.pop_front() {
-                break Ok(process);
+            if let Some(mut process) = state.ready.pop_front() {
+                if process.is_alive() {
+                    break Ok(process);
+                }
+                // Died while it waited: never hand out a dead worker.
+                tracing::info!(pid = process.pid(), "a spare worker process died; replaced");
+                shared.changed.notify_all();
+                continue;
             }
             if state.failures > failures_before {
                 break Err(StartError::Handshake(state.last_error.clone()));
