@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use wsi_thumbnail::fixtures::{SlideSpec, Style, broken, poison, pyramid};
+use wsi_thumbnail::fixtures::{SlideSpec, Style, broken, poison, pyramid, real_tissue};
 use wsi_thumbnail::kafka::settings;
 
 #[derive(Debug, clap::Subcommand)]
@@ -75,10 +75,17 @@ pub struct FixtureArgs {
     /// Downsample between levels (4 like scanners, or 2); 1 for a single level.
     #[arg(long, default_value_t = 4)]
     level_step: u32,
-    #[arg(long, default_value_t = 256)]
-    tile: u32,
-    #[arg(long, default_value_t = 70)]
-    quality: i32,
+    /// Tile size [default: 256; 240 with --source, like Aperio scanners].
+    #[arg(long)]
+    tile: Option<u32>,
+    /// JPEG quality [default: 70; 80 with --source].
+    #[arg(long)]
+    quality: Option<i32>,
+    /// Real tissue instead of the seeded synthetic field: tile this real slide's level 0
+    /// (read through OpenSlide, e.g. ../shared/testdata/CMU-1-Small-Region.svs) over the
+    /// whole size, alternate copies mirrored (`--style aperio` only).
+    #[arg(long)]
+    source: Option<PathBuf>,
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Output file.
@@ -98,13 +105,34 @@ pub enum Error {
     Timeout { got: usize, want: usize },
     #[error("tile size must be a positive multiple of 16, got {0}")]
     Tile(u32),
+    #[error("--source makes Aperio-style pyramids only (--style aperio)")]
+    SourceStyle,
 }
 
 pub fn run(cmd: Command) -> Result<ExitCode, Error> {
     match cmd {
         Command::Fixture(a) => {
-            if a.tile == 0 || a.tile % 16 != 0 {
-                return Err(Error::Tile(a.tile));
+            let default_tile = if a.source.is_some() { 240 } else { 256 };
+            let tile = a.tile.unwrap_or(default_tile);
+            if tile == 0 || tile % 16 != 0 {
+                return Err(Error::Tile(tile));
+            }
+            if let Some(source) = a.source {
+                if !matches!(a.style, FixtureStyle::Aperio) {
+                    return Err(Error::SourceStyle);
+                }
+                let spec = real_tissue::RealTissueSpec {
+                    tile,
+                    quality: a.quality.unwrap_or(80),
+                    level_step: a.level_step,
+                    ..real_tissue::RealTissueSpec::new(source, a.width, a.height)
+                };
+                let levels = real_tissue::write_slide(&a.output, &spec)?;
+                println!(
+                    "{}",
+                    serde_json::json!({"path": a.output, "levels": levels})
+                );
+                return Ok(ExitCode::SUCCESS);
             }
             let base = match a.style {
                 FixtureStyle::Aperio => SlideSpec::aperio(a.width, a.height, a.level_step),
@@ -112,8 +140,8 @@ pub fn run(cmd: Command) -> Result<ExitCode, Error> {
                 FixtureStyle::Ndpi => SlideSpec::ndpi(a.width, a.height),
             };
             let spec = SlideSpec {
-                tile: a.tile,
-                quality: a.quality,
+                tile,
+                quality: a.quality.unwrap_or(70),
                 seed: a.seed,
                 level_step: if base.style == Style::GenericTiff {
                     1
