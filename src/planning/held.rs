@@ -12,7 +12,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use crate::storage::ranged::partial::Missing;
+use crate::storage::ranged::partial::{Missing, seek_target};
 use crate::storage::ranged::ranges::{self, ByteRange};
 
 /// A file of `size` bytes of which only `held` has been fetched.
@@ -71,13 +71,7 @@ impl Read for HeldFile {
 
 impl Seek for HeldFile {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
-        let target = match to {
-            SeekFrom::Start(p) => Some(p),
-            SeekFrom::End(d) => self.size.checked_add_signed(d),
-            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
-        };
-        self.pos = target
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
+        self.pos = seek_target(self.pos, self.size, to)?;
         Ok(self.pos)
     }
 }

@@ -112,15 +112,20 @@ impl Read for PartialObject {
 
 impl Seek for PartialObject {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
-        let target = match to {
-            SeekFrom::Start(p) => Some(p),
-            SeekFrom::End(d) => self.size.checked_add_signed(d),
-            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
-        };
-        self.pos = target
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
+        self.pos = seek_target(self.pos, self.size, to)?;
         Ok(self.pos)
     }
+}
+
+/// Where a seek from `pos` in an object of `size` bytes lands (past the end is allowed,
+/// before the start is not), for the views of partly fetched objects.
+pub fn seek_target(pos: u64, size: u64, to: SeekFrom) -> io::Result<u64> {
+    match to {
+        SeekFrom::Start(p) => Some(p),
+        SeekFrom::End(d) => size.checked_add_signed(d),
+        SeekFrom::Current(d) => pos.checked_add_signed(d),
+    }
+    .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))
 }
 
 #[cfg(test)]
