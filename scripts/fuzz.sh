@@ -11,7 +11,9 @@
 # The fuzz crate is its own workspace with its own target dir (fuzz/target), so the
 # first build compiles the dependency set once more.
 #
-# The seeds (fuzz/seeds/<target>, committed) are copied into fuzz/corpus/<target>
+# The seeds (fuzz/seeds/<target>, committed: hand-made inputs and regressions; and
+# fuzz/generated/<target>, written by gen_seeds from the fixture generators at every
+# run, never committed) are copied into fuzz/corpus/<target>
 # (not committed), which keeps what earlier local runs found; crash, timeout and OOM
 # inputs land in fuzz/artifacts/<target>/. Environment: FUZZ_TIMEOUT (seconds one input
 # may take before it counts as a hang, default 10), FUZZ_RSS_LIMIT_MB (default 2048),
@@ -44,19 +46,26 @@ fi
 cd fuzz
 started=$(date +%s)
 echo "[fuzz] building ${targets[*]} (release, no sanitizer)"
-for t in "${targets[@]}"; do
+for t in "${targets[@]}" gen_seeds; do
   RUSTC_BOOTSTRAP=1 cargo_ fuzz build -O -s none "$t"
 done
 echo "[fuzz] built in $(($(date +%s) - started)) s"
 
 triple=$(rustc -vV | sed -n 's/^host: //p')
+# The slide planners' seeds are generated here, from the fixture generators (no slide
+# file is committed); fuzz/seeds holds only the hand-made inputs and regressions.
+rm -rf generated
+mkdir -p generated/tiff_plan generated/ndpi_plan generated/dicom_scan generated/dicom_series
+WSI_FUZZ_SEEDS_OUT="$PWD/generated" "target/$triple/release/gen_seeds" >/dev/null 2>&1
 failed=()
 for t in "${targets[@]}"; do
   bin=target/$triple/release/$t
   mkdir -p "corpus/$t" "artifacts/$t"
-  if [ -d "seeds/$t" ]; then
-    cp -n seeds/"$t"/* "corpus/$t/" 2>/dev/null || true
-  fi
+  for dir in "seeds/$t" "generated/$t"; do
+    if [ -d "$dir" ]; then
+      cp -n "$dir"/* "corpus/$t/" 2>/dev/null || true
+    fi
+  done
   log=artifacts/$t/last-run.log
   echo "[fuzz] $t: ${seconds} s"
   status=0

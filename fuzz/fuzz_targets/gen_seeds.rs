@@ -1,4 +1,5 @@
-//! Not a fuzz target: writes the seed corpora (`fuzz/seeds/<target>/`) of the slide
+//! Not a fuzz target: writes the seed corpora (`fuzz/generated/<target>/`, at every
+//! `scripts/fuzz.sh` run; generated slides are never committed) of the slide
 //! planning targets from the project's own fixture generators (`wsi_thumbnail::fixtures`)
 //! and a few hand-built TIFFs, at sizes that keep every seed under 64 KiB. It is built
 //! with the targets (so it needs no second build of the dependencies) and does its work
@@ -7,7 +8,7 @@
 //! ```sh
 //! cd fuzz
 //! RUSTC_BOOTSTRAP=1 cargo fuzz build -O -s none gen_seeds
-//! WSI_FUZZ_SEEDS_OUT=$PWD/seeds target/x86_64-unknown-linux-gnu/release/gen_seeds
+//! WSI_FUZZ_SEEDS_OUT=$PWD/generated target/x86_64-unknown-linux-gnu/release/gen_seeds
 //! ```
 //!
 //! Deterministic: the fixtures are seeded, so the same sources write the same seeds.
@@ -32,7 +33,7 @@ fuzz_target!(
     init: {
         let out = std::env::var_os("WSI_FUZZ_SEEDS_OUT")
             .map(PathBuf::from)
-            .expect("set WSI_FUZZ_SEEDS_OUT to the seeds directory (fuzz/seeds)");
+            .expect("set WSI_FUZZ_SEEDS_OUT to the seeds directory (fuzz/generated)");
         generate(&out).expect("writing the seeds");
         std::process::exit(0);
     },
@@ -51,7 +52,7 @@ fn generate(out: &Path) -> std::io::Result<()> {
     result
 }
 
-/// Writes `[control][bytes]`, refusing seeds past 64 KiB (they are committed).
+/// Writes `[control][bytes]`, refusing seeds past 64 KiB (small seeds fuzz fast).
 fn write_seed(dir: &Path, name: &str, control: u8, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut seed = vec![control];
@@ -111,7 +112,9 @@ fn tiff_seeds(dir: &Path, scratch: &Path) -> std::io::Result<()> {
     let poison_dir = scratch.join("poison");
     for p in poison::write_corpus(&poison_dir)? {
         let bytes = std::fs::read(poison_dir.join(p.file_name))?;
-        write_seed(dir, &format!("poison-{}", p.file_name), 0, &bytes)?;
+        // A corpus entry may be a file inside a folder (a DICOM series).
+        let name = p.file_name.replace('/', "-");
+        write_seed(dir, &format!("poison-{name}"), 0, &bytes)?;
     }
     let bomb = scratch.join("bomb.tif");
     broken::write_bomb(&bomb, 1 << 20, 1 << 20)?;
