@@ -35,7 +35,8 @@ pub enum Command {
     /// Developer tools: generate fixture slides.
     #[command(subcommand)]
     Dev(dev::Command),
-    /// A slide-decoding worker process (started by `serve` and `thumbnail`, not by hand).
+    /// The zygote that forks slide-decoding workers (started by `serve` and `thumbnail`,
+    /// not by hand).
     #[command(hide = true)]
     Worker(WorkerArgs),
 }
@@ -85,7 +86,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             if args.probe {
                 return Ok(wsi_thumbnail::worker::child::probe(&args.writable_dir));
             }
-            Ok(wsi_thumbnail::worker::child::run(&args.writable_dir))
+            Ok(wsi_thumbnail::worker::zygote::serve::run(
+                &args.writable_dir,
+            ))
         }
     }
 }

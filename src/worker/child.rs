@@ -1,6 +1,6 @@
-//! The worker's own side (`wsi-thumbnail worker`, started by the service or the CLI,
-//! never by hand): enter the sandbox, say ready, then serve ONE slide: answer its
-//! planning rounds, make its thumbnail, and exit. A process never holds a second slide,
+//! The worker's own side: a child the [zygote](super::zygote) forked, already limited
+//! and sandboxed, says ready, then serves ONE slide on its socket: answers its planning
+//! rounds, makes its thumbnail, and exits. A process never holds a second slide,
 //! so no library bug can carry one slide's bytes into another's thumbnail.
 //!
 //! It uses one core: its thread pool has one thread, so the deadline the service
@@ -11,9 +11,8 @@
 //! so a legitimate slide with many levels needs more than the 2 MiB a thread gets by
 //! default. A hostile one that recurses past even this costs only this process.
 
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
-use std::os::fd::FromRawFd;
+use std::io::{self, BufReader, BufWriter, Write};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -27,12 +26,16 @@ use crate::slide::make_thumbnail;
 /// thread's grows up to it.
 pub const DECODE_STACK_BYTES: usize = 16 * 1024 * 1024;
 
-/// Runs the worker until its input closes.
-pub fn run(writable_dir: &Path) -> ExitCode {
-    let Some(mut out) = take_stdout() else {
-        return ExitCode::FAILURE;
+/// Serves one slide on `socket` (in a child the zygote just forked, already sandboxed
+/// as `sandbox` says), then returns the process's exit code.
+pub fn serve(socket: UnixStream, sandbox: &str) -> i32 {
+    // What the process holds from outside, before it opens anything itself.
+    let open_fds = open_descriptors();
+    let Ok(writing) = socket.try_clone() else {
+        return 1;
     };
-    let sandbox = sandbox::enter(writable_dir);
+    let mut out = BufWriter::new(writing);
+    // Built here, never in the zygote: a fork carries no threads.
     if let Err(e) = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .stack_size(DECODE_STACK_BYTES)
@@ -42,23 +45,26 @@ pub fn run(writable_dir: &Path) -> ExitCode {
         tracing::warn!(error = %e, "worker thread pool not configured");
     }
     let ready = Reply::Ready {
-        sandbox,
+        pid: std::process::id(),
+        sandbox: sandbox.to_string(),
         environment: std::env::vars_os()
             .map(|(k, _)| k.to_string_lossy().into_owned())
             .collect(),
-        open_fds: open_descriptors(),
+        open_fds,
     };
     if protocol::write_json(&mut out, &ready).is_err() {
-        return ExitCode::FAILURE;
+        return 1;
     }
-    let mut input = io::stdin().lock();
+    let mut input = BufReader::new(socket);
     loop {
         let request: Request = match protocol::read_json(&mut input) {
             Ok(Some(request)) => request,
-            Ok(None) => return ExitCode::SUCCESS,
+            Ok(None) => return 0,
+            // The service closed its end (a spare it no longer needs, or its exit).
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return 0,
             Err(e) => {
                 tracing::error!(error = %e, "unreadable request; worker exiting");
-                return ExitCode::FAILURE;
+                return 1;
             }
         };
         let (reply, png, last) = match request {
@@ -73,11 +79,11 @@ pub fn run(writable_dir: &Path) -> ExitCode {
             None => Ok(()),
         });
         if written.is_err() {
-            return ExitCode::FAILURE;
+            return 1;
         }
         if last {
             // One slide per process: the thumbnail was its last task.
-            return ExitCode::SUCCESS;
+            return 0;
         }
     }
 }
@@ -116,22 +122,9 @@ fn open_descriptors() -> Vec<String> {
         .collect()
 }
 
-/// The protocol's stdout, kept on a private descriptor; descriptor 1 then points at
-/// stderr so a C library that prints cannot corrupt a frame.
-fn take_stdout() -> Option<BufWriter<File>> {
-    // SAFETY: dup/dup2 on the standard descriptors; the new descriptor is owned below.
-    unsafe {
-        let fd = libc::dup(1);
-        if fd < 0 || libc::dup2(2, 1) < 0 {
-            return None;
-        }
-        Some(BufWriter::new(File::from_raw_fd(fd)))
-    }
-}
-
 /// The reply to a task, with the PNG when there is one. Runs on the main thread, whose
-/// stack may grow to [`DECODE_STACK_BYTES`] (the service raises `RLIMIT_STACK` before
-/// exec).
+/// stack may grow to [`DECODE_STACK_BYTES`] (the service raises the zygote's
+/// `RLIMIT_STACK` before exec; a fork inherits it).
 fn decode(task: Task) -> (Reply, Option<Vec<u8>>) {
     let made = std::panic::catch_unwind(|| make_thumbnail(&task.path, &task.options));
     match made {

@@ -2,15 +2,17 @@
 //!
 //! OpenSlide and the libraries under it (libtiff, libjpeg, OpenJPEG, GLib) crash, spin
 //! and balloon on small crafted files; no list of fixes keeps up with that. So slides
-//! are decoded in child processes of the same binary (`wsi-thumbnail worker`), each
-//! with an address-space cap, a deadline enforced from outside, a large decoding
-//! stack, no core dumps and a sandbox. A slide that kills its worker costs that worker
+//! are decoded in processes forked, one per slide, from a zygote of the same binary
+//! (`wsi-thumbnail worker`), each with an address-space cap, a deadline enforced from
+//! outside, a large decoding stack, no core dumps and a sandbox. A slide that kills its worker costs that worker
 //! and becomes one failure record; the service process never runs slide code, and
 //! no process ever holds two slides.
 //!
-//! - [`protocol`]: the frames on the worker's stdin and stdout.
-//! - [`process`]: starting one worker with its limits and running a request under watch.
-//! - [`pool`]: fresh workers started ahead of need, on one long-lived thread.
+//! - [`zygote`]: the one exec'd, limited, sandboxed process that forks a worker per
+//!   slide, and the service's link to it.
+//! - [`protocol`]: the frames on a worker's slide socket.
+//! - [`process`]: one worker's handshake, and a request run under watch.
+//! - [`pool`]: fresh workers forked ahead of need, from one long-lived thread.
 //! - [`slide`]: the process that holds one slide (plan, thumbnail, gone), and how its
 //!   end becomes a failure.
 //! - [`outcome`]: how a worker's end maps to a failure kind.
@@ -25,6 +27,7 @@ pub mod process;
 pub mod protocol;
 pub mod sandbox;
 pub mod slide;
+pub mod zygote;
 
 pub use planner::SlidePlanner;
 pub use pool::WorkerPool;

@@ -1,14 +1,15 @@
 //! Fresh worker processes, ready before they are needed.
 //!
 //! Every slide gets a process of its own that has never held another slide (see
-//! [`super::slide`]). Starting one (fork, exec, loading the slide libraries, entering
-//! the sandbox) takes milliseconds, so a spawner thread keeps `spares` workers started
-//! and waiting; taking one is a queue pop, and the spawner replaces it while the slide is
-//! fetched and decoded.
+//! [`super::slide`]), forked from the pool's [zygote](super::zygote). A fork and its
+//! handshake take a fraction of a millisecond, but the zygote forks one child at a time,
+//! so a spawner thread keeps `spares` workers forked and waiting; taking one is a queue
+//! pop, and the spawner replaces it while the slide is fetched and decoded.
 //!
-//! Every worker is started on the spawner thread, which lives as long as the pool:
-//! `PR_SET_PDEATHSIG` fires when the *thread* that forked a child exits, so workers
-//! started from short-lived blocking threads would be killed under their slides.
+//! The zygote is exec'd on the spawner thread, which lives as long as the pool:
+//! `PR_SET_PDEATHSIG` fires when the *thread* that started a process exits, so a zygote
+//! started from a short-lived blocking thread would be killed under its slides. A
+//! zygote that dies (the OOM killer, an operator) is replaced there too.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use super::process::{StartError, WorkerProcess, WorkerSettings};
 use super::slide::SlideWorker;
+use super::zygote::link::Zygote;
 
 /// How long a checkout waits for a worker before it fails.
 const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -79,7 +81,7 @@ impl WorkerPool {
         shared.changed.notify_all();
         let deadline = std::time::Instant::now() + CHECKOUT_TIMEOUT;
         let outcome = loop {
-            if let Some(mut process) = state.ready.pop_front() {
+            if let Some(process) = state.ready.pop_front() {
                 if process.is_alive() {
                     break Ok(process);
                 }
@@ -127,6 +129,7 @@ impl Shared {
     /// The spawner: keeps `spares` ready, plus one for every waiting checkout.
     fn run(&self) {
         let mut reported = false;
+        let mut zygote: Option<Arc<Zygote>> = None;
         loop {
             let mut state = self.lock();
             while !state.closed && state.ready.len() >= self.spares + state.waiting {
@@ -136,7 +139,7 @@ impl Shared {
                 return;
             }
             drop(state);
-            let started = WorkerProcess::start(&self.settings);
+            let started = self.fork(&mut zygote);
             let mut state = self.lock();
             match started {
                 Ok(process) => {
@@ -153,6 +156,7 @@ impl Shared {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot start a worker process");
+                    zygote = None;
                     state.failures += 1;
                     state.last_error = e.to_string();
                     self.changed.notify_all();
@@ -161,5 +165,20 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// A fresh worker, from the running zygote or a new one.
+    fn fork(&self, zygote: &mut Option<Arc<Zygote>>) -> Result<WorkerProcess, StartError> {
+        let running = match zygote.take() {
+            Some(z) if z.is_alive() => z,
+            Some(_) => {
+                tracing::warn!("the worker zygote died; starting a new one");
+                Zygote::start(&self.settings)?
+            }
+            None => Zygote::start(&self.settings)?,
+        };
+        let forked = running.fork();
+        *zygote = Some(running);
+        forked
     }
 }

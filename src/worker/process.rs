@@ -1,43 +1,29 @@
-//! The service's side of one worker process: start it with its limits, hand it a slide,
-//! and wait for the reply while watching its deadline and its memory from outside.
-//!
-//! Limits are set between `fork` and `exec` (so they hold before the worker runs a line
-//! of slide code): the address space (`RLIMIT_AS` = `thumbnail.worker_memory_mb`), no
-//! core dumps, death with the thread that started it (`PR_SET_PDEATHSIG`), so a
-//! service that dies never leaves workers behind, no inherited descriptors and an
-//! environment with nothing secret in it. The deadline and the resident-memory
-//! watch are enforced from here, because a worker stuck in a C loop cannot be trusted
-//! to stop itself.
+//! The service's side of one worker process (a child of the [zygote](super::zygote)):
+//! its handshake, and one request run under watch: the reply, or the worker's end,
+//! within the deadline and the resident-memory cap, both enforced from here, because a
+//! worker stuck in a C loop cannot be trusted to stop itself.
 
 use std::io::BufReader;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use super::outcome::Ending;
 use super::protocol::{self, MAX_PNG_FRAME, Reply, Request};
+use super::zygote::link::{START_TIMEOUT, Zygote};
 use crate::error_kind::ErrorKind;
 use crate::planning::PlanAnswer;
 use crate::slide::Thumbnail;
 
-/// The only environment variables a worker gets: locale, logging, paths, and the
-/// fault-injection switch the tests use.
-pub const PASSED_ENV: &[&str] = &[
-    "PATH",
-    "LANG",
-    "LC_ALL",
-    "TMPDIR",
-    "RUST_LOG",
-    "RUST_BACKTRACE",
-    crate::faults::INJECT_PANIC_ENV,
-];
+pub use super::zygote::link::PASSED_ENV;
 
 /// How often a busy worker's memory and deadline are checked.
 const WATCH_INTERVAL: Duration = Duration::from_millis(20);
-/// How long a new worker may take to say it is ready.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a worker that closed its socket may take to be reported gone before it is
+/// killed (it may still be flushing, or it may be a worker that hides).
+const EXIT_GRACE: Duration = Duration::from_secs(2);
 
 /// How every worker of a pool is started.
 #[derive(Debug, Clone)]
@@ -101,125 +87,87 @@ enum Incoming {
 
 /// One running worker process.
 pub struct WorkerProcess {
-    child: Child,
-    stdin: ChildStdin,
+    pid: u32,
+    socket: UnixStream,
     incoming: Receiver<Incoming>,
+    zygote: Arc<Zygote>,
+    /// Its end was reported and taken off the zygote's board.
+    reaped: bool,
     /// The sandbox the worker reported at start-up.
     pub sandbox: String,
     /// The names of the worker's environment variables, as it reported them.
     pub environment: Vec<String>,
-    /// The worker's open descriptors at start-up (`N -> target`): stdin, its protocol
-    /// stdout, stderr and descriptor 1 (stderr again), nothing of the service's.
+    /// The worker's open descriptors at start-up (`N -> target`): `/dev/null` as stdin,
+    /// stderr as descriptors 1 and 2, and its slide's socket, nothing of the service's.
     pub open_fds: Vec<String>,
 }
 
 impl WorkerProcess {
-    /// Starts a worker and waits for its `Ready`.
-    pub fn start(settings: &WorkerSettings) -> Result<WorkerProcess, StartError> {
-        let mut command = Command::new(&settings.program);
-        command
-            .arg("worker")
-            .arg("--writable-dir")
-            .arg(&settings.writable_dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            // Nothing of the service's environment (credentials, SASL settings) is the
-            // worker's business: a compromised worker could hide it in a thumbnail.
-            .env_clear()
-            .envs(
-                std::env::vars_os()
-                    .filter(|(k, _)| PASSED_ENV.iter().any(|p| k.to_str() == Some(*p))),
-            )
-            // Fewer malloc arenas (each reserves 64 MiB of address space, which would eat
-            // into RLIMIT_AS without holding slide data). A worker is fresh for every
-            // slide, so every buffer it touches is faulted in afresh: malloc asks for
-            // transparent huge pages (`hugetlb=1`, madvise mode), so a 20 MB level costs
-            // ten faults instead of five thousand; freed buffers stay on the heap for the
-            // slide's next stage (the thresholds).
-            .env("MALLOC_ARENA_MAX", "2")
-            .env(
-                "GLIBC_TUNABLES",
-                "glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=33554432:\
-                 glibc.malloc.trim_threshold=134217728",
-            );
-        if settings.log_json {
-            command.arg("--log-json");
-        }
-        let cap = settings.memory_cap_bytes;
-        // SAFETY: only async-signal-safe calls (setrlimit, prctl) between fork and exec.
-        unsafe {
-            command.pre_exec(move || apply_limits(cap));
-        }
-        let mut child = command.spawn().map_err(|source| StartError::Spawn {
-            program: settings.program.display().to_string(),
-            source,
-        })?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(StartError::Handshake("no pipes to the worker".into()));
-        };
+    /// Waits for the `Ready` of a child just forked with `socket` as its slide socket.
+    pub(super) fn handshake(
+        socket: UnixStream,
+        zygote: Arc<Zygote>,
+    ) -> Result<WorkerProcess, StartError> {
+        let reading = socket
+            .try_clone()
+            .map_err(|e| StartError::Handshake(format!("no slide socket: {e}")))?;
         let (tx, incoming) = mpsc::channel();
-        let reader = std::thread::Builder::new()
-            .name(format!("wsi-worker-{}", child.id()))
-            .spawn(move || read_replies(BufReader::new(stdout), tx));
-        if let Err(e) = reader {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(StartError::Handshake(format!("no reader thread: {e}")));
-        }
-        let mut worker = WorkerProcess {
-            child,
-            stdin,
-            incoming,
-            sandbox: String::new(),
-            environment: Vec::new(),
-            open_fds: Vec::new(),
-        };
-        match worker.incoming.recv_timeout(START_TIMEOUT) {
+        std::thread::Builder::new()
+            .name("wsi-worker-reader".into())
+            .spawn(move || read_replies(BufReader::new(reading), tx))
+            .map_err(|e| StartError::Handshake(format!("no reader thread: {e}")))?;
+        let first = incoming.recv_timeout(START_TIMEOUT);
+        let (pid, sandbox, environment, open_fds) = match first {
             Ok(Incoming::Reply(
                 Reply::Ready {
+                    pid,
                     sandbox,
                     environment,
                     open_fds,
                 },
                 _,
-            )) => {
-                worker.sandbox = sandbox;
-                worker.environment = environment;
-                worker.open_fds = open_fds;
-                Ok(worker)
-            }
+            )) if pid != 0 => (pid, sandbox, environment, open_fds),
             Ok(Incoming::Broken(why)) => {
-                worker.stop();
-                Err(StartError::Handshake(why))
+                return Err(StartError::Handshake(format!("the worker ended: {why}")));
             }
             Ok(Incoming::Reply(..)) => {
-                worker.stop();
-                Err(StartError::Handshake("unexpected first frame".into()))
+                return Err(StartError::Handshake("unexpected first frame".into()));
             }
+            // A child that does not answer is dropped with its socket; with nothing to
+            // read it exits on its own, and the zygote reaps it.
             Err(_) => {
-                worker.stop();
-                Err(StartError::Handshake("no answer within 30 s".into()))
+                return Err(StartError::Handshake(format!(
+                    "no answer within {} s",
+                    START_TIMEOUT.as_secs()
+                )));
             }
-        }
+        };
+        Ok(WorkerProcess {
+            pid,
+            socket,
+            incoming,
+            zygote,
+            reaped: false,
+            sandbox,
+            environment,
+            open_fds,
+        })
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.pid
     }
 
     /// Whether the process still runs (a spare may have been killed while it waited:
     /// the OOM killer, an operator).
-    pub fn is_alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+    pub fn is_alive(&self) -> bool {
+        self.zygote.child_alive(self.pid)
     }
 
     /// Runs one request to its end within `deadline`. After `Finish::Stopped` the worker
     /// is dead.
     pub fn run(&mut self, request: &Request, deadline: Duration, memory_cap: u64) -> Finish {
-        if let Err(e) = protocol::write_json(&mut self.stdin, request) {
+        if let Err(e) = protocol::write_json(&mut self.socket, request) {
             tracing::warn!(error = %e, "cannot hand the slide to the decoder process");
             return self.stopped(None, 0);
         }
@@ -251,7 +199,7 @@ impl WorkerProcess {
                 }
                 Err(RecvTimeoutError::Disconnected) => return self.stopped(None, peak_virtual),
                 Err(RecvTimeoutError::Timeout) => {
-                    let (virt, resident) = memory_of(self.child.id());
+                    let (virt, resident) = memory_of(self.pid);
                     peak_virtual = peak_virtual.max(virt);
                     let cap = memory_cap;
                     if cap > 0 && resident > cap {
@@ -271,40 +219,39 @@ impl WorkerProcess {
         }
     }
 
-    /// Kills the worker if `ours` says why, reaps it, and reports how it ended.
+    /// Kills the worker if `ours` says why, waits for the zygote's report of its end, and
+    /// says how it ended.
     fn stopped(&mut self, ours: Option<Ending>, peak_virtual_bytes: u64) -> Finish {
         if ours.is_some() {
-            let _ = self.child.kill();
+            self.zygote.kill(self.pid);
         }
-        let status = self.child.wait();
-        let ending = ours.unwrap_or_else(|| match status {
-            Ok(status) => ending_of(status),
-            Err(_) => Ending::Protocol,
-        });
+        let mut reported = self.zygote.wait_exit(self.pid, EXIT_GRACE);
+        if reported.is_none() {
+            // Its socket closed but it runs on: not a worker we can trust to finish.
+            self.zygote.kill(self.pid);
+            reported = self.zygote.wait_exit(self.pid, START_TIMEOUT);
+        }
+        self.reaped = reported.is_some();
+        let ending = ours.or(reported).unwrap_or(Ending::Protocol);
         Finish::Stopped {
             ending,
             peak_virtual_bytes,
         }
     }
 
-    /// Kills and reaps the worker.
+    /// Kills the worker (the zygote reaps it).
     pub fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.zygote.kill(self.pid);
     }
 }
 
 impl Drop for WorkerProcess {
     fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn ending_of(status: ExitStatus) -> Ending {
-    match (status.signal(), status.code()) {
-        (Some(signal), _) => Ending::Signal(signal),
-        (None, Some(code)) => Ending::Exit(code),
-        (None, None) => Ending::Protocol,
+        if !self.reaped {
+            self.zygote.kill(self.pid);
+            self.zygote.forget(self.pid);
+        }
+        let _ = self.socket.shutdown(std::net::Shutdown::Both);
     }
 }
 
@@ -353,39 +300,4 @@ fn memory_of(pid: u32) -> (u64, u64) {
     let size = fields.next().unwrap_or(0);
     let resident = fields.next().unwrap_or(0);
     (size * page, resident * page)
-}
-
-/// Runs in the child between fork and exec: async-signal-safe calls only.
-fn apply_limits(memory_cap_bytes: u64) -> std::io::Result<()> {
-    let set = |resource, value: u64| {
-        let limit = libc::rlimit {
-            rlim_cur: value as libc::rlim_t,
-            rlim_max: value as libc::rlim_t,
-        };
-        // SAFETY: setrlimit reads the struct we pass and nothing else.
-        if unsafe { libc::setrlimit(resource, &limit) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(())
-    };
-    set(libc::RLIMIT_CORE, 0)?;
-    // The worker decodes on its main thread, whose stack grows up to this.
-    set(libc::RLIMIT_STACK, super::child::DECODE_STACK_BYTES as u64)?;
-    if memory_cap_bytes > 0 {
-        set(libc::RLIMIT_AS, memory_cap_bytes)?;
-    }
-    // SAFETY: prctl and close_range with integer arguments. Descriptors the service
-    // holds (broker sockets, files) must not reach the worker even where a library
-    // opened them without close-on-exec; stdio is already in place at this point.
-    unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        );
-        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
-    }
-    Ok(())
 }

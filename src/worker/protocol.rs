@@ -1,5 +1,5 @@
-//! The frames a service and its worker processes exchange over the worker's stdin and
-//! stdout: a request in, one reply out. A worker serves one slide: any number of
+//! The frames a service and its worker processes exchange over the worker's slide
+//! socket: a request in, one reply out. A worker serves one slide: any number of
 //! [`Request::Plan`] rounds (which bytes to fetch), then one [`Request::Thumbnail`],
 //! after which it exits.
 //!
@@ -48,6 +48,9 @@ pub enum Reply {
     /// holds: the sandbox layers, the names of its environment variables and its open
     /// descriptors (the service checks none leaked in).
     Ready {
+        /// The worker's process id (it is the zygote's child, not the service's).
+        #[serde(default)]
+        pid: u32,
         sandbox: String,
         #[serde(default)]
         environment: Vec<String>,
@@ -117,6 +120,7 @@ mod tests {
         write_json(
             &mut buf,
             &Reply::Ready {
+                pid: 7,
                 sandbox: "full".into(),
                 environment: vec!["PATH".into()],
                 open_fds: vec!["0 -> pipe:[1]".into()],

@@ -83,3 +83,47 @@ fn consecutive_slides_never_share_a_worker_process() {
         "slides are never decoded in the service process"
     );
 }
+
+/// The parent of a process, from `/proc`.
+fn parent_of(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the worker runs");
+    // `pid (comm) state ppid ...`; comm may hold spaces, so read after its `)`.
+    let after = &stat[stat.rfind(')').expect("a stat line") + 2..];
+    after
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("a parent pid")
+}
+
+/// Workers are forked from a zygote, not from the service; when the zygote dies (the
+/// OOM killer, an operator), its children die with it, the slide a dead child held is
+/// retried once on a fresh worker, and the pool forks from a new zygote.
+#[test]
+fn a_dead_zygote_costs_no_slide_and_is_replaced() {
+    let pool = worker_pool();
+    let worker = pool.checkout().expect("a worker");
+    let zygote = parent_of(worker.pid());
+    assert_ne!(
+        zygote,
+        std::process::id(),
+        "workers are the zygote's children"
+    );
+    assert_eq!(
+        parent_of(zygote),
+        std::process::id(),
+        "the zygote is the service's child"
+    );
+
+    // SAFETY: kill with a pid we just read and a constant signal.
+    assert_eq!(unsafe { libc::kill(zygote as i32, libc::SIGKILL) }, 0);
+    let thumbnail = worker
+        .thumbnail(&cmu_small_region(), &Default::default())
+        .expect("the slide is retried on a worker of a new zygote");
+    assert_eq!((thumbnail.width, thumbnail.height), (766, 1024));
+
+    let next = pool.checkout().expect("the pool forks again");
+    let new_zygote = parent_of(next.pid());
+    assert_ne!(new_zygote, zygote, "a new zygote");
+    assert_eq!(parent_of(new_zygote), std::process::id());
+}

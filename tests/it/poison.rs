@@ -19,7 +19,7 @@ use crate::support::kafka::{
     CONSUMER_GROUP, DLQ_TOPIC, REQUEST_TOPIC, RESPONSE_TOPIC, committed, end_offsets, produce,
     read_all,
 };
-use crate::support::process_tree::{children, cpu_ticks, tree_rss_bytes};
+use crate::support::process_tree::{cpu_ticks, tree_rss_bytes, workers};
 use crate::support::request::Request;
 use crate::support::service::Service;
 use crate::support::*;
@@ -371,12 +371,12 @@ fn a_worker_killed_mid_decode_loses_nothing() {
     let mut service = Service::start(&stack.config, &stack.env(&[]));
     let pid = service.pid();
     assert!(
-        eventually(Duration::from_secs(30), || children(pid).len() == 2),
+        eventually(Duration::from_secs(30), || workers(pid).len() == 2),
         "two workers start with the service"
     );
     produce(&stack.bootstrap(), REQUEST_TOPIC, &records);
     // Wait until a worker is busy decoding, then kill every worker.
-    let before: HashMap<i32, u64> = children(pid)
+    let before: HashMap<i32, u64> = workers(pid)
         .into_iter()
         .map(|c| (c, cpu_ticks(c)))
         .collect();
@@ -386,7 +386,7 @@ fn a_worker_killed_mid_decode_loses_nothing() {
             .any(|(c, t)| cpu_ticks(*c) > t + 20)),
         "no worker got busy"
     );
-    for c in children(pid) {
+    for c in workers(pid) {
         // SAFETY: kill(2) on a process of our own test tree.
         unsafe {
             libc::kill(c, libc::SIGKILL);
@@ -411,7 +411,7 @@ fn a_worker_killed_mid_decode_loses_nothing() {
     );
     assert!(service.is_running(), "service alive");
     assert!(
-        eventually(Duration::from_secs(10), || children(pid).len() == 2),
+        eventually(Duration::from_secs(10), || workers(pid).len() == 2),
         "pool back to two workers"
     );
     let text = http_get(stack.http_port, "/metrics").unwrap().1;
@@ -592,7 +592,8 @@ fn a_worker_has_no_network_no_exec_and_writes_only_its_temp_dir() {
 #[test]
 fn a_worker_inherits_no_secrets_no_descriptors_and_its_limits() {
     use wsi_thumbnail::worker::WorkerSettings;
-    use wsi_thumbnail::worker::process::{PASSED_ENV, WorkerProcess};
+    use wsi_thumbnail::worker::process::PASSED_ENV;
+    use wsi_thumbnail::worker::zygote::link::{SET_ENV, Zygote};
     let dir = tempfile::tempdir().unwrap();
     // A descriptor without close-on-exec, as a careless library might leave one.
     let leaked = std::fs::File::open(env!("CARGO_MANIFEST_DIR")).unwrap();
@@ -604,7 +605,9 @@ fn a_worker_inherits_no_secrets_no_descriptors_and_its_limits() {
     }
     let mut settings = WorkerSettings::new(1024, Duration::from_secs(30), dir.path().to_path_buf());
     settings.program = env!("CARGO_BIN_EXE_wsi-thumbnail").into();
-    let worker = WorkerProcess::start(&settings).expect("worker starts");
+    let zygote = Zygote::start(&settings).expect("the zygote starts");
+    let worker = zygote.fork().expect("a worker forks");
+    assert_ne!(worker.pid(), std::process::id());
     assert!(
         !worker
             .environment
@@ -613,11 +616,11 @@ fn a_worker_inherits_no_secrets_no_descriptors_and_its_limits() {
         "{:?}",
         worker.environment
     );
-    // The allow-list, and the two malloc settings the worker is given.
+    // The allow-list, and the settings the zygote is given (malloc's, eager binding).
     assert!(
         worker.environment.iter().all(|k| PASSED_ENV
             .iter()
-            .chain(&["MALLOC_ARENA_MAX", "GLIBC_TUNABLES"])
+            .chain(SET_ENV.iter().map(|(name, _)| name))
             .any(|p| p == k)),
         "{:?}",
         worker.environment
@@ -634,7 +637,16 @@ fn a_worker_inherits_no_secrets_no_descriptors_and_its_limits() {
     assert_eq!(
         worker.open_fds.len(),
         4,
-        "stdin, the protocol's stdout, stderr and descriptor 1 (stderr again) only: {:?}",
+        "stdin, stdout and stderr, and the slide's socket only: {:?}",
+        worker.open_fds
+    );
+    assert!(
+        worker.open_fds.iter().any(|f| f == "0 -> /dev/null")
+            && worker
+                .open_fds
+                .iter()
+                .any(|f| f.starts_with("3 -> socket:")),
+        "stdin reads nothing, descriptor 3 is the slide's socket: {:?}",
         worker.open_fds
     );
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", worker.pid())).unwrap();

@@ -17,6 +17,11 @@ pub fn children(pid: i32) -> Vec<i32> {
         .collect()
 }
 
+/// A service's worker processes: the children of its zygote (the service's children).
+pub fn workers(service: i32) -> Vec<i32> {
+    children(service).into_iter().flat_map(children).collect()
+}
+
 /// `pid` and every process below it.
 pub fn tree(pid: i32) -> Vec<i32> {
     let mut all = vec![pid];
