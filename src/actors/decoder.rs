@@ -68,8 +68,9 @@ impl Handler<Decode> for Decoder {
                         retryable: true,
                         message: e.to_string(),
                     })
-                    .and_then(|worker| {
-                        job.ticket.timeline.set_worker_pid(worker.pid());
+                    .and_then(|mut worker| {
+                        let timeline = job.ticket.timeline.clone();
+                        worker.observe_pid(move |pid| timeline.set_worker_pid(pid));
                         worker.thumbnail(&slide.path, options)
                     })
                     .map(Decoded::Finished)

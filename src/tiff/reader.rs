@@ -140,6 +140,28 @@ impl Directory {
         }
         Some((self.width.div_ceil(tw), self.height.div_ceil(th)))
     }
+
+    /// The number of tiles, once the tile arrays' declared lengths are checked against
+    /// the grid (before anything is read: a hostile length must not decide how much is
+    /// read or allocated).
+    pub fn tile_entries(&self) -> Result<u64, TiffError> {
+        let (across, down) = self
+            .tile_grid()
+            .ok_or_else(|| malformed("directory is not tiled"))?;
+        let expected = across
+            .checked_mul(down)
+            .filter(|n| *n <= MAX_TILE_ENTRIES)
+            .ok_or_else(|| malformed("too many tiles"))?;
+        for tag in [tags::TILE_OFFSETS, tags::TILE_BYTE_COUNTS] {
+            let count = self.entry(tag).map_or(0, |e| e.count);
+            if count != expected {
+                return Err(malformed(format!(
+                    "tag {tag} holds {count} values for a {across} x {down} grid"
+                )));
+            }
+        }
+        Ok(expected)
+    }
 }
 
 /// An open TIFF: the byte order, the flavour and its directories in file order.
@@ -210,28 +232,12 @@ impl TiffFile {
         r: &mut R,
         dir: &Directory,
     ) -> Result<(Vec<u64>, Vec<u64>), TiffError> {
-        let (across, down) = dir
-            .tile_grid()
-            .ok_or_else(|| malformed("directory is not tiled"))?;
-        let expected = across
-            .checked_mul(down)
-            .filter(|n| *n <= MAX_TILE_ENTRIES)
-            .ok_or_else(|| malformed("too many tiles"))?;
-        // Check the declared lengths before reading: a hostile array length must not
-        // decide how much is read or allocated.
-        for tag in [tags::TILE_OFFSETS, tags::TILE_BYTE_COUNTS] {
-            let count = dir.entry(tag).map_or(0, |e| e.count);
-            if count != expected {
-                return Err(malformed(format!(
-                    "tag {tag} holds {count} values for a {across} x {down} grid"
-                )));
-            }
-        }
+        let expected = dir.tile_entries()?;
         let offsets = self.read_uints(r, dir, tags::TILE_OFFSETS, MAX_TILE_ENTRIES)?;
         let counts = self.read_uints(r, dir, tags::TILE_BYTE_COUNTS, MAX_TILE_ENTRIES)?;
         if offsets.len() as u64 != expected || counts.len() as u64 != expected {
             return Err(malformed(format!(
-                "tile arrays hold {} offsets and {} counts for a {across} x {down} grid",
+                "tile arrays hold {} offsets and {} counts for {expected} tiles",
                 offsets.len(),
                 counts.len()
             )));

@@ -42,10 +42,14 @@ impl DecodeFailure {
     }
 }
 
+/// Told the pid of every process that holds the slide (a retry moves it to a new one).
+pub type PidObserver = Box<dyn Fn(u32) + Send>;
+
 /// One slide's worker process.
 pub struct SlideWorker {
     process: Option<WorkerProcess>,
     pool: Arc<WorkerPool>,
+    observer: Option<PidObserver>,
 }
 
 impl SlideWorker {
@@ -53,7 +57,15 @@ impl SlideWorker {
         SlideWorker {
             process: Some(process),
             pool,
+            observer: None,
         }
+    }
+
+    /// Reports the process's pid now, and the new one whenever a retry replaces it (a
+    /// request's timeline names the process that made its thumbnail).
+    pub fn observe_pid(&mut self, observer: impl Fn(u32) + Send + 'static) {
+        observer(self.pid());
+        self.observer = Some(Box::new(observer));
     }
 
     /// The process id (0 once it is gone), for the request's timeline.
@@ -127,6 +139,9 @@ impl SlideWorker {
                             .checkout()
                             .map_err(|e| DecodeFailure::new(ErrorKind::Internal, e.to_string()))?;
                         self.process = fresh.into_process();
+                        if let Some(observer) = &self.observer {
+                            observer(self.pid());
+                        }
                         continue;
                     }
                     return Err(failure_of(verdict));

@@ -102,7 +102,10 @@ fn parent_of(pid: u32) -> u32 {
 #[test]
 fn a_dead_zygote_costs_no_slide_and_is_replaced() {
     let pool = worker_pool();
-    let worker = pool.checkout().expect("a worker");
+    let mut worker = pool.checkout().expect("a worker");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    worker.observe_pid(move |pid| record.lock().unwrap().push(pid));
     let zygote = parent_of(worker.pid());
     assert_ne!(
         zygote,
@@ -121,6 +124,13 @@ fn a_dead_zygote_costs_no_slide_and_is_replaced() {
         .thumbnail(&cmu_small_region(), &Default::default())
         .expect("the slide is retried on a worker of a new zygote");
     assert_eq!((thumbnail.width, thumbnail.height), (766, 1024));
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen.len(),
+        2,
+        "the first worker, then the retry's: {seen:?}"
+    );
+    assert_ne!(seen[0], seen[1], "the retry ran in another process");
 
     let next = pool.checkout().expect("the pool forks again");
     let new_zygote = parent_of(next.pid());

@@ -302,6 +302,12 @@ impl TileBudget {
         tiff: &TiffFile,
         dir: &Directory,
     ) -> Result<Option<Vec<(u64, ByteRange)>>, PlanError> {
+        // Every directory's grid is checked against the arrays it names, shared or
+        // not, so whether a plan succeeds never depends on which directory happened to
+        // expand a shared array first (or on which bytes are held yet).
+        let entries = dir
+            .tile_entries()
+            .map_err(|e| PlanError::Unplannable(e.to_string()))?;
         let key = (
             dir.value_offset(tags::TILE_OFFSETS),
             dir.value_offset(tags::TILE_BYTE_COUNTS),
@@ -309,7 +315,6 @@ impl TileBudget {
         if key.0.is_some() && self.seen.contains(&key) {
             return Ok(None);
         }
-        let entries = dir.tile_grid().map_or(0, |(a, d)| a.saturating_mul(d));
         if entries > self.left {
             return Err(PlanError::Unplannable(format!(
                 "the plan would expand more than {} tile entries",
@@ -474,6 +479,25 @@ mod tests {
         // Header, 64 directories, the shared array and description once, the shared
         // tile once.
         assert!(plan.ranges.len() < 64 + 8, "{} ranges", plan.ranges.len());
+    }
+
+    #[test]
+    fn every_directory_sharing_a_tile_array_must_fit_it() {
+        // Two levels sharing one 4096-entry array; the second claims 32 px wide tiles,
+        // a 32 x 64 grid the array does not fit. Whichever directory is expanded first,
+        // the slide is unplannable (it was planned once, and refused once the shared
+        // array was not held yet: the answer depended on the bytes held).
+        let mut bytes = crate::fixtures::poison::shared_tile_arrays(2, 1024, 16);
+        let first_ifd = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+        let second_ifd = first_ifd + 2 + 12 * 11 + 4;
+        let tile_width_value = second_ifd + 2 + 12 * 7 + 8;
+        bytes[tile_width_value..tile_width_value + 4].copy_from_slice(&32u32.to_le_bytes());
+        match plan_within(&mut Cursor::new(bytes), 1024, u64::MAX, 1 << 20) {
+            Err(PlanError::Unplannable(reason)) => {
+                assert!(reason.contains("32 x 64 grid"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
