@@ -5,8 +5,8 @@
 
 use bytes::Bytes;
 use wsi_thumbnail::dicom::{self, InstanceHeader, Scan};
-use wsi_thumbnail::storage::ranged::partial::PartialObject;
-use wsi_thumbnail::storage::ranged::plan::{PlanError, ReadPlan};
+use wsi_thumbnail::planning::partial::PartialObject;
+use wsi_thumbnail::planning::tiff_plan::{PlanError, ReadPlan};
 use wsi_thumbnail::storage::ranged::ranges;
 
 /// Planning options from one control byte: bits 0-1 the thumbnail size, bit 2 a small

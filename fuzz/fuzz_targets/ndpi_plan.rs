@@ -1,6 +1,6 @@
 //! Any bytes as a Hamamatsu NDPI file, after one control byte (see `common::Control`):
 //! `NdpiFile::read`, the pyramid and metadata readers, and the NDPI planner
-//! (`storage::ranged::ndpi_plan::read_plan`) never panic or hang; the planner never asks
+//! (`planning::ndpi_plan::read_plan`) never panic or hang; the planner never asks
 //! a complete file for more bytes, and over a partly held object it ends with the
 //! complete file's answer.
 #![no_main]
@@ -10,7 +10,7 @@ mod common;
 use std::io::Cursor;
 
 use libfuzzer_sys::fuzz_target;
-use wsi_thumbnail::storage::ranged::ndpi_plan::read_plan;
+use wsi_thumbnail::planning::ndpi_plan::read_plan;
 use wsi_thumbnail::tiff::ndpi::{self, NdpiFile};
 
 fuzz_target!(|data: &[u8]| {

@@ -1,5 +1,5 @@
 //! Any bytes as a TIFF/BigTIFF (or NDPI) slide, after one control byte (see
-//! `common::Control`): the ranged planner (`storage::ranged::plan::read_plan`, which
+//! `common::Control`): the ranged planner (`planning::tiff_plan::read_plan`, which
 //! detects NDPI first) never panics or hangs; over the complete file it never asks for
 //! more bytes; over a partly held object (`PartialObject`, a prefix of the file, each
 //! `Need(...)` then fetched) every `Need` names bytes not held yet, and the answer it
@@ -11,7 +11,7 @@ mod common;
 use std::io::Cursor;
 
 use libfuzzer_sys::fuzz_target;
-use wsi_thumbnail::storage::ranged::plan::read_plan;
+use wsi_thumbnail::planning::tiff_plan::read_plan;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&control, file)) = data.split_first() else {

@@ -4,7 +4,7 @@
 //! tells the planner which ranges it holds. The planner reads the copy through
 //! [`HeldFile`]: a read inside a held range is a positioned read of the file, a read of
 //! anything else fails with [`Missing`], which names exactly the bytes to fetch next
-//! (the same error the in-memory [`crate::storage::ranged::partial::PartialObject`]
+//! (the same error the in-memory [`super::partial::PartialObject`]
 //! gives, so the format planners run unchanged over either).
 
 use std::fs::File;
@@ -12,7 +12,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use crate::storage::ranged::partial::{Missing, seek_target};
+use super::partial::{Missing, seek_target};
 use crate::storage::ranged::ranges::{self, ByteRange};
 
 /// A file of `size` bytes of which only `held` has been fetched.

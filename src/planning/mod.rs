@@ -7,24 +7,28 @@
 //! asks the worker for a [`PlanTask`], fetches what the [`PlanAnswer`] names into the
 //! copies, and asks again until the answer is final. The worker reads the copies
 //! through [`held::HeldFile`], which refuses bytes not fetched yet, and runs the format
-//! planners unchanged: [`crate::storage::ranged::plan`] (TIFF, BigTIFF, NDPI) for one
-//! file, [`series`] for the instances of a DICOM series.
+//! planners: [`tiff_plan`] (TIFF and BigTIFF, handing NDPI to [`ndpi_plan`]) for one
+//! file, [`series`] for the instances of a DICOM series. [`partial`] is the in-memory
+//! twin of the held view (tests and fuzzing), and the `Missing` error both raise.
 //!
 //! Everything that crosses back to the service is bounded here: ranges are merged
 //! across small gaps and their number capped, so a hostile layout costs the worker (under
 //! its memory cap and deadline), never the service.
 
 pub mod held;
+pub mod ndpi_plan;
+pub mod partial;
 pub mod series;
+pub mod tiff_plan;
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error_kind::ErrorKind;
-use crate::storage::ranged::plan::{self, PlanError};
 use crate::storage::ranged::ranges::{self, ByteRange};
 use held::HeldFile;
+use tiff_plan::PlanError;
 
 /// Ranges closer than this are merged: reading a small gap costs less than a request.
 pub const COALESCE_GAP: u64 = 16 * 1024;
@@ -113,7 +117,7 @@ fn plan_single(task: &PlanTask) -> Result<PlanAnswer, PlanRefusal> {
         reason,
         members: vec![0],
     };
-    match plan::read_plan(&mut copy, task.max_size, task.max_slide_pixels) {
+    match tiff_plan::read_plan(&mut copy, task.max_size, task.max_slide_pixels) {
         Ok(p) => {
             let merged = ranges::coalesce(p.ranges, file.size, COALESCE_GAP);
             if merged.len() > MAX_ANSWER_RANGES {

@@ -76,6 +76,12 @@ fn describe() {
          timeout (timeouts.decode_ms), memory (thumbnail.worker_memory_mb), killed (SIGKILL \
          from outside), exit, protocol"
     );
+    metrics::describe_gauge!(
+        SANDBOX_ENFORCED,
+        "Whether a sandbox layer of the worker processes is enforced by the kernel (1) or \
+         missing (0), by layer: seccomp, landlock (0 on gVisor, e.g. Cloud Run's first \
+         generation), no_new_privs"
+    );
     metrics::describe_counter!(
         BUDGET_WAITS,
         "Fetches that waited for a process-wide budget, by budget (its config key): \

@@ -58,6 +58,7 @@ pub const STAGE_WORKERS: &str = "wsi_thumbnail_stage_workers";
 pub const ACTOR_PANICS: &str = "wsi_thumbnail_actor_panics_total";
 pub const HTTP_PROCESS: &str = "wsi_thumbnail_http_process_total";
 pub const WORKER_RESTARTS: &str = "wsi_thumbnail_worker_restarts_total";
+pub const SANDBOX_ENFORCED: &str = "wsi_thumbnail_sandbox_enforced";
 pub const BUDGET_WAITS: &str = "wsi_thumbnail_budget_waits_total";
 pub const UNPUBLISHABLE: &str = "wsi_thumbnail_unpublishable_total";
 pub const RESTART_LOOP: &str = "wsi_thumbnail_restart_loop_total";
@@ -134,6 +135,11 @@ pub fn http_process(outcome: Result<(), ErrorKind>) {
 /// A fetch waited for a process-wide budget (`key` is its config key).
 pub fn budget_wait(key: &'static str) {
     metrics::counter!(BUDGET_WAITS, "budget" => key).increment(1);
+}
+
+/// Whether a sandbox layer holds in the worker processes (set by every new zygote).
+pub fn sandbox_enforced(layer: String, enforced: bool) {
+    metrics::gauge!(SANDBOX_ENFORCED, "layer" => layer).set(if enforced { 1.0 } else { 0.0 });
 }
 
 pub fn worker_restart(reason: &'static str) {

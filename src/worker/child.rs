@@ -155,7 +155,7 @@ fn decode(task: Task) -> (Reply, Option<Vec<u8>>) {
 /// What the sandbox allows, tried from inside it (`wsi-thumbnail worker --probe`): the
 /// tests run this to prove each layer holds on this kernel.
 pub fn probe(writable_dir: &Path) -> ExitCode {
-    let sandbox = sandbox::enter(writable_dir);
+    let sandbox = sandbox::enter(writable_dir).summary;
     let outside = writable_dir
         .parent()
         .unwrap_or(Path::new("/"))

@@ -154,6 +154,7 @@ impl Shared {
                     state.ready.push_back(process);
                     self.changed.notify_all();
                 }
+                Err(_) if state.closed => return,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot start a worker process");
                     zygote = None;
@@ -167,18 +168,26 @@ impl Shared {
         }
     }
 
-    /// A fresh worker, from the running zygote or a new one.
+    /// A fresh worker, from the running zygote or, when that one is gone or its fork
+    /// failed (it may be dying: its death reaches the board a moment after its
+    /// children's), from a new one. Only a new zygote's failure is an error.
     fn fork(&self, zygote: &mut Option<Arc<Zygote>>) -> Result<WorkerProcess, StartError> {
-        let running = match zygote.take() {
-            Some(z) if z.is_alive() => z,
-            Some(_) => {
-                tracing::warn!("the worker zygote died; starting a new one");
-                Zygote::start(&self.settings)?
+        if let Some(running) = zygote.take() {
+            match running.is_alive().then(|| running.fork()) {
+                Some(Ok(worker)) => {
+                    *zygote = Some(running);
+                    return Ok(worker);
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "a fork of the worker zygote failed; starting a new zygote");
+                }
+                None => tracing::warn!("the worker zygote died; starting a new one"),
             }
-            None => Zygote::start(&self.settings)?,
-        };
-        let forked = running.fork();
-        *zygote = Some(running);
+            // Dropped here: killed once the slides its children hold are done.
+        }
+        let fresh = Zygote::start(&self.settings)?;
+        let forked = fresh.fork();
+        *zygote = Some(fresh);
         forked
     }
 }

@@ -28,13 +28,33 @@ use seccompiler::{
     SeccompRule,
 };
 
-/// Puts the calling process in the sandbox; returns a one-line summary of what holds.
-/// Call it before any other thread is started: threads inherit it.
-pub fn enter(writable_dir: &Path) -> String {
+/// What holds of the sandbox in one process.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    /// One line for the logs.
+    pub summary: String,
+    /// Each layer (`no_new_privs`, `landlock`, `seccomp`) and whether the kernel fully
+    /// enforces it, for `wsi_thumbnail_sandbox_enforced{layer}`.
+    pub layers: BTreeMap<String, bool>,
+}
+
+/// Puts the calling process in the sandbox and says what holds. Call it before any
+/// other thread is started: threads inherit it.
+pub fn enter(writable_dir: &Path) -> Sandbox {
     let no_new_privs = set_no_new_privs();
-    let files = restrict_files(writable_dir);
-    let syscalls = restrict_syscalls();
-    format!("no_new_privs: {no_new_privs}; files: {files}; syscalls: {syscalls}")
+    let (files, landlock) = restrict_files(writable_dir);
+    let (syscalls, seccomp) = restrict_syscalls();
+    Sandbox {
+        summary: format!("no_new_privs: {no_new_privs}; files: {files}; syscalls: {syscalls}"),
+        layers: [
+            ("no_new_privs", no_new_privs == "set"),
+            ("landlock", landlock),
+            ("seccomp", seccomp),
+        ]
+        .into_iter()
+        .map(|(layer, on)| (layer.to_string(), on))
+        .collect(),
+    }
 }
 
 fn set_no_new_privs() -> &'static str {
@@ -45,7 +65,9 @@ fn set_no_new_privs() -> &'static str {
     }
 }
 
-fn restrict_files(writable_dir: &Path) -> String {
+/// The summary, and whether Landlock is fully enforced (a partial ruleset on an older
+/// kernel ABI counts as not enforced: some of the rules do not hold).
+fn restrict_files(writable_dir: &Path) -> (String, bool) {
     let abi = ABI::V3;
     let ruleset = || -> Result<RulesetStatus, Box<dyn std::error::Error>> {
         let mut created = Ruleset::default()
@@ -69,19 +91,23 @@ fn restrict_files(writable_dir: &Path) -> String {
         Ok(created.restrict_self()?.ruleset)
     };
     match ruleset() {
-        Ok(RulesetStatus::FullyEnforced) => "read-only but the temp dir (landlock)".into(),
-        Ok(RulesetStatus::PartiallyEnforced) => "partial landlock (older kernel ABI)".into(),
-        Ok(RulesetStatus::NotEnforced) => "not restricted (no landlock in this kernel)".into(),
-        Err(e) => format!("not restricted (landlock: {e})"),
+        Ok(RulesetStatus::FullyEnforced) => ("read-only but the temp dir (landlock)".into(), true),
+        Ok(RulesetStatus::PartiallyEnforced) => {
+            ("partial landlock (older kernel ABI)".into(), false)
+        }
+        Ok(RulesetStatus::NotEnforced) => {
+            ("not restricted (no landlock in this kernel)".into(), false)
+        }
+        Err(e) => (format!("not restricted (landlock: {e})"), false),
     }
 }
 
-fn restrict_syscalls() -> String {
+fn restrict_syscalls() -> (String, bool) {
     match syscall_filter()
         .and_then(|program| seccompiler::apply_filter(&program).map_err(|e| e.to_string()))
     {
-        Ok(()) => "no network, exec or privilege calls (seccomp)".into(),
-        Err(e) => format!("not restricted (seccomp: {e})"),
+        Ok(()) => ("no network, exec or privilege calls (seccomp)".into(), true),
+        Err(e) => (format!("not restricted (seccomp: {e})"), false),
     }
 }
 

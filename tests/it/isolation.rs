@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use wsi_thumbnail::fixtures::SlideSpec;
 
-use crate::support::infra::Stack;
+use crate::support::infra::{Stack, metric};
 use crate::support::kafka::{REQUEST_TOPIC, RESPONSE_TOPIC, produce, read_all};
 use crate::support::request::Request;
 use crate::support::service::Service;
@@ -53,9 +53,26 @@ fn consecutive_slides_never_share_a_worker_process() {
         Duration::from_secs(90),
     );
     assert_eq!(responses.len(), N, "every slide answered");
+    let metrics = http_get(stack.http_port, "/metrics").expect("metrics").1;
     assert!(service.terminate(Duration::from_secs(30)).success());
 
     let text = std::fs::read_to_string(&log).expect("the service log");
+    // Every sandbox layer is a gauge an alert can watch; this kernel has all three
+    // (Landlock as the log's sandbox line says).
+    let layer = |l: &str| {
+        metric(
+            &metrics,
+            &format!("wsi_thumbnail_sandbox_enforced{{layer=\"{l}\"}}"),
+        )
+    };
+    assert_eq!(layer("seccomp"), Some(1.0), "{metrics}");
+    assert_eq!(layer("no_new_privs"), Some(1.0), "{metrics}");
+    let landlock = if text.contains("(landlock)") {
+        1.0
+    } else {
+        0.0
+    };
+    assert_eq!(layer("landlock"), Some(landlock), "{metrics}");
     let pids: Vec<u32> = text
         .lines()
         .filter(|l| l.contains("thumbnail done"))

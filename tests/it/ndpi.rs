@@ -13,13 +13,13 @@ use openslide_rs::OpenSlide;
 use serde_json::Value;
 use wsi_thumbnail::fixtures::SlideSpec;
 use wsi_thumbnail::fixtures::tissue::TissueField;
+use wsi_thumbnail::planning::tiff_plan as plan;
 use wsi_thumbnail::slide::{
     DEFAULT_MAX_SLIDE_PIXELS, DecoderChoice, PixelPath, SlideError, Thumbnail, ThumbnailOptions,
     make_thumbnail,
 };
 use wsi_thumbnail::storage::fetch::FetchPath;
 use wsi_thumbnail::storage::ranged::FetchMode;
-use wsi_thumbnail::storage::ranged::plan;
 use wsi_thumbnail::tiff::ndpi::{self, NdpiFile};
 use wsi_thumbnail::tiff::tags;
 

@@ -29,14 +29,11 @@
 //! [`WholeObjectFetcher`].
 //!
 //! The word "plan" means one thing here: the byte ranges one thumbnail needs
-//! ([`plan::ReadPlan`]) and the making of it. The engine's choice of level and chunks is
+//! ([`crate::planning::tiff_plan::ReadPlan`]) and the making of it. The engine's choice of level and chunks is
 //! [`crate::slide::geometry`].
 
 pub mod folder;
-pub mod ndpi_plan;
 pub mod object;
-pub mod partial;
-pub mod plan;
 pub mod ranges;
 pub mod series;
 pub mod sparse;

@@ -254,7 +254,12 @@ fn wait_ready(control: &OwnedFd) -> Result<String, String> {
         Err(e) => return Err(format!("waiting for the zygote: {e}")),
     }
     match receive::<Event>(control.as_fd()) {
-        Ok(Some((Event::Ready { sandbox }, _))) => Ok(sandbox),
+        Ok(Some((Event::Ready { sandbox, layers }, _))) => {
+            for (layer, enforced) in layers {
+                crate::telemetry::record::sandbox_enforced(layer, enforced);
+            }
+            Ok(sandbox)
+        }
         Ok(Some((other, _))) => Err(format!("unexpected first message {other:?}")),
         Ok(None) => Err("the zygote exited at start-up".into()),
         Err(e) => Err(e.to_string()),

@@ -53,8 +53,13 @@ pub enum Command {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    /// Initialised and sandboxed; forks from now on.
-    Ready { sandbox: String },
+    /// Initialised and sandboxed; forks from now on. `layers`: whether each sandbox
+    /// layer is enforced (every child inherits exactly these).
+    Ready {
+        sandbox: String,
+        #[serde(default)]
+        layers: std::collections::BTreeMap<String, bool>,
+    },
     /// A child ended: its exit code, or the signal that ended it.
     Exited {
         pid: u32,

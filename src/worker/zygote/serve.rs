@@ -48,7 +48,8 @@ pub fn run(writable_dir: &Path) -> ExitCode {
         }
     };
     let ready = Event::Ready {
-        sandbox: sandbox.clone(),
+        sandbox: sandbox.summary.clone(),
+        layers: sandbox.layers,
     };
     if send(control.as_fd(), &ready, None).is_err() {
         return ExitCode::FAILURE;
@@ -57,7 +58,7 @@ pub fn run(writable_dir: &Path) -> ExitCode {
         control,
         signals,
         mask,
-        sandbox,
+        sandbox: sandbox.summary,
         children: HashSet::new(),
     };
     let code = zygote.serve();
@@ -114,8 +115,12 @@ impl Zygote {
                         let _ = kill(pid, Signal::SIGKILL);
                     }
                 }
-                // The service is gone or drained its pool.
+                // The service is gone or drained its pool (a reset: it closed with our
+                // reports unread).
                 Ok(None) => return ExitCode::SUCCESS,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return ExitCode::SUCCESS;
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "unreadable zygote command");
                     return ExitCode::FAILURE;

@@ -12,7 +12,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 
 use bytes::Bytes;
 
-use super::ranges::ByteRange;
+use crate::storage::ranged::ranges::ByteRange;
 
 /// A read touched bytes that have not been fetched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -20,10 +20,10 @@
 use std::io::{Read, Seek, SeekFrom};
 
 use super::partial::Missing;
-use super::plan::{Flavour, PlanError, ReadPlan};
-use super::ranges::ByteRange;
+use super::tiff_plan::{Flavour, PlanError, ReadPlan};
 use crate::slide::geometry::{choose_level, thumbnail_dims};
 use crate::slide::ndpi::MAX_STREAM_BYTES;
+use crate::storage::ranged::ranges::ByteRange;
 use crate::tiff::ndpi::{self, HEADER_PREFIX, NdpiError, NdpiFile};
 use crate::tiff::tags;
 

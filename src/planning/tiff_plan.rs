@@ -43,8 +43,8 @@
 use std::io::{Read, Seek};
 
 use super::partial::Missing;
-use super::ranges::ByteRange;
 use crate::slide::geometry::{choose_level, thumbnail_dims};
+use crate::storage::ranged::ranges::ByteRange;
 // Aperio's JPEG 2000 compressions: OpenSlide decodes tile 0 of each level at open.
 use crate::slide::jp2k_guard::APERIO_JP2K;
 use crate::tiff::missing_tiles;
@@ -394,7 +394,7 @@ fn flavour<R: Read + Seek>(r: &mut R, tiff: &TiffFile) -> Result<Flavour, PlanEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::ranged::partial::PartialObject;
+    use crate::planning::partial::PartialObject;
     use bytes::Bytes;
     use std::io::Cursor;
 
