@@ -67,6 +67,9 @@ pub fn serve(socket: UnixStream, sandbox: &str) -> i32 {
                 return 1;
             }
         };
+        if protocol::write_json(&mut out, &Reply::Accepted).is_err() {
+            return 1;
+        }
         let (reply, png, last) = match request {
             Request::Plan(task) => (plan(&task), None, false),
             Request::Thumbnail(task) => {

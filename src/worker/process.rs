@@ -73,6 +73,9 @@ pub enum Finish {
         kind: ErrorKind,
         message: String,
     },
+    /// The worker was gone before the request reached it (killed while it waited): the
+    /// request did nothing, so it is no attempt at the slide.
+    Undelivered,
     /// The worker stopped (or was stopped) while holding the slide; it is gone.
     Stopped {
         ending: Ending,
@@ -168,15 +171,20 @@ impl WorkerProcess {
     /// is dead.
     pub fn run(&mut self, request: &Request, deadline: Duration, memory_cap: u64) -> Finish {
         if let Err(e) = protocol::write_json(&mut self.socket, request) {
-            tracing::warn!(error = %e, "cannot hand the slide to the decoder process");
-            return self.stopped(None, 0);
+            tracing::info!(pid = self.pid, error = %e, "a worker was gone before it got the request");
+            let _ = self.stopped(None, 0);
+            return Finish::Undelivered;
         }
         let started = Instant::now();
         let mut peak_virtual = 0;
+        // Until the worker says it took the request, its end is not the slide's doing.
+        let mut accepted = false;
         loop {
             match self.incoming.recv_timeout(WATCH_INTERVAL) {
+                Ok(Incoming::Reply(Reply::Accepted, _)) if !accepted => accepted = true,
                 Ok(Incoming::Reply(Reply::Done(_), None))
-                | Ok(Incoming::Reply(Reply::Ready { .. }, _)) => {
+                | Ok(Incoming::Reply(Reply::Ready { .. }, _))
+                | Ok(Incoming::Reply(Reply::Accepted, _)) => {
                     self.stop();
                     return Finish::Stopped {
                         ending: Ending::Protocol,
@@ -192,6 +200,14 @@ impl WorkerProcess {
                 }
                 Ok(Incoming::Reply(Reply::Planned(answer), _)) => {
                     return Finish::Planned(answer);
+                }
+                Ok(Incoming::Broken(_)) | Err(RecvTimeoutError::Disconnected) if !accepted => {
+                    tracing::info!(
+                        pid = self.pid,
+                        "a worker was gone before it took the request"
+                    );
+                    let _ = self.stopped(None, 0);
+                    return Finish::Undelivered;
                 }
                 Ok(Incoming::Broken(why)) => {
                     tracing::debug!(reason = %why, "decoder process output ended");

@@ -1,5 +1,5 @@
 //! The frames a service and its worker processes exchange over the worker's slide
-//! socket: a request in, one reply out. A worker serves one slide: any number of
+//! socket: a request in, `Accepted` at once, then one reply. A worker serves one slide: any number of
 //! [`Request::Plan`] rounds (which bytes to fetch), then one [`Request::Thumbnail`],
 //! after which it exits.
 //!
@@ -57,6 +57,9 @@ pub enum Reply {
         #[serde(default)]
         open_fds: Vec<String>,
     },
+    /// The request was read, before any of it is acted on: an end before this is not the
+    /// slide's doing (a worker killed while it waited).
+    Accepted,
     /// The thumbnail is made; its PNG (not serialised here) is the next frame.
     Done(Thumbnail),
     /// A planning round's answer.

@@ -23,6 +23,10 @@ use crate::slide::{Thumbnail, ThumbnailOptions};
 /// and headers only); a round past this is a planning bomb.
 pub const PLAN_DEADLINE: Duration = Duration::from_secs(20);
 
+/// Workers found gone before a request reached them, replaced without counting as an
+/// attempt, at most this many times per request.
+const MAX_UNDELIVERED: u32 = 3;
+
 /// A slide that did not become a thumbnail.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{kind}: {message}")]
@@ -107,16 +111,34 @@ impl SlideWorker {
 
     /// Runs `request`, judging a worker that stops under it. A `SIGKILL` nobody here sent
     /// is retried once on a fresh process (requests are idempotent: they read the local
-    /// copies, which do not change).
+    /// copies, which do not change). A worker that was gone before the request reached
+    /// it (a kill from outside that hit the spares too) is replaced without counting as
+    /// an attempt, a bounded number of times.
     fn run(&mut self, request: &Request, deadline: Duration) -> Result<Finish, DecodeFailure> {
         let cap = self.pool.settings().memory_cap_bytes;
-        for attempt in 1..=2 {
+        let mut attempt = 1;
+        let mut undelivered = 0;
+        loop {
             let process = self.process.as_mut().ok_or_else(|| {
                 DecodeFailure::new(ErrorKind::Internal, "the worker process is gone".into())
             })?;
             let pid = process.pid();
             match process.run(request, deadline, cap) {
                 Finish::Failed { kind, message } => return Err(DecodeFailure::new(kind, message)),
+                Finish::Undelivered => {
+                    self.process = None;
+                    undelivered += 1;
+                    if undelivered > MAX_UNDELIVERED {
+                        return Err(DecodeFailure::new(
+                            ErrorKind::Internal,
+                            format!(
+                                "{undelivered} worker processes in a row were gone before they got the slide; \
+                                 check what kills them (the host's memory limits)"
+                            ),
+                        ));
+                    }
+                    self.replace()?;
+                }
                 Finish::Stopped {
                     ending,
                     peak_virtual_bytes,
@@ -134,14 +156,8 @@ impl SlideWorker {
                         "worker process stopped while holding a slide"
                     );
                     if verdict.retry_once && attempt == 1 {
-                        let fresh = self
-                            .pool
-                            .checkout()
-                            .map_err(|e| DecodeFailure::new(ErrorKind::Internal, e.to_string()))?;
-                        self.process = fresh.into_process();
-                        if let Some(observer) = &self.observer {
-                            observer(self.pid());
-                        }
+                        attempt += 1;
+                        self.replace()?;
                         continue;
                     }
                     return Err(failure_of(verdict));
@@ -149,10 +165,19 @@ impl SlideWorker {
                 done => return Ok(done),
             }
         }
-        Err(DecodeFailure::new(
-            ErrorKind::Internal,
-            "the worker process was lost twice".into(),
-        ))
+    }
+
+    /// A fresh process takes the slide over.
+    fn replace(&mut self) -> Result<(), DecodeFailure> {
+        let fresh = self
+            .pool
+            .checkout()
+            .map_err(|e| DecodeFailure::new(ErrorKind::Internal, e.to_string()))?;
+        self.process = fresh.into_process();
+        if let Some(observer) = &self.observer {
+            observer(self.pid());
+        }
+        Ok(())
     }
 
     fn into_process(mut self) -> Option<WorkerProcess> {
