@@ -216,8 +216,13 @@ const MAX_META_ELEMENTS: usize = 256;
 /// Walks the meta group's element headers (always explicit VR little endian) and checks
 /// every declared length against the prefix and the object, without allocating.
 fn meta_group_end(prefix: &[u8], object_size: u64) -> Result<MetaGroup, DicomError> {
-    const LONG_VRS: [&[u8; 2]; 11] = [
-        b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN", b"UC", b"UR", b"OD", b"OL", b"OV",
+    // PS3.5 7.1.2: these VRs have a 16-bit length; every other one, and any VR the
+    // parser does not know (it reads an unknown VR as UN), a 32-bit length after two
+    // reserved bytes. The same rule as the meta reader's, or a hostile VR makes the two
+    // disagree on a length the reader then allocates.
+    const SHORT_VRS: [&[u8; 2]; 21] = [
+        b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN",
+        b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
     ];
     let mut at = 132usize;
     for _ in 0..MAX_META_ELEMENTS {
@@ -228,7 +233,7 @@ fn meta_group_end(prefix: &[u8], object_size: u64) -> Result<MetaGroup, DicomErr
             return Ok(MetaGroup::Within);
         }
         let vr = [head[4], head[5]];
-        let (header, len) = if LONG_VRS.iter().any(|v| **v == vr) {
+        let (header, len) = if !SHORT_VRS.iter().any(|v| **v == vr) {
             let Some(long) = prefix.get(at + 8..at + 12) else {
                 return Ok(MetaGroup::PastPrefix);
             };
@@ -712,6 +717,18 @@ mod tests {
                 Ok(Scan::NeedMore(n)) => assert!(n <= MAX_HEADER),
                 other => panic!("{other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn a_meta_element_of_unknown_vr_has_the_long_length_the_reader_allocates() {
+        // (0002,0012) with VR "\0\0": the meta reader reads an unknown VR as UN, with a
+        // 32-bit length, and allocates it; the check once read a 16-bit 0 and let a
+        // 2 GB allocation through (found by fuzzing in CI).
+        let (held, size) = regression("regression-oom-unknown-vr-meta-length");
+        match scan_prefix(&held, size) {
+            Err(DicomError::Corrupt(why)) => assert!(why.contains("meta element"), "{why}"),
+            other => panic!("{other:?}"),
         }
     }
 
