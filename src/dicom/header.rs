@@ -225,12 +225,26 @@ fn meta_group_end(prefix: &[u8], object_size: u64) -> Result<MetaGroup, DicomErr
         b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
     ];
     let mut at = 132usize;
+    // The meta reader reads elements, of any group, until it has consumed the group
+    // length (0002,0000) declares; the walk checks the same elements.
+    let mut group_end: Option<u64> = None;
     for _ in 0..MAX_META_ELEMENTS {
+        if group_end.is_some_and(|end| at as u64 >= end) {
+            return Ok(MetaGroup::Within);
+        }
         let Some(head) = prefix.get(at..at + 8) else {
             return Ok(MetaGroup::PastPrefix);
         };
-        if u16::from_le_bytes([head[0], head[1]]) != 0x0002 {
+        let group = u16::from_le_bytes([head[0], head[1]]);
+        if group != 0x0002 && group_end.is_none() {
             return Ok(MetaGroup::Within);
+        }
+        if at == 132 && head[2..4] == [0, 0] && head[4..6] == *b"UL" && head[6..8] == [4, 0] {
+            let Some(value) = prefix.get(at + 8..at + 12) else {
+                return Ok(MetaGroup::PastPrefix);
+            };
+            let length = u32::from_le_bytes([value[0], value[1], value[2], value[3]]);
+            group_end = Some(at as u64 + 12 + u64::from(length));
         }
         let vr = [head[4], head[5]];
         let (header, len) = if !SHORT_VRS.iter().any(|v| **v == vr) {
@@ -728,6 +742,18 @@ mod tests {
         let (held, size) = regression("regression-oom-unknown-vr-meta-length");
         match scan_prefix(&held, size) {
             Err(DicomError::Corrupt(why)) => assert!(why.contains("meta element"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_meta_check_follows_the_group_length_as_the_reader_does() {
+        // A group length that runs past the 0002 elements: the meta reader goes on
+        // reading (and allocating) whatever elements follow, so the check walks them too
+        // (found by fuzzing: 2.5 GB).
+        let (held, size) = regression("regression-oom-meta-group-length");
+        match scan_prefix(&held, size) {
+            Err(DicomError::Corrupt(why)) => assert!(why.contains("meta"), "{why}"),
             other => panic!("{other:?}"),
         }
     }
