@@ -17,7 +17,10 @@
 # (not committed), which keeps what earlier local runs found; crash, timeout and OOM
 # inputs land in fuzz/artifacts/<target>/. Environment: FUZZ_TIMEOUT (seconds one input
 # may take before it counts as a hang, default 10), FUZZ_RSS_LIMIT_MB (default 2048),
-# FUZZ_CARGO_LOCK (a file to flock around cargo, for shared build machines).
+# FUZZ_CARGO_LOCK (a file to flock around cargo, for shared build machines), FUZZ_SEED
+# (a fixed libFuzzer seed: each target then starts from a fresh copy of the seeds, not
+# from fuzz/corpus, so the run is a function of the commit alone and a failure in CI
+# reproduces anywhere; the test suite sets it. Unset, every run explores anew).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -60,18 +63,25 @@ WSI_FUZZ_SEEDS_OUT="$PWD/generated" "target/$triple/release/gen_seeds" >/dev/nul
 failed=()
 for t in "${targets[@]}"; do
   bin=target/$triple/release/$t
-  mkdir -p "corpus/$t" "artifacts/$t"
+  corpus=corpus/$t
+  seed_args=()
+  if [ -n "${FUZZ_SEED:-}" ]; then
+    corpus=corpus-seeded/$t
+    rm -rf "$corpus"
+    seed_args=(-seed="$FUZZ_SEED")
+  fi
+  mkdir -p "$corpus" "artifacts/$t"
   for dir in "seeds/$t" "generated/$t"; do
     if [ -d "$dir" ]; then
-      cp -n "$dir"/* "corpus/$t/" 2>/dev/null || true
+      cp -n "$dir"/* "$corpus/" 2>/dev/null || true
     fi
   done
   log=artifacts/$t/last-run.log
   echo "[fuzz] $t: ${seconds} s"
   status=0
   "$bin" -max_total_time="$seconds" -timeout="${FUZZ_TIMEOUT:-10}" \
-    -rss_limit_mb="${FUZZ_RSS_LIMIT_MB:-2048}" -print_final_stats=1 \
-    -artifact_prefix="artifacts/$t/" "corpus/$t" >"$log" 2>&1 || status=$?
+    -rss_limit_mb="${FUZZ_RSS_LIMIT_MB:-2048}" -print_final_stats=1 "${seed_args[@]}" \
+    -artifact_prefix="artifacts/$t/" "$corpus" >"$log" 2>&1 || status=$?
   # The last status line (runs, coverage, corpus) and the total number of runs.
   grep -E '^#[0-9]+' "$log" | tail -1 || true
   grep -E 'stat::number_of_executed_units|stat::peak_rss_mb' "$log" || true

@@ -1,19 +1,19 @@
-//! One DICOM instance's header, read from a byte prefix of the object in two passes.
+//! One DICOM instance's header, read from a byte prefix of the object in one walk.
 //!
-//! Why two passes: dicom-rs's object reader allocates every value from its declared
-//! length before reading it (up to 4 GiB per element) and returns `Ok` with a truncated
-//! object when the prefix happens to end on an element boundary, so "parsed" never
-//! means "complete". Pass 1 walks the data set with the parser's lazy layer, which reads
-//! no value it is told to skip, checks every value's end against the prefix and the
-//! object size, bounds the nesting depth, and collects what pass 2 would have to
-//! materialise in bulk (the Extended Offset Table, the per-frame positions of
-//! TILED_SPARSE). Only when pass 1 reached the pixel data does pass 2 build the object
-//! (up to the per-frame sequence) for the small attributes; every length in it has been
-//! bounded by then. Pass 1 also counts what pass 2 would materialise (elements and
-//! items outside the per-frame groups, [`MAX_HEADER_ELEMENTS`]), and the header's
-//! declared frames must be backed by the bytes after it
-//! ([`super::frames::check_frames_backed`]), so a small object cannot make anyone
-//! allocate for millions of items or frames it does not hold.
+//! Why one walk, and not dicom-rs's object reader: that reader allocates every value
+//! from its declared length before reading it (up to 4 GiB per element) and returns
+//! `Ok` with a truncated object when the prefix ends on an element boundary, so
+//! "parsed" never means "complete"; and any second parser over the same bytes disagrees
+//! with the first somewhere (fuzzing found 4 GiB allocations that way, twice). So the
+//! meta group is read by [`super::meta`], and the data set by the parser's lazy layer,
+//! which reads no value it is told to skip: the walk checks every value's end against
+//! the prefix and the object size, bounds the nesting depth and the number of elements
+//! ([`MAX_HEADER_ELEMENTS`]), and reads a value only where the header needs it
+//! ([`super::attributes`]: a few small root attributes, each at most 4 KiB) or in bulk
+//! where the frames need it (the Extended Offset Table, the per-frame positions of
+//! TILED_SPARSE), each bounded by the bytes at hand. The header's declared frames must
+//! then be backed by the bytes after it ([`super::frames::check_frames_backed`]), so a
+//! small object cannot make anyone allocate for millions of frames it does not hold.
 //!
 //! The caller reads a prefix (say [`FIRST_READ`] bytes), calls [`scan_prefix`], and
 //! re-reads as long as it answers [`Scan::NeedMore`].
@@ -23,13 +23,14 @@ use std::io::Cursor;
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use dicom_encoding::TransferSyntaxIndex;
-use dicom_object::{FileMetaTable, InMemDicomObject, OpenFileOptions, file::ReadPreamble};
 use dicom_parser::dataset::LazyDataToken;
 use dicom_parser::dataset::lazy_read::LazyDataSetReader;
 use dicom_parser::stateful::decode::{StatefulDecode, StatefulDecoder};
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
 use super::DicomError;
+use super::attributes::{self, Attributes};
+use super::meta::MetaRead;
 
 /// A good first read: every instance of the shared set finishes in 4 KiB; 16 KiB leaves
 /// room for long private headers.
@@ -39,14 +40,13 @@ pub const FIRST_READ: u64 = 16 * 1024;
 /// a million frames needs about 100 bytes per frame of positions.
 pub const MAX_HEADER: u64 = 64 * 1024 * 1024;
 
-/// Deepest sequence nesting accepted (pass 2 builds nested objects recursively).
+/// Deepest sequence nesting accepted (no real header nests more than a few levels).
 pub const MAX_DEPTH: usize = 16;
 
 /// Most data elements and sequence items (outside the per-frame functional groups) a
-/// header may hold. Pass 2 materialises each of them as an object of its own (about a
-/// kilobyte apiece), so this bounds its memory near 100 MB; real WSI headers hold a few
-/// hundred. The per-frame groups are not materialised (pass 1 reads them lazily), so a
-/// TILED_SPARSE level's million frames are not counted here.
+/// header may hold: real WSI headers hold a few hundred, and a walk over millions of
+/// tiny items is time spent on nothing. The per-frame groups hold one item per frame
+/// of a TILED_SPARSE level (a million, say) and are bounded by the frames instead.
 pub const MAX_HEADER_ELEMENTS: u64 = 100_000;
 
 /// Bytes asked for beyond a value that does not fit the prefix, so that a few more
@@ -166,16 +166,7 @@ pub fn scan_prefix(prefix: &[u8], object_size: u64) -> Result<Scan, DicomError> 
         Pass1Outcome::NeedMore(wanted) => return grow(avail, wanted, object_size),
         Pass1Outcome::Done(p) => p,
     };
-    let end = usize::try_from(header.pixel_value_start)
-        .ok()
-        .filter(|&e| e <= prefix.len())
-        .ok_or_else(|| DicomError::corrupt("pixel data starts past the header"))?;
-    let object = OpenFileOptions::new()
-        .read_preamble(ReadPreamble::Always)
-        .read_until(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE)
-        .from_reader(prefix.get(..end).unwrap_or_default())
-        .map_err(|e| DicomError::corrupt(format!("header: {e}")))?;
-    let instance = describe(&object, header)?;
+    let instance = describe(header)?;
     super::frames::check_frames_backed(&instance, object_size)?;
     Ok(Scan::Header(Box::new(instance)))
 }
@@ -202,84 +193,6 @@ fn grow(avail: u64, wanted: u64, object_size: u64) -> Result<Scan, DicomError> {
     Ok(Scan::NeedMore(wanted))
 }
 
-/// Where the file meta group (0002,xxxx) ends, by its elements' declared lengths.
-enum MetaGroup {
-    /// Every meta element lies inside the prefix.
-    Within,
-    /// An element goes on past the prefix (but not past the object): read more.
-    PastPrefix,
-}
-
-/// Most elements a file meta group may hold (the standard defines about a dozen).
-const MAX_META_ELEMENTS: usize = 256;
-
-/// Walks the meta group's element headers (always explicit VR little endian) and checks
-/// every declared length against the prefix and the object, without allocating.
-fn meta_group_end(prefix: &[u8], object_size: u64) -> Result<MetaGroup, DicomError> {
-    // PS3.5 7.1.2: these VRs have a 16-bit length; every other one, and any VR the
-    // parser does not know (it reads an unknown VR as UN), a 32-bit length after two
-    // reserved bytes. The same rule as the meta reader's, or a hostile VR makes the two
-    // disagree on a length the reader then allocates.
-    const SHORT_VRS: [&[u8; 2]; 21] = [
-        b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN",
-        b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
-    ];
-    let mut at = 132usize;
-    // The meta reader reads elements, of any group, until it has consumed the group
-    // length (0002,0000) declares; the walk checks the same elements.
-    let mut group_end: Option<u64> = None;
-    for _ in 0..MAX_META_ELEMENTS {
-        if group_end.is_some_and(|end| at as u64 >= end) {
-            return Ok(MetaGroup::Within);
-        }
-        let Some(head) = prefix.get(at..at + 8) else {
-            return Ok(MetaGroup::PastPrefix);
-        };
-        let group = u16::from_le_bytes([head[0], head[1]]);
-        if group != 0x0002 && group_end.is_none() {
-            return Ok(MetaGroup::Within);
-        }
-        if at == 132 && head[2..4] == [0, 0] && head[4..6] == *b"UL" && head[6..8] == [4, 0] {
-            let Some(value) = prefix.get(at + 8..at + 12) else {
-                return Ok(MetaGroup::PastPrefix);
-            };
-            let length = u32::from_le_bytes([value[0], value[1], value[2], value[3]]);
-            group_end = Some(at as u64 + 12 + u64::from(length));
-        }
-        let vr = [head[4], head[5]];
-        let (header, len) = if !SHORT_VRS.iter().any(|v| **v == vr) {
-            let Some(long) = prefix.get(at + 8..at + 12) else {
-                return Ok(MetaGroup::PastPrefix);
-            };
-            (
-                12u64,
-                u64::from(u32::from_le_bytes([long[0], long[1], long[2], long[3]])),
-            )
-        } else {
-            (8u64, u64::from(u16::from_le_bytes([head[6], head[7]])))
-        };
-        if len == u64::from(u32::MAX) {
-            return Err(DicomError::corrupt(
-                "a file meta element of undefined length",
-            ));
-        }
-        let end = at as u64 + header + len;
-        if end > object_size || end > MAX_HEADER {
-            return Err(DicomError::corrupt(format!(
-                "a file meta element declares {len} bytes, past the {} the header may hold",
-                object_size.min(MAX_HEADER)
-            )));
-        }
-        if end > prefix.len() as u64 {
-            return Ok(MetaGroup::PastPrefix);
-        }
-        at = end as usize;
-    }
-    Err(DicomError::corrupt(format!(
-        "the file meta group holds more than {MAX_META_ELEMENTS} elements"
-    )))
-}
-
 enum Pass1Outcome {
     NeedMore(u64),
     Done(Pass1),
@@ -290,6 +203,8 @@ enum Pass1Outcome {
 struct Pass1 {
     ts_uid: String,
     ts_name: String,
+    /// The values `describe` reads.
+    attributes: Attributes,
     encapsulated: bool,
     pixel_value_start: u64,
     pixel_data_length: Option<u64>,
@@ -306,29 +221,15 @@ fn pass1(prefix: &[u8], object_size: u64) -> Result<Option<Pass1Outcome>, DicomE
     if prefix.len() < 132 {
         return Ok(None);
     }
-    if !is_dicom(prefix) {
-        return Err(DicomError::corrupt("no DICM magic at offset 128"));
-    }
-    // The meta group's declared lengths are checked against the bytes at hand first:
-    // the meta reader allocates what an element declares before reading it.
-    match meta_group_end(prefix, object_size)? {
-        MetaGroup::Within => {}
-        MetaGroup::PastPrefix => return Ok(None),
-    }
-    let mut cursor = Cursor::new(prefix.get(128..).unwrap_or_default());
-    let meta = match FileMetaTable::from_reader(&mut cursor) {
-        Ok(meta) => meta,
-        Err(e) if avail < object_size => {
-            let _ = e;
-            return Ok(None);
-        }
-        Err(e) => return Err(DicomError::corrupt(format!("file meta group: {e}"))),
+    // The meta group is read by `meta` alone (dicom-rs's meta reader allocates what an
+    // element declares before reading it).
+    let meta = match super::meta::read_meta(prefix, object_size)? {
+        MetaRead::Complete(meta) => meta,
+        MetaRead::PastPrefix => return Ok(None),
     };
-    let dataset_start = 128 + cursor.position();
-    let ts_uid = meta
-        .transfer_syntax()
-        .trim_end_matches(['\0', ' '])
-        .to_string();
+    let dataset_start = meta.dataset_start;
+    let ts_uid = meta.transfer_syntax;
+    let cursor = Cursor::new(prefix.get(dataset_start as usize..).unwrap_or_default());
     let Some(ts) = TransferSyntaxRegistry.get(&ts_uid) else {
         return Err(DicomError::Unsupported(format!(
             "unknown transfer syntax {ts_uid}"
@@ -343,9 +244,15 @@ fn pass1(prefix: &[u8], object_size: u64) -> Result<Option<Pass1Outcome>, DicomE
         ..Default::default()
     };
     // The sequences we are in (PixelData stands for a nested pixel sequence).
-    let mut stack: Vec<Tag> = Vec::new();
+    // The sequences we are in, each with the number of its items begun so far.
+    let mut stack: Vec<(Tag, u32)> = Vec::new();
+    let in_per_frame = |stack: &[(Tag, u32)]| {
+        stack
+            .iter()
+            .any(|(t, _)| *t == tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE)
+    };
     let mut position: (Option<i64>, Option<i64>) = (None, None);
-    // Elements and items pass 2 will materialise, counted before it runs.
+    // Elements and items outside the per-frame groups (time is bounded with memory).
     let mut materialised = 0u64;
     let incomplete = |why: String| -> Result<Option<Pass1Outcome>, DicomError> {
         if avail < object_size {
@@ -362,7 +269,7 @@ fn pass1(prefix: &[u8], object_size: u64) -> Result<Option<Pass1Outcome>, DicomE
                 Some(Err(e)) => return incomplete(format!("data set: {e}")),
                 Some(Ok(token)) => token,
             };
-            if !stack.contains(&tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE) {
+            if !in_per_frame(&stack) {
                 materialised += 1;
                 if materialised > MAX_HEADER_ELEMENTS {
                     return Err(DicomError::corrupt(format!(
@@ -373,7 +280,7 @@ fn pass1(prefix: &[u8], object_size: u64) -> Result<Option<Pass1Outcome>, DicomE
             }
             match token {
                 LazyDataToken::SequenceStart { tag, .. } => {
-                    stack.push(tag);
+                    stack.push((tag, 0));
                     if stack.len() > MAX_DEPTH {
                         return Err(DicomError::corrupt(format!(
                             "sequences nested deeper than {MAX_DEPTH}"
@@ -386,7 +293,7 @@ fn pass1(prefix: &[u8], object_size: u64) -> Result<Option<Pass1Outcome>, DicomE
                 }
                 LazyDataToken::PixelSequenceStart => {
                     // An icon image inside a sequence: walk over its items.
-                    stack.push(tags::PIXEL_DATA);
+                    stack.push((tags::PIXEL_DATA, 0));
                     if stack.len() > MAX_DEPTH {
                         return Err(DicomError::corrupt(format!(
                             "sequences nested deeper than {MAX_DEPTH}"
@@ -396,8 +303,14 @@ fn pass1(prefix: &[u8], object_size: u64) -> Result<Option<Pass1Outcome>, DicomE
                 LazyDataToken::SequenceEnd => {
                     stack.pop();
                 }
+                LazyDataToken::ItemStart { .. } => {
+                    if let Some(top) = stack.last_mut() {
+                        top.1 = top.1.saturating_add(1);
+                    }
+                }
                 LazyDataToken::ItemEnd
-                    if stack.last() == Some(&tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE) =>
+                    if stack.last().map(|top| top.0)
+                        == Some(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE) =>
                 {
                     out.per_frame_items += 1;
                     if let (Some(c), Some(r)) = position {
@@ -445,12 +358,12 @@ fn pass1(prefix: &[u8], object_size: u64) -> Result<Option<Pass1Outcome>, DicomE
                         return Ok(Some(Pass1Outcome::NeedMore(end.saturating_add(SLACK))));
                     }
                     let tag = header.tag;
+                    let header_len = header.len.0;
                     let token = LazyDataToken::LazyValue { header, decoder };
                     let root_table = stack.is_empty()
                         && (tag == tags::EXTENDED_OFFSET_TABLE
                             || tag == tags::EXTENDED_OFFSET_TABLE_LENGTHS);
-                    let in_per_frame = stack.contains(&tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE);
-                    let is_position = in_per_frame
+                    let is_position = in_per_frame(&stack)
                         && (tag == tags::COLUMN_POSITION_IN_TOTAL_IMAGE_PIXEL_MATRIX
                             || tag == tags::ROW_POSITION_IN_TOTAL_IMAGE_PIXEL_MATRIX);
                     if root_table || is_position {
@@ -478,6 +391,16 @@ fn pass1(prefix: &[u8], object_size: u64) -> Result<Option<Pass1Outcome>, DicomE
                             position.1 =
                                 Some(value.to_int::<i64>().map_err(|_| bad("row position"))?);
                         }
+                    } else if let Some(slot) = attributes::slot(&stack, tag) {
+                        if u64::from(header_len) > u64::from(attributes::MAX_VALUE) {
+                            return Err(DicomError::corrupt(format!(
+                                "element {tag} holds {header_len} bytes, more than any valid one"
+                            )));
+                        }
+                        let value = token
+                            .into_value()
+                            .map_err(|e| DicomError::corrupt(format!("element {tag}: {e}")))?;
+                        out.attributes.keep(slot, value);
                     } else {
                         // skip_bytes does not fail at the end of the data: the check
                         // against `avail` above is what makes this safe.
@@ -496,12 +419,10 @@ fn pass1(prefix: &[u8], object_size: u64) -> Result<Option<Pass1Outcome>, DicomE
     Ok(Some(Pass1Outcome::Done(out)))
 }
 
-/// Pass 2: the small attributes, from the object read up to the per-frame sequence.
-fn describe(
-    object: &dicom_object::FileDicomObject<InMemDicomObject>,
-    pass1: Pass1,
-) -> Result<InstanceHeader, DicomError> {
-    let image_type: Vec<String> = multi_str(object, tags::IMAGE_TYPE);
+/// The instance header from what the walk kept.
+fn describe(pass1: Pass1) -> Result<InstanceHeader, DicomError> {
+    let a = &pass1.attributes;
+    let image_type: Vec<String> = a.strings(tags::IMAGE_TYPE);
     let flavour = match image_type.get(2).map(String::as_str) {
         Some("VOLUME") => Flavour::Volume,
         Some("THUMBNAIL") => Flavour::Thumbnail,
@@ -509,60 +430,38 @@ fn describe(
         Some("OVERVIEW") => Flavour::Overview,
         _ => Flavour::Other,
     };
-    let organization = match string(object, tags::DIMENSION_ORGANIZATION_TYPE).as_deref() {
+    let organization = match a.string(tags::DIMENSION_ORGANIZATION_TYPE).as_deref() {
         Some("TILED_FULL") => Organization::TiledFull,
         Some("TILED_SPARSE") => Organization::TiledSparse,
         _ => Organization::Unspecified,
     };
-    let spacing = pixel_spacing(object);
-    let objective_power = object
-        .get(tags::OPTICAL_PATH_SEQUENCE)
-        .and_then(|e| e.items())
-        .and_then(|items| items.first())
-        .and_then(|item| string(item, tags::OBJECTIVE_LENS_POWER))
-        .and_then(|s| s.parse::<f64>().ok())
-        .filter(|p| p.is_finite() && *p > 0.0);
-    let u16_of = |tag: Tag, default: u16| -> Result<u16, DicomError> {
-        match object.get(tag) {
-            None => Ok(default),
-            Some(e) => e
-                .to_int::<u16>()
-                .map_err(|_| DicomError::corrupt(format!("{tag} is not a 16-bit number"))),
-        }
-    };
-    let u64_of = |tag: Tag, default: u64| -> Result<u64, DicomError> {
-        match object.get(tag) {
-            None => Ok(default),
-            Some(e) => e
-                .to_int::<u64>()
-                .map_err(|_| DicomError::corrupt(format!("{tag} is not a number"))),
-        }
-    };
     Ok(InstanceHeader {
-        transfer_syntax_uid: pass1.ts_uid,
-        transfer_syntax_name: pass1.ts_name,
-        sop_class_uid: string(object, tags::SOP_CLASS_UID).unwrap_or_default(),
-        sop_instance_uid: string(object, tags::SOP_INSTANCE_UID).unwrap_or_default(),
-        series_uid: string(object, tags::SERIES_INSTANCE_UID).unwrap_or_default(),
+        sop_class_uid: a.string(tags::SOP_CLASS_UID).unwrap_or_default(),
+        sop_instance_uid: a.string(tags::SOP_INSTANCE_UID).unwrap_or_default(),
+        series_uid: a.string(tags::SERIES_INSTANCE_UID).unwrap_or_default(),
         image_type,
         flavour,
         organization,
-        total_columns: u64_of(tags::TOTAL_PIXEL_MATRIX_COLUMNS, 0)?,
-        total_rows: u64_of(tags::TOTAL_PIXEL_MATRIX_ROWS, 0)?,
-        columns: u32::from(u16_of(tags::COLUMNS, 0)?),
-        rows: u32::from(u16_of(tags::ROWS, 0)?),
-        number_of_frames: u64_of(tags::NUMBER_OF_FRAMES, 1)?,
-        samples_per_pixel: u16_of(tags::SAMPLES_PER_PIXEL, 0)?,
-        bits_allocated: u16_of(tags::BITS_ALLOCATED, 0)?,
-        bits_stored: u16_of(tags::BITS_STORED, 0)?,
-        planar_configuration: u16_of(tags::PLANAR_CONFIGURATION, 0)?,
-        photometric: string(object, tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_default(),
-        focal_planes: u64_of(tags::TOTAL_PIXEL_MATRIX_FOCAL_PLANES, 1)?,
-        optical_paths: u64_of(tags::NUMBER_OF_OPTICAL_PATHS, 1)?,
-        concatenation_uid: string(object, tags::CONCATENATION_UID),
-        concatenation_frame_offset: u64_of(tags::CONCATENATION_FRAME_OFFSET_NUMBER, 0)?,
-        pixel_spacing: spacing,
-        objective_power,
+        total_columns: a.u64(tags::TOTAL_PIXEL_MATRIX_COLUMNS, 0)?,
+        total_rows: a.u64(tags::TOTAL_PIXEL_MATRIX_ROWS, 0)?,
+        columns: u32::from(a.u16(tags::COLUMNS, 0)?),
+        rows: u32::from(a.u16(tags::ROWS, 0)?),
+        number_of_frames: a.u64(tags::NUMBER_OF_FRAMES, 1)?,
+        samples_per_pixel: a.u16(tags::SAMPLES_PER_PIXEL, 0)?,
+        bits_allocated: a.u16(tags::BITS_ALLOCATED, 0)?,
+        bits_stored: a.u16(tags::BITS_STORED, 0)?,
+        planar_configuration: a.u16(tags::PLANAR_CONFIGURATION, 0)?,
+        photometric: a
+            .string(tags::PHOTOMETRIC_INTERPRETATION)
+            .unwrap_or_default(),
+        focal_planes: a.u64(tags::TOTAL_PIXEL_MATRIX_FOCAL_PLANES, 1)?,
+        optical_paths: a.u64(tags::NUMBER_OF_OPTICAL_PATHS, 1)?,
+        concatenation_uid: a.string(tags::CONCATENATION_UID),
+        concatenation_frame_offset: a.u64(tags::CONCATENATION_FRAME_OFFSET_NUMBER, 0)?,
+        pixel_spacing: a.pixel_spacing(),
+        objective_power: a.objective_power(),
+        transfer_syntax_uid: pass1.ts_uid,
+        transfer_syntax_name: pass1.ts_name,
         encapsulated: pass1.encapsulated,
         pixel_value_start: pass1.pixel_value_start,
         pixel_data_length: pass1.pixel_data_length,
@@ -571,52 +470,6 @@ fn describe(
         per_frame_items: pass1.per_frame_items,
         positions: pass1.positions,
     })
-}
-
-/// PixelSpacing from the shared functional groups (where WSI puts it), else the root.
-fn pixel_spacing(object: &InMemDicomObject) -> Option<(f64, f64)> {
-    let shared = object
-        .get(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE)
-        .and_then(|e| e.items())
-        .and_then(|items| items.first())
-        .and_then(|i| i.get(tags::PIXEL_MEASURES_SEQUENCE))
-        .and_then(|e| e.items())
-        .and_then(|items| items.first())
-        .map(|i| multi_str(i, tags::PIXEL_SPACING));
-    let values = shared
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| multi_str(object, tags::PIXEL_SPACING));
-    let mut parsed = values.iter().map(|s| s.parse::<f64>().ok());
-    match (parsed.next().flatten(), parsed.next().flatten()) {
-        (Some(row), Some(column))
-            if row.is_finite() && column.is_finite() && row > 0.0 && column > 0.0 =>
-        {
-            Some((row, column))
-        }
-        _ => None,
-    }
-}
-
-fn string(object: &InMemDicomObject, tag: Tag) -> Option<String> {
-    let value = object.get(tag)?.to_str().ok()?;
-    let trimmed = value.trim_matches(|c: char| c == '\0' || c.is_whitespace());
-    (!trimmed.is_empty()).then(|| trimmed.to_string())
-}
-
-fn multi_str(object: &InMemDicomObject, tag: Tag) -> Vec<String> {
-    object
-        .get(tag)
-        .and_then(|e| e.to_multi_str().ok())
-        .map(|values| {
-            values
-                .iter()
-                .map(|s| {
-                    s.trim_matches(|c: char| c == '\0' || c.is_whitespace())
-                        .to_string()
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -755,6 +608,38 @@ mod tests {
         match scan_prefix(&held, size) {
             Err(DicomError::Corrupt(why)) => assert!(why.contains("meta"), "{why}"),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_group_length_of_another_vr_does_not_reach_the_meta_reader() {
+        // (0002,0000) as FL: dicom-rs's meta reader took its 4 bytes as the group length,
+        // read on into group 0102 and allocated a 4 GiB UID (fuzzing, in CI). No slide's
+        // meta group reaches that reader now; whatever the prefix, no allocation, no header.
+        let (held, size) = regression("regression-oom-group-length-of-any-vr");
+        for len in [128, 132, 180, held.len()] {
+            let prefix = &held[..len.min(held.len())];
+            match scan_prefix(prefix, size) {
+                Err(DicomError::Corrupt(_)) => {}
+                Ok(Scan::NeedMore(n)) => assert!(n <= size && n > prefix.len() as u64),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_header_is_read_by_one_walk_that_reads_no_value_it_has_not_bounded() {
+        // An item of defined length 0xFFFFFFFE closed by delimiters: the object reader
+        // that used to read the small attributes parsed it differently from the walk and
+        // allocated a 4 GiB OB (fuzzing). Answer it within the bytes at hand.
+        let (held, size) = regression("regression-oom-defined-item-closed-by-delimiter");
+        for len in [1000, held.len()] {
+            match scan_prefix(&held[..len.min(held.len())], size) {
+                Ok(Scan::NeedMore(n)) => assert!(n <= size && n > len as u64),
+                Err(DicomError::Corrupt(_)) => {}
+                Ok(Scan::Header(h)) => assert!(h.pixel_value_start <= len as u64),
+                other => panic!("{other:?}"),
+            }
         }
     }
 

@@ -5,6 +5,8 @@
 //! This module knows the format and nothing about where the bytes come from, so the
 //! storage side (ranged GETs of a bucket) and the engine (a local folder, possibly of
 //! sparse copies) share it:
+//! - [`meta`]: the file meta group, walked without allocating what it declares.
+//! - [`attributes`]: the few values a header keeps from its one walk over the data set.
 //! - [`header`]: one instance's header from a byte prefix, bounded before any allocation
 //!   (`scan_prefix` asks for a longer prefix until the header is complete).
 //! - [`series`]: which siblings belong to the linked slide, the levels, the checks, the
@@ -15,9 +17,11 @@
 //! Parsing uses the dicom-rs crates; every length a header declares is checked against
 //! the bytes at hand and the object size first (see `header`).
 
+pub mod attributes;
 pub mod error;
 pub mod frames;
 pub mod header;
+pub mod meta;
 pub mod series;
 
 pub use error::DicomError;
