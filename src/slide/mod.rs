@@ -18,6 +18,7 @@ pub mod geometry;
 pub mod jp2k_guard;
 pub mod jpeg_decode;
 pub mod jpeg_tiles;
+pub mod libraries;
 pub mod metadata;
 pub mod ndpi;
 pub mod reduce;

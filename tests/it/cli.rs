@@ -237,3 +237,28 @@ fn out_dir_over_good_and_poison_slides_prints_a_line_each_and_exits_1() {
         "{stderr}"
     );
 }
+
+#[test]
+fn version_names_the_service_and_every_slide_library_one_per_line() {
+    let run = bin().arg("--version").output().expect("run wsi-thumbnail");
+    assert!(run.status.success());
+    let text = String::from_utf8(run.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!("wsi-thumbnail {}", env!("CARGO_PKG_VERSION"))
+    );
+    for (line, name) in lines[1..]
+        .iter()
+        .zip(["OpenSlide ", "libjpeg-turbo ", "OpenJPEG "])
+    {
+        let version = line
+            .strip_prefix(name)
+            .unwrap_or_else(|| panic!("{line:?} names {name}"));
+        assert!(
+            version.starts_with(|c: char| c.is_ascii_digit()),
+            "{line:?}: a version number"
+        );
+    }
+    assert_eq!(lines.len(), 4, "{text}");
+}
