@@ -3,10 +3,13 @@
 //! against the policy, and name the thumbnail.
 
 use crate::error_kind::ErrorKind;
-use crate::messages::payload::parse_request;
+use crate::messages::payload::{ThumbnailRequest, parse_request};
 use crate::messages::pipeline::{Admitted, Failure, Job};
 use crate::messages::ticket::Ticket;
-use crate::storage::location::{InputPolicy, object_name, parse_input};
+use crate::naming::SeriesIdentity;
+use crate::storage::location::{
+    InputPolicy, LinkError, object_name, parse_input, slide_object_name,
+};
 
 pub fn admit(ticket: Ticket, value: &[u8], policy: &InputPolicy, template: &str) -> Admitted {
     let request = match parse_request(value) {
@@ -44,13 +47,7 @@ pub fn admit(ticket: Ticket, value: &[u8], policy: &InputPolicy, template: &str)
         Ok(i) => i,
         Err(e) => return fail(ticket, e.kind, e.message),
     };
-    let fields = [
-        ("slide_id", request.slide_id.as_str()),
-        ("id", request.id.as_str()),
-        ("block_id", request.block_id.as_str()),
-        ("patient_id", request.patient_id.as_str()),
-    ];
-    let name = match object_name(template, &input, &fields) {
+    let name = match object_name(template, &input, &fields(&request)) {
         Ok(n) => n,
         Err(e) => return fail(ticket, e.kind, e.message),
     };
@@ -59,5 +56,30 @@ pub fn admit(ticket: Ticket, value: &[u8], policy: &InputPolicy, template: &str)
         request,
         input,
         object_name: name,
+        template: template.into(),
     })
+}
+
+/// The template's fields from the request.
+fn fields(request: &ThumbnailRequest) -> [(&'static str, &str); 4] {
+    [
+        ("slide_id", request.slide_id.as_str()),
+        ("id", request.id.as_str()),
+        ("block_id", request.block_id.as_str()),
+        ("patient_id", request.patient_id.as_str()),
+    ]
+}
+
+/// Renames a DICOM slide's thumbnail after its series (contract §1: `{stem}` is the
+/// series' folder, plus its SeriesInstanceUID where the folder holds several), once the
+/// worker has read which series the link belongs to. A name that would leave the
+/// output is the requester's fault, as at admission.
+pub fn name_after_series(job: &mut Job, series: &SeriesIdentity) -> Result<(), LinkError> {
+    job.object_name = slide_object_name(
+        &job.template,
+        &job.input,
+        &fields(&job.request),
+        Some(series),
+    )?;
+    Ok(())
 }

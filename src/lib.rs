@@ -25,6 +25,7 @@ pub mod http;
 pub mod kafka;
 pub mod log_throttle;
 pub mod messages;
+pub mod naming;
 pub mod planning;
 pub mod process_access;
 pub mod process_api;

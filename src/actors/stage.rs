@@ -185,6 +185,7 @@ mod tests {
                 path: "/tmp/x.svs".into(),
             },
             object_name: "x.png".into(),
+            template: "{stem}.png".into(),
         }
     }
 

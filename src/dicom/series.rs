@@ -14,6 +14,7 @@ use std::ops::Range;
 use super::DicomError;
 use super::frames;
 use super::header::{Flavour, InstanceHeader, JPEG_BASELINE, WSI_SOP_CLASS};
+use crate::naming::SeriesIdentity;
 use crate::slide::geometry::{choose_level, thumbnail_dims};
 use crate::slide::{MAX_LEVELS, SlideMetadata, ThumbnailOptions};
 
@@ -34,6 +35,7 @@ pub struct Level {
 pub struct Series {
     pub levels: Vec<Level>,
     pub metadata: SlideMetadata,
+    pub identity: SeriesIdentity,
 }
 
 /// File-name rule for siblings of a linked instance (same for local folders and bucket
@@ -150,7 +152,20 @@ pub fn build_series(
         objective_power: first.objective_power,
         vendor: "dicom".to_string(),
     };
-    Ok(Series { levels, metadata })
+    let series_in_folder: HashSet<&str> = instances
+        .iter()
+        .filter(|(_, _, h)| h.sop_class_uid == WSI_SOP_CLASS && !h.series_uid.is_empty())
+        .map(|(_, _, h)| h.series_uid.as_str())
+        .collect();
+    let identity = SeriesIdentity {
+        uid: link.series_uid.clone(),
+        folder_shared: series_in_folder.len() > 1,
+    };
+    Ok(Series {
+        levels,
+        metadata,
+        identity,
+    })
 }
 
 /// Groups instances by matrix size; checks each instance and each group.
@@ -329,6 +344,8 @@ mod tests {
                     vendor: "dicom".into()
                 }
             );
+            assert!(!series.identity.folder_shared, "one series in the folder");
+            assert_eq!(series.identity.uid, instances[0].2.series_uid);
             let ranges = pixel_ranges(linked, &instances, &options).expect("ranges");
             assert_eq!(ranges.len(), 1);
             assert!(ranges[0].0.contains("level-1"), "{ranges:?}");
@@ -356,7 +373,11 @@ mod tests {
         let series = build_series("level-0-frames-0-30.dcm", &instances, &options).expect("series");
         assert_eq!(series.levels.len(), 12);
         assert_eq!(series.metadata.width, Some(2220));
-        // Linking the foreign instance names the other series.
-        assert!(build_series("foreign.dcm", &instances, &options).is_ok());
+        // Linking the foreign instance names the other series; both know the folder
+        // holds two (their thumbnails are named apart).
+        let foreign = build_series("foreign.dcm", &instances, &options).expect("foreign");
+        assert_eq!(foreign.identity.uid, "9.9");
+        assert!(foreign.identity.folder_shared && series.identity.folder_shared);
+        assert_ne!(foreign.identity.uid, series.identity.uid);
     }
 }

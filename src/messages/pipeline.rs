@@ -22,6 +22,9 @@ pub struct Job {
     pub input: InputLink,
     /// The thumbnail's object name, already checked to stay inside the output.
     pub object_name: String,
+    /// The object-name template it was rendered from: a DICOM slide is renamed after
+    /// its series once the worker has read it (`admission::name_after_series`).
+    pub template: std::sync::Arc<str>,
 }
 
 /// A request that cannot be served, with everything its failure record needs.

@@ -140,6 +140,7 @@ pub fn reduce_dicom(path: &Path, options: &ThumbnailOptions) -> Result<Reduced, 
         intermediate,
         target,
         metadata: series.metadata,
+        series: Some(series.identity),
         level: index as u32,
         path: PixelPath::Dicom { denominator },
         timings: StageTimings {

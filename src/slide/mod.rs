@@ -37,6 +37,7 @@ use serde::Serialize;
 pub use error::SlideError;
 pub use metadata::SlideMetadata;
 
+pub use crate::naming::SeriesIdentity;
 use crate::tiff::ndpi::{NdpiError, NdpiFile};
 use crate::tiff::{TiffError, TiffFile, tags};
 use jpeg_tiles::JpegTileSource;
@@ -132,6 +133,9 @@ pub struct Thumbnail {
     pub width: u32,
     pub height: u32,
     pub metadata: SlideMetadata,
+    /// For a DICOM slide, which series of its folder it is (names the thumbnail).
+    #[serde(default)]
+    pub series: Option<SeriesIdentity>,
     /// The pyramid level that was read.
     pub level: u32,
     pub path: PixelPath,
@@ -144,6 +148,7 @@ pub struct Reduced {
     pub intermediate: render::Rgb,
     pub target: (u32, u32),
     pub metadata: SlideMetadata,
+    pub series: Option<SeriesIdentity>,
     pub level: u32,
     pub path: PixelPath,
     pub timings: StageTimings,
@@ -170,6 +175,7 @@ pub fn finish(reduced: Reduced) -> Result<Thumbnail, SlideError> {
         width: image.width,
         height: image.height,
         metadata: reduced.metadata,
+        series: reduced.series,
         level: reduced.level,
         path: reduced.path,
         timings,
@@ -290,6 +296,7 @@ pub fn reduce_slide(path: &Path, options: &ThumbnailOptions) -> Result<Reduced, 
         intermediate,
         target,
         metadata,
+        series: None,
         level: level as u32,
         path: pixel_path,
         timings: StageTimings {

@@ -7,6 +7,7 @@ use std::path::{Component, Path, PathBuf};
 use percent_encoding::percent_decode_str;
 
 use crate::error_kind::ErrorKind;
+use crate::naming::SeriesIdentity;
 
 /// A slide to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +22,41 @@ impl InputLink {
         match self {
             InputLink::Gcs { object, .. } => object.rsplit('/').next().unwrap_or(object),
             InputLink::File { path } => path.file_name().and_then(|n| n.to_str()).unwrap_or(""),
+        }
+    }
+
+    /// The name of the folder holding the object or file: the last segment of its
+    /// prefix, or the bucket's name for an object at the bucket's root.
+    pub fn folder_name(&self) -> &str {
+        match self {
+            InputLink::Gcs { bucket, object } => object
+                .rsplit_once('/')
+                .and_then(|(prefix, _)| prefix.rsplit('/').next())
+                .filter(|folder| !folder.is_empty())
+                .unwrap_or(bucket),
+            InputLink::File { path } => path
+                .parent()
+                .and_then(|p| p.file_name())
+                .and_then(|n| n.to_str())
+                .unwrap_or("slide"),
+        }
+    }
+}
+
+/// The thumbnail's `{stem}`: the file stem of the linked object, except for a DICOM
+/// series (contract §1), which is named after its folder, plus `_<SeriesInstanceUID>`
+/// where the folder holds more than one series.
+pub fn slide_stem(input: &InputLink, series: Option<&SeriesIdentity>) -> String {
+    match series {
+        Some(series) if series.folder_shared => format!("{}_{}", input.folder_name(), series.uid),
+        Some(_) => input.folder_name().to_string(),
+        None => {
+            let file_name = input.file_name();
+            Path::new(file_name)
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or(file_name)
+                .to_string()
         }
     }
 }
@@ -183,14 +219,21 @@ pub fn object_name(
     input: &InputLink,
     fields: &[(&str, &str)],
 ) -> Result<String, LinkError> {
+    slide_object_name(template, input, fields, None)
+}
+
+/// [`object_name`] for a slide whose `{stem}` its series decides ([`slide_stem`]).
+pub fn slide_object_name(
+    template: &str,
+    input: &InputLink,
+    fields: &[(&str, &str)],
+    series: Option<&SeriesIdentity>,
+) -> Result<String, LinkError> {
     let file_name = input.file_name();
-    let stem = Path::new(file_name)
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or(file_name);
+    let stem = slide_stem(input, series);
     let clean = |v: &str| v.replace(['/', '\\'], "_");
     let mut name = template
-        .replace("{stem}", &clean(stem))
+        .replace("{stem}", &clean(&stem))
         .replace("{name}", &clean(file_name));
     for (key, value) in fields {
         name = name.replace(&format!("{{{key}}}"), &clean(value));
@@ -225,6 +268,40 @@ mod tests {
 
     fn any() -> InputPolicy {
         InputPolicy::default()
+    }
+
+    #[test]
+    fn a_dicom_series_is_named_after_its_folder_and_its_uid_where_the_folder_is_shared() {
+        let link = |object: &str| InputLink::Gcs {
+            bucket: "slides-in".into(),
+            object: object.into(),
+        };
+        let one = SeriesIdentity {
+            uid: "1.2.3".into(),
+            folder_shared: false,
+        };
+        let shared = SeriesIdentity {
+            uid: "1.2.3".into(),
+            folder_shared: true,
+        };
+        let input = link("a/case-17/level-0-frames-0-30.dcm");
+        let name = |series| slide_object_name("{stem}_thumbnail.png", &input, &[], series);
+        assert_eq!(name(None).unwrap(), "level-0-frames-0-30_thumbnail.png");
+        assert_eq!(name(Some(&one)).unwrap(), "case-17_thumbnail.png");
+        assert_eq!(name(Some(&shared)).unwrap(), "case-17_1.2.3_thumbnail.png");
+        // An instance at the bucket's root: the bucket names the folder.
+        assert_eq!(slide_stem(&link("x.dcm"), Some(&one)), "slides-in");
+        let file = InputLink::File {
+            path: "/data/case-9/x.dcm".into(),
+        };
+        assert_eq!(slide_stem(&file, Some(&one)), "case-9");
+        // A UID is the requester's bytes: it cannot add path segments either.
+        let hostile = SeriesIdentity {
+            uid: "../../etc".into(),
+            folder_shared: true,
+        };
+        let named = slide_object_name("{stem}.png", &input, &[], Some(&hostile)).unwrap();
+        assert_eq!(named, "case-17_.._.._etc.png");
     }
 
     #[test]

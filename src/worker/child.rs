@@ -133,7 +133,7 @@ fn decode(task: Task) -> (Reply, Option<Vec<u8>>) {
     match made {
         Ok(Ok(mut thumb)) => {
             let png = std::mem::take(&mut thumb.png);
-            (Reply::Done(thumb), Some(png))
+            (Reply::Done(Box::new(thumb)), Some(png))
         }
         Ok(Err(e)) => (
             Reply::Failed {

@@ -193,7 +193,7 @@ impl WorkerProcess {
                 }
                 Ok(Incoming::Reply(Reply::Done(mut thumbnail), Some(png))) => {
                     thumbnail.png = png;
-                    return Finish::Done(thumbnail);
+                    return Finish::Done(*thumbnail);
                 }
                 Ok(Incoming::Reply(Reply::Failed { kind, message }, _)) => {
                     return Finish::Failed { kind, message };

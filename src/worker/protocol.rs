@@ -61,7 +61,7 @@ pub enum Reply {
     /// slide's doing (a worker killed while it waited).
     Accepted,
     /// The thumbnail is made; its PNG (not serialised here) is the next frame.
-    Done(Thumbnail),
+    Done(Box<Thumbnail>),
     /// A planning round's answer.
     Planned(PlanAnswer),
     /// The engine refused the slide with a typed error.

@@ -153,6 +153,16 @@ fn through_the_service_any_instance_link_gives_the_contract_metadata_for_half_th
             std::fs::write(series.join("other/x.dcm"), b"not this one").unwrap();
             std::fs::write(series.join("notes.txt"), b"not a slide").unwrap();
             std::fs::write(series.join("readme.dcm"), b"a .dcm that is not DICOM").unwrap();
+            // A folder holding two series: the CMU one and a generated one.
+            let mixed = input.join("cases/mixed");
+            std::fs::create_dir_all(&mixed).unwrap();
+            for n in instances(&cmu_series()) {
+                std::fs::copy(cmu_series().join(&n), mixed.join(&n)).expect("stage");
+            }
+            let generated = dicom_fixture(&DicomSpec::new(8192, 6144));
+            for n in instances(&generated) {
+                std::fs::copy(generated.join(&n), mixed.join(&n)).expect("stage");
+            }
         },
     );
     let port = stack.http_port;
@@ -168,6 +178,11 @@ fn through_the_service_any_instance_link_gives_the_contract_metadata_for_half_th
         assert_eq!(status, 200, "{name}: {text}");
         let response: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(response["metadata"], contract_metadata(), "{name}");
+        // Contract §1: the series' folder names the thumbnail, whichever instance is linked.
+        assert_eq!(
+            response["thumbnail_image_link"], "gs://thumbs/cmu_thumbnail.png",
+            "{name}"
+        );
         let (_, metrics) = http_get(port, "/metrics").expect("metrics");
         let fetched =
             metric(&metrics, "wsi_thumbnail_slide_bytes_fetched_total").expect("bytes metric");
@@ -188,6 +203,36 @@ fn through_the_service_any_instance_link_gives_the_contract_metadata_for_half_th
         metric(&metrics, "wsi_thumbnail_pixel_path_total{path=\"dicom\"}"),
         Some(n)
     );
+
+    // Where the folder holds two series, each is named `<folder>_<SeriesInstanceUID>`.
+    let generated = dicom_fixture(&DicomSpec::new(8192, 6144));
+    for (dir, name) in [
+        (cmu_series(), names[0].clone()),
+        (generated.clone(), instances(&generated)[0].clone()),
+    ] {
+        let uid = series_uid(&dir.join(&name));
+        let body = Request::new(format!("mixed-{name}"))
+            .slide("mixed")
+            .link(format!("gs://slides-in/cases/mixed/{name}"))
+            .bytes();
+        let (status, text) = http_post(port, "/process", &body).expect("POST /process");
+        assert_eq!(status, 200, "{name}: {text}");
+        let response: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            response["thumbnail_image_link"],
+            format!("gs://thumbs/mixed_{uid}_thumbnail.png"),
+            "{name}"
+        );
+    }
+}
+
+/// SeriesInstanceUID of a DICOM instance file.
+fn series_uid(path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap();
+    match wsi_thumbnail::dicom::scan_prefix(&bytes, bytes.len() as u64).unwrap() {
+        wsi_thumbnail::dicom::Scan::Header(h) => h.series_uid,
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
