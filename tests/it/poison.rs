@@ -386,10 +386,17 @@ fn a_worker_killed_mid_decode_loses_nothing() {
             .any(|(c, t)| cpu_ticks(*c) > t + 20)),
         "no worker got busy"
     );
-    for c in workers(pid) {
-        // SAFETY: kill(2) on a process of our own test tree.
-        unsafe {
-            libc::kill(c, libc::SIGKILL);
+    // Stopped first, then killed: one event for the service, as a kill of the whole
+    // set at once. Killed one by one, a retry could reach a spare that was still on
+    // the list and be killed again, which the service rightly reports as a slide
+    // killed twice.
+    let victims = workers(pid);
+    for signal in [libc::SIGSTOP, libc::SIGKILL] {
+        for &c in &victims {
+            // SAFETY: kill(2) on a process of our own test tree.
+            unsafe {
+                libc::kill(c, signal);
+            }
         }
     }
     let responses = read_all(
