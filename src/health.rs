@@ -1,5 +1,6 @@
 //! Liveness and readiness, as the HTTP probes report them: alive while the pipeline's
-//! actors run; ready once the broker answers and until draining starts.
+//! actors run; ready once the broker answers, while answers can be published and
+//! thumbnails written, and until draining starts.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -11,6 +12,9 @@ pub struct Health {
     shutdown: Shutdown,
     /// Answers cannot be produced (broker down, unauthorised, topic missing).
     publishing_blocked: AtomicBool,
+    /// Thumbnails cannot be written (output bucket missing, role missing): an
+    /// operator fault, during which requests wait.
+    output_blocked: AtomicBool,
 }
 
 impl Health {
@@ -29,15 +33,24 @@ impl Health {
         self.publishing_blocked.store(blocked, Ordering::Relaxed);
     }
 
+    pub fn set_output_blocked(&self, blocked: bool) {
+        self.output_blocked.store(blocked, Ordering::Relaxed);
+    }
+
+    pub fn is_output_blocked(&self) -> bool {
+        self.output_blocked.load(Ordering::Relaxed)
+    }
+
     pub fn is_draining(&self) -> bool {
         self.shutdown.is_draining()
     }
 
-    /// Ready to take work: connected to Kafka, able to publish answers, and not
-    /// shutting down.
+    /// Ready to take work: connected to Kafka, able to publish answers and to write
+    /// thumbnails, and not shutting down.
     pub fn is_ready(&self) -> bool {
         self.broker_reachable.load(Ordering::Relaxed)
             && !self.publishing_blocked.load(Ordering::Relaxed)
+            && !self.is_output_blocked()
             && !self.is_draining()
     }
 }
@@ -56,6 +69,13 @@ mod tests {
         h.set_publishing_blocked(true);
         assert!(!h.is_ready());
         h.set_publishing_blocked(false);
+        assert!(h.is_ready());
+        h.set_output_blocked(true);
+        assert!(
+            !h.is_ready(),
+            "not ready while thumbnails cannot be written"
+        );
+        h.set_output_blocked(false);
         assert!(h.is_ready());
         shutdown.drain();
         assert!(!h.is_ready());

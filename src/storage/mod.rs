@@ -8,6 +8,7 @@ pub mod fetch;
 pub mod gcs;
 pub mod location;
 pub mod output;
+pub mod output_fault;
 pub mod ranged;
 pub mod retry;
 

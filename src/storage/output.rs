@@ -11,6 +11,9 @@ use super::error::StorageError;
 use super::gcs::bucket_path;
 use super::location::OutputLocation;
 
+/// The probe object's name under the output prefix.
+pub const PROBE_NAME: &str = ".wsi-thumbnail-probe";
+
 pub struct OutputSink {
     location: OutputLocation,
     client: Option<Arc<Storage>>,
@@ -19,6 +22,23 @@ pub struct OutputSink {
 impl OutputSink {
     pub fn new(location: OutputLocation, client: Option<Arc<Storage>>) -> Self {
         OutputSink { location, client }
+    }
+
+    /// The output, for log lines: `gs://bucket/prefix` or the directory.
+    pub fn describe(&self) -> String {
+        self.location.link("")
+    }
+
+    /// The preflight and periodic check: writes a probe object and writes it again
+    /// (a replacement needs the role a redelivered request needs), so that a missing
+    /// bucket or role shows before any request meets it. The probe object stays (one
+    /// object of a few bytes, `.wsi-thumbnail-probe`): the service's role need not
+    /// include deleting.
+    pub async fn probe(&self) -> Result<(), StorageError> {
+        for round in [b"1", b"2"] {
+            self.put(PROBE_NAME, Bytes::from_static(round)).await?;
+        }
+        Ok(())
     }
 
     /// Writes `png` under `name` (already checked by `location::object_name`) and

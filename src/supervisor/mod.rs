@@ -9,6 +9,7 @@
 //! it, and the broker redelivers everything uncommitted (nothing is dropped).
 
 pub mod clients;
+pub mod output_check;
 pub mod pipeline;
 
 use std::sync::Arc;

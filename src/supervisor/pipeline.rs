@@ -65,11 +65,18 @@ impl Pipeline {
         )
         .start();
         let fail: Recipient<Fail> = publisher.clone().recipient();
+        let sink = Arc::new(OutputSink::new(clients.output, clients.gcs.clone()));
+        actix::spawn(super::output_check::watch_output(
+            sink.clone(),
+            health.clone(),
+            shutdown.clone(),
+        ));
         let uploader = Uploader {
-            sink: Arc::new(OutputSink::new(clients.output, clients.gcs.clone())),
+            sink,
             retry: config.retry.clone(),
             timeout: config.timeouts.upload,
             routes: Routes::new(publisher.clone().recipient::<Publish>(), &fail),
+            health: health.clone(),
         }
         .start();
         let resizer = start_resizers(

@@ -30,6 +30,7 @@ mod isolation;
 mod memory;
 mod ndpi;
 mod oauth;
+mod operator_faults;
 mod outage;
 mod poison;
 mod process_api;
