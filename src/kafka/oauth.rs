@@ -23,6 +23,10 @@ use rdkafka::client::OAuthToken;
 const TOKEN_LIFETIME: Duration = Duration::from_secs(600);
 const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 const METADATA_EMAIL: &str = "/computeMetadata/v1/instance/service-accounts/default/email";
+/// How long a new pod waits for the metadata server: on GKE it answers a few seconds
+/// after the pod starts (workload identity's server is per node and warms up), and
+/// one failed call used to stop the service at start.
+const METADATA_PATIENCE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum OAuthError {
@@ -222,16 +226,34 @@ fn discover_principal(runtime: &tokio::runtime::Runtime) -> Result<String, OAuth
     let host =
         std::env::var("GCE_METADATA_HOST").unwrap_or_else(|_| "metadata.google.internal".into());
     let url = format!("http://{host}{METADATA_EMAIL}");
+    let once = move || {
+        let url = url.clone();
+        async move {
+            let response = reqwest::Client::new()
+                .get(&url)
+                .header("Metadata-Flavor", "Google")
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .map_err(|e| e.to_string())?;
+            response.text().await.map_err(|e| e.to_string())
+        }
+    };
+    let started = std::time::Instant::now();
+    let backoff = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(5))
+        .without_max_times();
     let fetch = async move {
-        let response = reqwest::Client::new()
-            .get(&url)
-            .header("Metadata-Flavor", "Google")
-            .timeout(Duration::from_secs(10))
-            .send()
+        use backon::Retryable;
+        once.retry(backoff)
+            .when(move |_| started.elapsed() < METADATA_PATIENCE)
+            .notify(|error, wait| {
+                tracing::info!(%error, ?wait, "the metadata server is not answering yet; retrying");
+            })
             .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| e.to_string())?;
-        response.text().await.map_err(|e| e.to_string())
+            .map_err(|e| format!("{e}; retried for {} s", METADATA_PATIENCE.as_secs()))
     };
     let email = wait(runtime, fetch).and_then(|r| r).map_err(|e| {
         OAuthError::Principal(format!(

@@ -25,11 +25,13 @@ const ACCESS_TOKEN: &str = "ya29.local-stand-in-token";
 type Log = Arc<Mutex<Vec<String>>>;
 
 /// Serves the two metadata paths the service needs, recording each request's path and
-/// whether it carried `Metadata-Flavor: Google`.
-fn metadata_server(log: Log) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
+/// whether it carried `Metadata-Flavor: Google`, listening only after `delay` (a GKE node's metadata server answers a few
+/// seconds after a new pod starts; connections are refused until then).
+fn metadata_server_after(log: Log, delay: Duration) -> u16 {
+    let port = free_port();
     std::thread::spawn(move || {
+        std::thread::sleep(delay);
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         for stream in listener.incoming().flatten() {
             let log = log.clone();
             std::thread::spawn(move || answer_metadata(stream, &log));
@@ -183,7 +185,8 @@ fn google_tokens_reach_the_sasl_handshake() {
     let dir = tempfile::tempdir().unwrap();
     let metadata_log: Log = Arc::default();
     let handshakes: Log = Arc::default();
-    let metadata_port = metadata_server(metadata_log.clone());
+    // Late by 4 s: the service waits for it rather than exiting at start.
+    let metadata_port = metadata_server_after(metadata_log.clone(), Duration::from_secs(4));
     let broker_port = sasl_listener(handshakes.clone());
     let client = "\"security.protocol\" = \"SASL_PLAINTEXT\"\n";
     let config = dir.path().join("oauth.toml");
@@ -251,8 +254,8 @@ fn google_tokens_reach_the_sasl_handshake() {
     assert_eq!(parts[2], ACCESS_TOKEN.as_bytes(), "the access token itself");
 }
 
-/// No usable Google credentials (no key file, a metadata server that does not answer):
-/// the service says what it tried in one line and exits non-zero, quickly, without a
+/// No usable Google credentials (no key file, a metadata server that does not answer
+/// for 30 s): the service says what it tried in one line and exits non-zero, without a
 /// panic, instead of crash-looping with no hint.
 #[test]
 fn missing_google_credentials_are_a_clear_error_not_a_panic() {
@@ -288,9 +291,10 @@ fn missing_google_credentials_are_a_clear_error_not_a_panic() {
         if let Some(status) = service.child.as_mut().unwrap().try_wait().unwrap() {
             break status;
         }
+        // It waits up to 30 s for the metadata server, then gives up.
         assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "still running after 30 s"
+            started.elapsed() < Duration::from_secs(60),
+            "still running after 60 s"
         );
         std::thread::sleep(Duration::from_millis(100));
     };
