@@ -44,7 +44,7 @@ FROM ${BINARY_STAGE} AS binary
 FROM ${RUNTIME_IMAGE} AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libopenslide0 libssl3 libstdc++6 libzstd1 zlib1g ca-certificates curl \
+      libopenslide0 libssl3 libstdc++6 libzstd1 zlib1g ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin wsi \
  && mkdir -p /etc/wsi-thumbnail /var/tmp/wsi-thumbnail \
@@ -56,7 +56,9 @@ ENV WSI_THUMBNAIL_CONFIG=/etc/wsi-thumbnail/config.toml \
     TMPDIR=/var/tmp/wsi-thumbnail
 USER 10001
 EXPOSE 8080
-HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
-  CMD curl -fsS "http://127.0.0.1:${PORT:-8080}/healthz" || exit 1
+# The binary asks its own /healthz (`wsi-thumbnail health`, which reads PORT): no curl
+# in the image. Kubernetes and Cloud Run ignore HEALTHCHECK and probe /healthz, /readyz.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
+  CMD ["/usr/local/bin/wsi-thumbnail", "health"]
 ENTRYPOINT ["/usr/local/bin/wsi-thumbnail"]
 CMD ["serve"]

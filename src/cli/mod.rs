@@ -1,6 +1,7 @@
 //! Command-line parsing (clap) and dispatch to the subcommands.
 
 mod dev;
+mod health;
 mod serve;
 mod thumbnail;
 
@@ -32,6 +33,9 @@ pub enum Command {
     /// Manage the service's Kafka topics.
     #[command(subcommand)]
     Topics(serve::TopicsCommand),
+    /// Exit 0 when the service on this host answers /healthz with 200 (the image's
+    /// HEALTHCHECK).
+    Health(health::Args),
     /// Developer tools: generate fixture slides.
     #[command(subcommand)]
     Dev(dev::Command),
@@ -62,6 +66,8 @@ pub enum CliError {
     Dev(#[from] dev::Error),
     #[error(transparent)]
     Serve(#[from] serve::Error),
+    #[error(transparent)]
+    Health(#[from] health::Error),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
@@ -77,6 +83,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             init_logging(level, false);
             Ok(thumbnail::run(args)?)
         }
+        Command::Health(args) => Ok(health::run(args)?),
         Command::Dev(cmd) => {
             init_logging(level, false);
             Ok(dev::run(cmd)?)

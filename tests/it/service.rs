@@ -373,7 +373,22 @@ async fn probes_and_metrics_tell_the_truth() {
     .is_some_and(|(s, _)| s == 200)));
     let (status, _) = http_get(port, "/readyz").unwrap();
     assert_eq!(status, 503, "ready without a broker");
+    // The image's HEALTHCHECK: `wsi-thumbnail health` says alive (PORT as in the image).
+    let health = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_wsi-thumbnail"))
+            .arg("health")
+            .env("PORT", port.to_string())
+            .output()
+            .expect("run wsi-thumbnail health")
+    };
+    assert!(health().status.success(), "healthy while alive");
     assert!(service.terminate(Duration::from_secs(30)).success());
+    let gone = health();
+    assert!(!gone.status.success(), "unhealthy once stopped");
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains("/healthz"),
+        "names what it asked"
+    );
 
     // With a broker: ready, and after N requests every contract metric is there with
     // counters equal to N and lag back to 0.
