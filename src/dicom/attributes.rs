@@ -120,21 +120,24 @@ impl Attributes {
 
     /// A root 16-bit number, `default` when absent; corrupt when present and not one.
     pub fn u16(&self, tag: Tag, default: u16) -> Result<u16, DicomError> {
-        match self.values.get(&Slot::Root(tag)) {
-            None => Ok(default),
-            Some(v) => v
-                .to_int::<u16>()
-                .map_err(|_| DicomError::corrupt(format!("{tag} is not a 16-bit number"))),
-        }
+        self.number(tag, default, "a 16-bit number", |v| v.to_int::<u16>().ok())
     }
 
     /// A root number, `default` when absent; corrupt when present and not a number.
     pub fn u64(&self, tag: Tag, default: u64) -> Result<u64, DicomError> {
+        self.number(tag, default, "a number", |v| v.to_int::<u64>().ok())
+    }
+
+    fn number<T>(
+        &self,
+        tag: Tag,
+        default: T,
+        what: &str,
+        read: impl FnOnce(&PrimitiveValue) -> Option<T>,
+    ) -> Result<T, DicomError> {
         match self.values.get(&Slot::Root(tag)) {
             None => Ok(default),
-            Some(v) => v
-                .to_int::<u64>()
-                .map_err(|_| DicomError::corrupt(format!("{tag} is not a number"))),
+            Some(v) => read(v).ok_or_else(|| DicomError::corrupt(format!("{tag} is not {what}"))),
         }
     }
 
