@@ -24,7 +24,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ALL_TARGETS=(request object_name tiff_plan ndpi_plan dicom_scan dicom_series)
+ALL_TARGETS=(request object_name tiff_plan ndpi_plan dicom_scan dicom_series jpeg2000_frame)
 seconds=${1:-30}
 shift || true
 targets=("$@")

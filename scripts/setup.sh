@@ -10,11 +10,13 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # Build: OpenSlide (and libclang for its bindgen), TLS for librdkafka, cmake + nasm for
 # the bundled libjpeg-turbo 3. Peers for the benchmarks: libvips-tools (vipsthumbnail),
-# python3-openslide (OpenSlide's own get_thumbnail) and hyperfine.
+# python3-openslide (OpenSlide's own get_thumbnail) and hyperfine. Fixtures: openjph-tools
+# (ojph_compress, the HTJ2K encoder the fixture generator runs for HTJ2K DICOM series).
 PACKAGES=(
   build-essential pkg-config cmake nasm
   libopenslide-dev libclang-dev libssl-dev
   libvips-tools python3-openslide hyperfine
+  openjph-tools
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
         if frames::check_frame_geometry(&h).is_ok() {
             let _ = frames::placements(&h);
         }
-        let _ = series::check_transfer_syntax(&h);
+        let _ = wsi_thumbnail::dicom::codec::FrameCodec::of(&h);
     }
     // The whole held prefix at once, as a file read locally is scanned.
     let _ = dicom::scan_prefix(instance.held, instance.size);

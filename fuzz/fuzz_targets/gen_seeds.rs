@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use libfuzzer_sys::fuzz_target;
 use wsi_thumbnail::dicom::{Scan, scan_prefix};
 use wsi_thumbnail::fixtures::dicom::{DicomSpec, Hostile, OffsetTable, write_series};
+use wsi_thumbnail::fixtures::j2k_encode::encode_part1;
 use wsi_thumbnail::fixtures::{SlideSpec, broken, poison, pyramid};
 use wsi_thumbnail::tiff::tags;
 use wsi_thumbnail::tiff::writer::{TiffWriter, Value};
@@ -46,10 +47,25 @@ fn generate(out: &Path) -> std::io::Result<()> {
     let result = (|| {
         tiff_seeds(&out.join("tiff_plan"), &scratch)?;
         ndpi_seeds(&out.join("ndpi_plan"), &scratch)?;
-        dicom_seeds(out, &scratch)
+        dicom_seeds(out, &scratch)?;
+        jpeg2000_seeds(&out.join("jpeg2000_frame"))
     })();
     let _ = std::fs::remove_dir_all(&scratch);
     result
+}
+
+/// Part 1 codestreams of a 64 x 64 gradient (control 1: side 64, scale 1; control 9:
+/// side 64, scale 4), lossless and lossy.
+fn jpeg2000_seeds(dir: &Path) -> std::io::Result<()> {
+    let rgb: Vec<u8> = (0..64u32 * 64)
+        .flat_map(|i| [(i % 64 * 4) as u8, (i / 64 * 4) as u8, 128])
+        .collect();
+    for (name, lossless) in [("lossless", true), ("lossy", false)] {
+        let bytes = encode_part1(&rgb, 64, lossless)?;
+        write_seed(dir, &format!("{name}-full"), 1, &bytes)?;
+        write_seed(dir, &format!("{name}-quarter"), 9, &bytes)?;
+    }
+    Ok(())
 }
 
 /// Writes `[control][bytes]`, refusing seeds past 64 KiB (small seeds fuzz fast).

@@ -12,6 +12,7 @@
 use std::ops::Range;
 
 use super::DicomError;
+use super::codec::FrameCodec;
 use super::header::{InstanceHeader, Organization};
 
 /// Most frames one instance may declare.
@@ -200,26 +201,51 @@ fn item_header(
     Ok(Some(((group, element), len)))
 }
 
-/// One frame's compressed bytes: ranges relative to `pixel_value_start` (several when
-/// the frame is split into fragments).
+/// Native frames follow each other from the first pixel: frame `i` is the `i`-th run of
+/// rows x columns x samples bytes, all within the declared element and the object.
+fn native_frames(
+    h: &InstanceHeader,
+    frames: usize,
+    frame_bytes: u64,
+    size: u64,
+) -> Result<Vec<FrameBytes>, DicomError> {
+    if frame_bytes > MAX_FRAME_BYTES {
+        return Err(DicomError::Unsupported(format!(
+            "uncompressed frames of {frame_bytes} bytes (at most {MAX_FRAME_BYTES})"
+        )));
+    }
+    let held = h
+        .pixel_data_length
+        .map_or(size, |declared| declared.min(size));
+    let needed = frame_bytes.saturating_mul(frames as u64);
+    if needed > held {
+        return Err(DicomError::corrupt(format!(
+            "{frames} uncompressed frames need {needed} bytes; the pixel data holds {held}"
+        )));
+    }
+    Ok((0..frames as u64)
+        .map(|i| std::iter::once(i * frame_bytes..(i + 1) * frame_bytes).collect())
+        .collect())
+}
+
+/// One frame's bytes: ranges relative to `pixel_value_start` (several when the frame is
+/// split into fragments).
 pub type FrameBytes = Vec<Range<u64>>;
 
-/// Where each frame's compressed data is within `data`, the encapsulated pixel data of
-/// `h`. Every table entry and item is checked against the data before it is used.
+/// Where each frame's data is within `data`, the pixel data of `h` (encapsulated items
+/// or native runs). Every table entry and item is checked against the data before it is used.
 pub fn locate_frames(
     h: &InstanceHeader,
     data: &(impl PixelBytes + ?Sized),
 ) -> Result<Vec<FrameBytes>, DicomError> {
-    if !h.encapsulated {
-        return Err(DicomError::Unsupported(
-            "native (uncompressed) pixel data".into(),
-        ));
-    }
     let frames = usize::try_from(h.number_of_frames)
         .ok()
         .filter(|&f| (1..=MAX_FRAMES as usize).contains(&f))
         .ok_or_else(|| DicomError::corrupt(format!("{} frames", h.number_of_frames)))?;
     let size = data.size();
+    if let Some(frame_bytes) = FrameCodec::of(h)?.native_frame_bytes(h) {
+        return native_frames(h, frames, frame_bytes, size);
+    }
     let (tag, bot_len) = item_header(data, 0)?
         .ok_or_else(|| DicomError::corrupt("pixel data ends before its offset table"))?;
     if tag != ITEM {
@@ -347,13 +373,13 @@ pub fn locate_frames(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::super::header::Flavour;
     use super::*;
 
     pub(crate) fn header(frames: u64) -> InstanceHeader {
         InstanceHeader {
-            transfer_syntax_uid: super::super::header::JPEG_BASELINE.into(),
+            transfer_syntax_uid: super::super::codec::JPEG_BASELINE.into(),
             transfer_syntax_name: "JPEG Baseline".into(),
             sop_class_uid: super::super::header::WSI_SOP_CLASS.into(),
             sop_instance_uid: "1".into(),

@@ -56,9 +56,6 @@ const SLACK: u64 = 64 * 1024;
 /// The SOP class of VL Whole Slide Microscopy images.
 pub const WSI_SOP_CLASS: &str = "1.2.840.10008.5.1.4.1.1.77.1.6";
 
-/// The transfer syntax decoded directly (JPEG baseline, 8 bit).
-pub const JPEG_BASELINE: &str = "1.2.840.10008.1.2.4.50";
-
 /// What [`scan_prefix`] made of a prefix.
 #[derive(Debug)]
 pub enum Scan {
@@ -523,7 +520,7 @@ mod tests {
         assert_eq!((h.columns, h.rows, h.number_of_frames), (500, 500, 30));
         assert_eq!(h.flavour, Flavour::Volume);
         assert_eq!(h.organization, Organization::TiledFull);
-        assert_eq!(h.transfer_syntax_uid, JPEG_BASELINE);
+        assert_eq!(h.transfer_syntax_uid, super::super::codec::JPEG_BASELINE);
         assert_eq!(h.pixel_spacing.map(|s| s.1 * 1000.0), Some(0.499));
         assert!(h.encapsulated);
         assert_eq!(h.objective_power, None);

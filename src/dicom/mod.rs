@@ -1,7 +1,8 @@
 //! DICOM VL Whole Slide Microscopy series, read from byte prefixes and byte ranges.
 //!
 //! A link to any one instance (`.dcm`) names the slide (contract §1). A series stores
-//! one pyramid level per instance (or several, concatenated), each a grid of JPEG frames.
+//! one pyramid level per instance (or several, concatenated), each a grid of frames
+//! (JPEG, JPEG 2000, HTJ2K or uncompressed).
 //! This module knows the format and nothing about where the bytes come from, so the
 //! storage side (ranged GETs of a bucket) and the engine (a local folder, possibly of
 //! sparse copies) share it:
@@ -11,6 +12,7 @@
 //!   (`scan_prefix` asks for a longer prefix until the header is complete).
 //! - [`series`]: which siblings belong to the linked slide, the levels, the checks, the
 //!   metadata, the chosen level and the byte ranges making its thumbnail reads.
+//! - [`codec`]: which decoder an instance's transfer syntax and pixel description need.
 //! - [`frames`]: where each frame sits (TILED_FULL / TILED_SPARSE) and where its bytes are
 //!   (offset tables or the item walk).
 //!
@@ -18,6 +20,7 @@
 //! the bytes at hand and the object size first (see `header`).
 
 pub mod attributes;
+pub mod codec;
 pub mod error;
 pub mod frames;
 pub mod header;

@@ -12,8 +12,9 @@ use std::collections::HashSet;
 use std::ops::Range;
 
 use super::DicomError;
+use super::codec::FrameCodec;
 use super::frames;
-use super::header::{Flavour, InstanceHeader, JPEG_BASELINE, WSI_SOP_CLASS};
+use super::header::{Flavour, InstanceHeader, WSI_SOP_CLASS};
 use crate::naming::SeriesIdentity;
 use crate::slide::geometry::{choose_level, thumbnail_dims};
 use crate::slide::{MAX_LEVELS, SlideMetadata, ThumbnailOptions};
@@ -211,12 +212,8 @@ fn group(
 /// What the pixel path relies on, as OpenSlide checks it.
 fn check_instance(h: &InstanceHeader) -> Result<(), DicomError> {
     frames::check_frame_geometry(h)?;
-    if h.samples_per_pixel != 3 || h.bits_allocated != 8 || h.planar_configuration != 0 {
-        return Err(DicomError::Unsupported(format!(
-            "{} samples of {} bits (planar configuration {}); only 8-bit colour is read",
-            h.samples_per_pixel, h.bits_allocated, h.planar_configuration
-        )));
-    }
+    // The transfer syntax and the pixel description (samples, bits, photometric).
+    FrameCodec::of(h)?;
     if h.focal_planes != 1 {
         return Err(DicomError::Unsupported(format!(
             "{} focal planes; only single-plane slides are read",
@@ -239,17 +236,6 @@ pub fn chosen_level(series: &Series, options: &ThumbnailOptions) -> (usize, (u32
     (choose_level(&dims, target), target)
 }
 
-/// Refuses transfer syntaxes the pixel path does not decode, naming them.
-pub fn check_transfer_syntax(h: &InstanceHeader) -> Result<(), DicomError> {
-    if h.transfer_syntax_uid == JPEG_BASELINE && h.encapsulated {
-        return Ok(());
-    }
-    Err(DicomError::Unsupported(format!(
-        "transfer syntax {} ({}) is not decoded; JPEG baseline (1.2.840.10008.1.2.4.50) is",
-        h.transfer_syntax_uid, h.transfer_syntax_name
-    )))
-}
-
 /// Byte ranges (per file name) beyond the headers that making the thumbnail will read:
 /// the pixel data of the chosen level's instance(s), `[pixel_value_start, object end)`.
 pub fn pixel_ranges(
@@ -268,7 +254,7 @@ pub fn pixel_ranges(
         .iter()
         .map(|&i| {
             let (name, size, h) = &instances[i];
-            check_transfer_syntax(h)?;
+            FrameCodec::of(h)?;
             if h.pixel_value_start >= *size {
                 return Err(DicomError::corrupt(
                     "pixel data starts past the object's end",
@@ -295,16 +281,23 @@ mod tests {
     }
 
     #[test]
-    fn other_transfer_syntaxes_are_unsupported_by_name() {
+    fn a_level_in_an_undecoded_syntax_plans_no_ranges_and_names_it() {
         let instances = shared_instances().expect("the shared DICOM set");
-        let mut h = instances[0].2.clone();
-        assert!(check_transfer_syntax(&h).is_ok());
-        h.transfer_syntax_uid = "1.2.840.10008.1.2.4.91".into();
-        h.transfer_syntax_name = "JPEG 2000 Image Compression".into();
-        let err = check_transfer_syntax(&h).expect_err("unsupported");
+        let options = ThumbnailOptions::default();
+        let linked = instances[0].0.clone();
+        assert!(pixel_ranges(&linked, &instances, &options).is_ok());
+        let mut jpeg_ls = instances.clone();
+        for (_, _, h) in &mut jpeg_ls {
+            h.transfer_syntax_uid = "1.2.840.10008.1.2.4.57".into();
+            h.transfer_syntax_name = "JPEG Lossless, Non-Hierarchical (Process 14)".into();
+        }
+        let err = pixel_ranges(&linked, &jpeg_ls, &options).expect_err("unsupported");
         assert!(matches!(err, DicomError::Unsupported(_)));
         let text = err.to_string();
-        assert!(text.contains("1.2.840.10008.1.2.4.91 (JPEG 2000"), "{text}");
+        assert!(
+            text.contains("1.2.840.10008.1.2.4.57 (JPEG Lossless"),
+            "{text}"
+        );
     }
 
     fn shared_instances() -> Option<Vec<(String, u64, InstanceHeader)>> {

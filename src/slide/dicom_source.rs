@@ -1,6 +1,9 @@
-//! A DICOM level as a [`RegionSource`]: its JPEG frames decoded with libjpeg-turbo at
-//! 1/`denominator` scale (the IDCT does the first reduction, as for tiled TIFF), placed
-//! by TILED_FULL order or TILED_SPARSE positions, white where no frame lies.
+//! A DICOM level as a [`RegionSource`]: its frames decoded at 1/`denominator` scale,
+//! placed by TILED_FULL order or TILED_SPARSE positions, white where no frame lies. Each
+//! instance keeps its own codec (a series may mix them): JPEG through libjpeg-turbo (the
+//! IDCT does the first reduction, as for tiled TIFF), JPEG 2000 and HTJ2K from the
+//! wavelet levels the scale needs ([`super::jpeg2000`]), uncompressed frames
+//! box-averaged ([`super::native_frame`]).
 //!
 //! Frames are read from the instance files piecewise (item headers, then each frame's
 //! bytes when a chunk needs it), never the whole level: the folder may be a temporary
@@ -18,11 +21,13 @@ use turbojpeg::Decompressor;
 use super::error::SlideError;
 use super::geometry::{self, Rect};
 use super::jpeg_decode::{ColourPolicy, decode_scaled, prepare_stream, scaled_decompressor};
+use super::reduce::box_shrink;
 use super::source::{RegionReader, RegionSource};
+use super::{jpeg_ls, jpeg2000, native_frame};
 use crate::dicom::DicomError;
+use crate::dicom::codec::FrameCodec;
 use crate::dicom::frames::{self, FrameBytes, MAX_FRAME_BYTES, PixelBytes};
 use crate::dicom::header::InstanceHeader;
-use crate::dicom::series::check_transfer_syntax;
 
 const WHITE: u8 = 255;
 
@@ -49,6 +54,15 @@ impl PixelBytes for FilePixels<'_> {
     }
 }
 
+/// One instance of the level: its file, where its frame ranges count from, its codec.
+struct Member {
+    file: File,
+    base: u64,
+    codec: FrameCodec,
+    /// JPEG frames without a JFIF/Adobe marker are RGB (PhotometricInterpretation RGB).
+    fallback_rgb: bool,
+}
+
 struct Frame {
     instance: usize,
     /// Top-left pixel at full scale.
@@ -60,12 +74,10 @@ struct Frame {
 /// The chosen level of a DICOM series.
 pub struct DicomLevelSource {
     path: PathBuf,
-    /// Each instance's file and the absolute offset its frame ranges count from.
-    files: Vec<(File, u64)>,
+    members: Vec<Member>,
     level_dims: (u64, u64),
     frame_size: (u32, u32),
     denominator: u32,
-    fallback_rgb: bool,
     frames: Vec<Frame>,
     /// Frames touching each grid cell (by frame size), in frame order.
     cells: HashMap<(u64, u64), Vec<u32>>,
@@ -86,10 +98,16 @@ impl DicomLevelSource {
             .ok_or_else(|| corrupt(DicomError::corrupt("a level without instances")))?
             .2;
         let frame_size = (first.columns, first.rows);
-        let mut files = Vec::with_capacity(instances.len());
+        let mut members = Vec::with_capacity(instances.len());
         let mut all_frames = Vec::new();
         for (index, (file_path, size, header)) in instances.iter().enumerate() {
-            check_transfer_syntax(header).map_err(corrupt)?;
+            let codec = FrameCodec::of(header).map_err(corrupt)?;
+            if (header.columns, header.rows) != frame_size {
+                return Err(corrupt(DicomError::corrupt(format!(
+                    "instances of one level with frames of {} x {} and {} x {}",
+                    frame_size.0, frame_size.1, header.columns, header.rows
+                ))));
+            }
             let file = File::open(file_path).map_err(|e| SlideError::Io {
                 path: file_path.clone(),
                 source: e,
@@ -113,7 +131,12 @@ impl DicomLevelSource {
                     });
                 }
             }
-            files.push((file, header.pixel_value_start));
+            members.push(Member {
+                file,
+                base: header.pixel_value_start,
+                codec,
+                fallback_rgb: header.photometric == "RGB",
+            });
         }
         let (fw, fh) = (u64::from(frame_size.0), u64::from(frame_size.1));
         let mut cells: HashMap<(u64, u64), Vec<u32>> = HashMap::new();
@@ -128,11 +151,10 @@ impl DicomLevelSource {
         }
         Ok(DicomLevelSource {
             path: path.to_path_buf(),
-            files,
+            members,
             level_dims,
             frame_size,
             denominator,
-            fallback_rgb: first.photometric == "RGB",
             frames: all_frames,
             cells,
         })
@@ -165,10 +187,9 @@ impl RegionSource for DicomLevelSource {
     }
 
     fn reader(&self) -> Result<Box<dyn RegionReader + '_>, SlideError> {
-        let decompressor = scaled_decompressor(self.denominator)?;
         Ok(Box::new(DicomLevelReader {
             source: self,
-            decompressor,
+            decompressor: None,
             compressed: Vec::new(),
             stream: Vec::new(),
             frame_rgb: Vec::new(),
@@ -179,7 +200,8 @@ impl RegionSource for DicomLevelSource {
 
 struct DicomLevelReader<'a> {
     source: &'a DicomLevelSource,
-    decompressor: Decompressor,
+    /// Made on the first JPEG frame (a level may hold none).
+    decompressor: Option<Decompressor>,
     compressed: Vec<u8>,
     stream: Vec<u8>,
     frame_rgb: Vec<u8>,
@@ -198,8 +220,8 @@ impl DicomLevelReader<'_> {
             .frames
             .get(index as usize)
             .ok_or_else(|| s.corrupt(format!("frame {index} missing")))?;
-        let (file, base) = s
-            .files
+        let member = s
+            .members
             .get(frame.instance)
             .ok_or_else(|| s.corrupt("instance missing".into()))?;
         let total: u64 = frame.bytes.iter().map(|r| r.end - r.start).sum();
@@ -215,26 +237,78 @@ impl DicomLevelReader<'_> {
                 .compressed
                 .get_mut(at..at + len)
                 .ok_or_else(|| s.corrupt("fragment sizes".into()))?;
-            file.read_exact_at(dst, base + range.start)
+            member
+                .file
+                .read_exact_at(dst, member.base + range.start)
                 .map_err(|e| s.corrupt(format!("frame {index}: {e}")))?;
             at += len;
         }
-        prepare_stream(
-            ColourPolicy::StreamFirst {
-                fallback_rgb: s.fallback_rgb,
-            },
-            &self.compressed,
-            None,
-            &mut self.stream,
-        );
-        decode_scaled(
-            &mut self.decompressor,
-            &self.stream,
-            s.denominator,
-            s.scaled_frame(),
-            &mut self.frame_rgb,
-        )
-        .map_err(|e| s.corrupt(format!("frame {index}: {e}")))?;
+        let scaled = s.scaled_frame();
+        let fail = |e: String| s.corrupt(format!("frame {index}: {e}"));
+        match member.codec {
+            FrameCodec::Jpeg => {
+                prepare_stream(
+                    ColourPolicy::StreamFirst {
+                        fallback_rgb: member.fallback_rgb,
+                    },
+                    &self.compressed,
+                    None,
+                    &mut self.stream,
+                );
+                let decompressor = match &mut self.decompressor {
+                    Some(d) => d,
+                    None => self
+                        .decompressor
+                        .insert(scaled_decompressor(s.denominator)?),
+                };
+                decode_scaled(
+                    decompressor,
+                    &self.stream,
+                    s.denominator,
+                    scaled,
+                    &mut self.frame_rgb,
+                )
+                .map_err(fail)?;
+            }
+            FrameCodec::Jpeg2000 => {
+                jpeg2000::decode_scaled(
+                    &self.compressed,
+                    s.frame_size,
+                    s.denominator,
+                    &mut self.frame_rgb,
+                )
+                .map_err(fail)?;
+            }
+            FrameCodec::JpegLs => {
+                jpeg_ls::decode(&self.compressed, s.frame_size, &mut self.stream).map_err(fail)?;
+                box_shrink(
+                    &self.stream,
+                    s.frame_size.0 as usize,
+                    s.frame_size.1 as usize,
+                    s.denominator,
+                    &mut self.frame_rgb,
+                );
+            }
+            FrameCodec::Native(layout) => {
+                native_frame::to_rgb(layout, &self.compressed, s.frame_size, &mut self.stream)
+                    .map_err(fail)?;
+                box_shrink(
+                    &self.stream,
+                    s.frame_size.0 as usize,
+                    s.frame_size.1 as usize,
+                    s.denominator,
+                    &mut self.frame_rgb,
+                );
+            }
+        }
+        if self.frame_rgb.len() as u64 != scaled.0 * scaled.1 * 3 {
+            return Err(fail(format!(
+                "decoded {} bytes for {} x {}",
+                self.frame_rgb.len(),
+                scaled.0,
+                scaled.1
+            )));
+        }
         self.decoded = Some(index);
         Ok(())
     }

@@ -13,7 +13,7 @@ pub enum SlideError {
     #[error(
         "{path} is not a slide format this service reads ({reason}); supported are Aperio, \
          Hamamatsu, Leica, MIRAX, Philips, Sakura, Trestle, Ventana, generic tiled TIFF and \
-         DICOM whole-slide images with JPEG baseline frames"
+         DICOM whole-slide images (JPEG, JPEG 2000, HTJ2K or uncompressed frames)"
     )]
     Unsupported { path: PathBuf, reason: String },
 

@@ -2,10 +2,12 @@
 //! §2): an operator checking a CVE needs the versions that actually decode slides, not
 //! the ones a package manifest names.
 //!
-//! OpenSlide and OpenJPEG are shared libraries, asked at run time (OpenJPEG is loaded as
-//! OpenSlide's dependency, so it is looked up among the loaded symbols);
+//! OpenSlide and its OpenJPEG are shared libraries, asked at run time (OpenJPEG is
+//! loaded as OpenSlide's dependency, so it is looked up among the loaded symbols);
 //! libjpeg-turbo is built into the binary by turbojpeg-sys, and `build.rs` records its
-//! version from the headers it was built with.
+//! version from the headers it was built with. The binary's own OpenJPEG (openjpeg-sys,
+//! static, its symbols not exported, so OpenSlide keeps its own) answers `opj_version`
+//! directly; hayro-jpeg2000's and CharLS's versions are the ones Cargo.lock pins.
 
 use std::ffi::CStr;
 
@@ -30,6 +32,21 @@ pub fn libraries() -> Vec<Library> {
             name: "libjpeg-turbo",
             version: env!("WSI_LIBJPEG_TURBO_VERSION").to_string(),
             role: "built in: JPEG tiles and frames on the direct paths",
+        },
+        Library {
+            name: "hayro-jpeg2000",
+            version: env!("WSI_HAYRO_JPEG2000_VERSION").to_string(),
+            role: "built in: JPEG 2000 frames on the direct paths",
+        },
+        Library {
+            name: "CharLS",
+            version: env!("WSI_CHARLS_VERSION").to_string(),
+            role: "built in: JPEG-LS frames on the direct paths",
+        },
+        Library {
+            name: "OpenJPEG",
+            version: super::openjpeg::version(),
+            role: "built in: HTJ2K frames on the direct paths",
         },
         Library {
             name: "OpenJPEG",

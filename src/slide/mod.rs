@@ -16,11 +16,15 @@ pub mod encode;
 pub mod error;
 pub mod geometry;
 pub mod jp2k_guard;
+pub mod jpeg2000;
 pub mod jpeg_decode;
+pub mod jpeg_ls;
 pub mod jpeg_tiles;
 pub mod libraries;
 pub mod metadata;
+pub mod native_frame;
 pub mod ndpi;
+pub mod openjpeg;
 pub mod reduce;
 pub mod render;
 pub mod source;
@@ -239,6 +243,18 @@ pub fn reduce_slide(path: &Path, options: &ThumbnailOptions) -> Result<Reduced, 
     let open = started.elapsed();
 
     let decode_started = Instant::now();
+    // JPEG 2000 tile headers are checked whichever path reads them: OpenSlide's copy
+    // loop needs it, the direct path falls back to OpenSlide on an error, and a slide
+    // whose headers disagree with its tiles is corrupt for both.
+    guard_jp2k(
+        path,
+        &tiff,
+        jp2k_guard::Tiles::All {
+            width: level_dims.0,
+            height: level_dims.1,
+            level,
+        },
+    )?;
     let fast = match (&tiff, options.decoder) {
         (Ok(Some(tiff)), DecoderChoice::Auto) if fast_path_vendor(&metadata.vendor) => {
             let denominator = geometry::jpeg_denominator(level_dims, target);
@@ -266,16 +282,6 @@ pub fn reduce_slide(path: &Path, options: &ThumbnailOptions) -> Result<Reduced, 
     let (intermediate, pixel_path) = match fast {
         Some(done) => done,
         None => {
-            let (width, height) = level_dims;
-            guard_jp2k(
-                path,
-                &tiff,
-                jp2k_guard::Tiles::All {
-                    width,
-                    height,
-                    level,
-                },
-            )?;
             let source = OpenSlideSource {
                 slide: &slide,
                 path,

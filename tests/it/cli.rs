@@ -248,10 +248,14 @@ fn version_names_the_service_and_every_slide_library_one_per_line() {
         lines[0],
         format!("wsi-thumbnail {}", env!("CARGO_PKG_VERSION"))
     );
-    for (line, name) in lines[1..]
-        .iter()
-        .zip(["OpenSlide ", "libjpeg-turbo ", "OpenJPEG "])
-    {
+    for (line, name) in lines[1..].iter().zip([
+        "OpenSlide ",
+        "libjpeg-turbo ",
+        "hayro-jpeg2000 ",
+        "CharLS ",
+        "OpenJPEG ",
+        "OpenJPEG ",
+    ]) {
         let version = line
             .strip_prefix(name)
             .unwrap_or_else(|| panic!("{line:?} names {name}"));
@@ -260,5 +264,9 @@ fn version_names_the_service_and_every_slide_library_one_per_line() {
             "{line:?}: a version number"
         );
     }
-    assert_eq!(lines.len(), 4, "{text}");
+    assert_eq!(lines.len(), 7, "{text}");
+    assert!(
+        lines[5].contains("built in: HTJ2K") && lines[6].contains("inside OpenSlide"),
+        "{text}"
+    );
 }

@@ -19,6 +19,7 @@ mod cli;
 mod config;
 mod crashes;
 mod deploy;
+mod dicom_codecs;
 mod dicom_generated;
 mod dicom_series;
 mod dicom_shared;
