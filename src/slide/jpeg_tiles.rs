@@ -1,5 +1,7 @@
-//! The fast path: decode a tiled JPEG TIFF level's tiles directly with libjpeg-turbo,
-//! letting the IDCT shrink by 2, 4 or 8 on the way.
+//! The fast path: decode a tiled TIFF level's tiles directly, shrinking by 2, 4 or 8 on
+//! the way: JPEG tiles with libjpeg-turbo (the IDCT scales), Aperio's JPEG 2000 tiles
+//! (33003 YCbCr, 33005 RGB) from the wavelet levels the scale needs
+//! ([`super::jpeg2000`]), with no OpenSlide involved.
 //!
 //! OpenSlide's tile path (libtiff, cairo, a tile cache, premultiplied ARGB) is what
 //! separates a straightforward engine from the fastest peers; for Aperio and generic
@@ -16,7 +18,9 @@ use turbojpeg::Decompressor;
 
 use super::error::SlideError;
 use super::geometry::{self, Rect};
+use super::jp2k_guard::APERIO_JP2K;
 use super::jpeg_decode::{ColourPolicy, decode_scaled, prepare_stream, scaled_decompressor};
+use super::jpeg2000;
 use super::source::{RegionReader, RegionSource};
 use crate::tiff::{Directory, TiffFile, tags};
 
@@ -28,7 +32,18 @@ const MAX_TILE_BYTES: u64 = 32 * 1024 * 1024;
 #[error("{0}")]
 pub struct NotEligible(pub String);
 
-/// One tiled JPEG level, ready to be read in scaled pixel space.
+/// How a level's tiles are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TileCodec {
+    Jpeg,
+    /// Aperio JPEG 2000: 33003 stores YCbCr components (converted here, as OpenSlide
+    /// does), 33005 RGB.
+    Jpeg2000 {
+        ycbcr: bool,
+    },
+}
+
+/// One tiled JPEG or JPEG 2000 level, ready to be read in scaled pixel space.
 pub struct JpegTileSource {
     path: PathBuf,
     file: File,
@@ -39,6 +54,7 @@ pub struct JpegTileSource {
     counts: Vec<u64>,
     tables: Option<Vec<u8>>,
     rgb_photometric: bool,
+    codec: TileCodec,
     denominator: u32,
     background: [u8; 3],
 }
@@ -53,7 +69,7 @@ impl JpegTileSource {
         background: [u8; 3],
     ) -> Result<JpegTileSource, NotEligible> {
         let dir = find_level_directory(tiff, level_dims)?;
-        check_eligible(dir)?;
+        let codec = check_eligible(dir)?;
         let (tw, th) = (dir.tile_width.unwrap_or(0), dir.tile_height.unwrap_or(0));
         let grid = dir
             .tile_grid()
@@ -76,6 +92,7 @@ impl JpegTileSource {
             counts,
             tables,
             rgb_photometric: dir.photometric == Some(tags::PHOTOMETRIC_RGB),
+            codec,
             denominator,
             background,
         })
@@ -103,15 +120,24 @@ fn find_level_directory(tiff: &TiffFile, dims: (u64, u64)) -> Result<&Directory,
         .ok_or_else(|| NotEligible(format!("no tiled directory of {} x {}", dims.0, dims.1)))
 }
 
-fn check_eligible(dir: &Directory) -> Result<(), NotEligible> {
+fn check_eligible(dir: &Directory) -> Result<TileCodec, NotEligible> {
     let fail = |what: &str| Err(NotEligible(what.to_string()));
-    if dir.compression != tags::COMPRESSION_JPEG {
-        return fail("not JPEG-compressed");
-    }
-    if !matches!(
-        dir.photometric,
-        Some(tags::PHOTOMETRIC_RGB | tags::PHOTOMETRIC_YCBCR)
-    ) {
+    let codec = if dir.compression == tags::COMPRESSION_JPEG {
+        TileCodec::Jpeg
+    } else if APERIO_JP2K.contains(&dir.compression) {
+        // OpenSlide decides the colour of these by the compression, not Photometric.
+        TileCodec::Jpeg2000 {
+            ycbcr: dir.compression == APERIO_JP2K[0],
+        }
+    } else {
+        return fail("neither JPEG nor Aperio JPEG 2000");
+    };
+    if codec == TileCodec::Jpeg
+        && !matches!(
+            dir.photometric,
+            Some(tags::PHOTOMETRIC_RGB | tags::PHOTOMETRIC_YCBCR)
+        )
+    {
         return fail("photometric is neither RGB nor YCbCr");
     }
     if dir.samples_per_pixel != 3 || dir.bits_per_sample != 8 || dir.planar_config != 1 {
@@ -121,7 +147,7 @@ fn check_eligible(dir: &Directory) -> Result<(), NotEligible> {
         (Some(w), Some(h))
             if w > 0 && h > 0 && w % 16 == 0 && h % 16 == 0 && w <= 4096 && h <= 4096 =>
         {
-            Ok(())
+            Ok(codec)
         }
         _ => fail("tile size is not a multiple of 16 up to 4096"),
     }
@@ -176,7 +202,10 @@ impl RegionSource for JpegTileSource {
     }
 
     fn reader(&self) -> Result<Box<dyn RegionReader + '_>, SlideError> {
-        let decompressor = scaled_decompressor(self.denominator)?;
+        let decompressor = match self.codec {
+            TileCodec::Jpeg => Some(scaled_decompressor(self.denominator)?),
+            TileCodec::Jpeg2000 { .. } => None,
+        };
         Ok(Box::new(JpegTileReader {
             source: self,
             decompressor,
@@ -189,7 +218,8 @@ impl RegionSource for JpegTileSource {
 
 struct JpegTileReader<'a> {
     source: &'a JpegTileSource,
-    decompressor: Decompressor,
+    /// For JPEG tiles only.
+    decompressor: Option<Decompressor>,
     compressed: Vec<u8>,
     stream: Vec<u8>,
     tile_rgb: Vec<u8>,
@@ -211,28 +241,46 @@ impl JpegTileReader<'_> {
         s.file
             .read_exact_at(&mut self.compressed, offset)
             .map_err(|e| s.corrupt(format!("tile {index} at offset {offset}: {e}")))?;
-        prepare_stream(
-            ColourPolicy::TiffPhotometric {
-                rgb: s.rgb_photometric,
-            },
-            &self.compressed,
-            s.tables.as_deref(),
-            &mut self.stream,
-        );
         let (sw, sh) = s.scaled_tile();
-        decode_scaled(
-            &mut self.decompressor,
-            &self.stream,
-            s.denominator,
-            (sw, sh),
-            &mut self.tile_rgb,
-        )
-        .map_err(|e| {
+        let fail = |e: String| {
             s.corrupt(format!(
                 "tile {index} (directory tile {} x {}): {e}",
                 s.tile.0, s.tile.1
             ))
-        })?;
+        };
+        match (s.codec, &mut self.decompressor) {
+            (TileCodec::Jpeg, Some(decompressor)) => {
+                prepare_stream(
+                    ColourPolicy::TiffPhotometric {
+                        rgb: s.rgb_photometric,
+                    },
+                    &self.compressed,
+                    s.tables.as_deref(),
+                    &mut self.stream,
+                );
+                decode_scaled(
+                    decompressor,
+                    &self.stream,
+                    s.denominator,
+                    (sw, sh),
+                    &mut self.tile_rgb,
+                )
+                .map_err(fail)?;
+            }
+            (TileCodec::Jpeg2000 { ycbcr }, _) => {
+                jpeg2000::decode_scaled(
+                    &self.compressed,
+                    s.tile,
+                    s.denominator,
+                    &mut self.tile_rgb,
+                )
+                .map_err(fail)?;
+                if ycbcr {
+                    super::native_frame::ycbcr_to_rgb_in_place(&mut self.tile_rgb);
+                }
+            }
+            (TileCodec::Jpeg, None) => return Err(fail("no JPEG decoder".into())),
+        }
         Ok(true)
     }
 }

@@ -142,3 +142,50 @@ fn direct_decoding_equals_openslide_on_generated_levels() {
         );
     }
 }
+
+#[test]
+fn aperio_jpeg2000_tiles_take_the_direct_path_and_agree_with_openslide() {
+    // 8192 x 6144 with 8x steps: level 1 (1024 x 768) for a 256 x 192 thumbnail, read at
+    // 1/2 from the wavelet levels. OpenSlide (its OpenJPEG, converting 33003's YCbCr
+    // itself) is the independent decode.
+    for compression in [33003, 33005] {
+        let spec = SlideSpec {
+            jp2k: Some(compression),
+            ..SlideSpec::aperio(8192, 6144, 8)
+        };
+        let path = fixture(&spec);
+        let field = TissueField::new(spec.seed, spec.width, spec.height);
+        let mut outputs = Vec::new();
+        for decoder in [DecoderChoice::Auto, DecoderChoice::Openslide] {
+            let thumb = make_thumbnail(
+                &path,
+                &ThumbnailOptions {
+                    max_size: 256,
+                    decoder,
+                    ..ThumbnailOptions::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(thumb.level, 1, "{compression} {decoder:?}");
+            assert_eq!(thumb.metadata.vendor, "aperio");
+            let (w, h, rgb) = decode_png(&thumb.png);
+            assert_eq!((w, h), (256, 192));
+            let mad = mean_abs_diff(&rgb, &field.render_reference(w, h));
+            println!(
+                "{compression} {decoder:?} via {:?}: MAD to the tissue {mad:.3}",
+                thumb.path
+            );
+            assert!(mad <= 3.0, "{compression} {decoder:?}: {mad}");
+            outputs.push((thumb.path, rgb));
+        }
+        assert_eq!(
+            outputs[0].0,
+            PixelPath::JpegTiles { denominator: 2 },
+            "{compression}"
+        );
+        assert_eq!(outputs[1].0, PixelPath::Openslide);
+        let between = mean_abs_diff(&outputs[0].1, &outputs[1].1);
+        println!("{compression}: between paths {between:.3}");
+        assert!(between <= 1.0, "{compression}: paths disagree by {between}");
+    }
+}
