@@ -281,24 +281,12 @@ impl DicomLevelReader<'_> {
             }
             FrameCodec::JpegLs => {
                 jpeg_ls::decode(&self.compressed, s.frame_size, &mut self.stream).map_err(fail)?;
-                box_shrink(
-                    &self.stream,
-                    s.frame_size.0 as usize,
-                    s.frame_size.1 as usize,
-                    s.denominator,
-                    &mut self.frame_rgb,
-                );
+                self.shrink_whole_frame();
             }
             FrameCodec::Native(layout) => {
                 native_frame::to_rgb(layout, &self.compressed, s.frame_size, &mut self.stream)
                     .map_err(fail)?;
-                box_shrink(
-                    &self.stream,
-                    s.frame_size.0 as usize,
-                    s.frame_size.1 as usize,
-                    s.denominator,
-                    &mut self.frame_rgb,
-                );
+                self.shrink_whole_frame();
             }
         }
         if self.frame_rgb.len() as u64 != scaled.0 * scaled.1 * 3 {
@@ -311,6 +299,21 @@ impl DicomLevelReader<'_> {
         }
         self.decoded = Some(index);
         Ok(())
+    }
+}
+
+impl DicomLevelReader<'_> {
+    /// For codecs without a reduced decode (JPEG-LS, uncompressed): the whole frame,
+    /// decoded into `stream` as RGB, box-averaged by the denominator into `frame_rgb`.
+    fn shrink_whole_frame(&mut self) {
+        let s = self.source;
+        box_shrink(
+            &self.stream,
+            s.frame_size.0 as usize,
+            s.frame_size.1 as usize,
+            s.denominator,
+            &mut self.frame_rgb,
+        );
     }
 }
 
