@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
 # wsi-thumbnail service image: a Debian 12 build stage with the build packages, and a
-# slim Debian 12 runtime with only the shared libraries the binary links (OpenSlide and
-# its image libraries, OpenSSL for SASL_SSL/SSL clusters, libstdc++ for librdkafka).
+# slim Debian 12 runtime with only the shared libraries the binary links: OpenSlide is
+# OpenSlide's own self-contained build (openslide-bin, pinned by version and SHA-256 in
+# scripts/install-openslide-bin.sh, needing only glibc), copied at the path the binary's
+# RUNPATH names; OpenSSL for SASL_SSL/SSL clusters, libstdc++ for librdkafka.
 #
 #   docker build -t wsi-thumbnail .
 #   docker run --rm -v $PWD/config/wsi-thumbnail.toml:/etc/wsi-thumbnail/config.toml:ro wsi-thumbnail
@@ -15,14 +17,20 @@ ARG RUNTIME_IMAGE=debian:bookworm-slim
 # `builder`: compile in the image; `prebuilt`: take prebuilt/wsi-thumbnail from the
 # build context (the smoke script puts the host's release binary there).
 ARG BINARY_STAGE=builder
+# Where openslide-bin lives, in both stages: the same path as in .cargo/config.toml.
+ARG OPENSLIDE_BIN_PREFIX=/opt/openslide-bin/4.0.1.2
 
 FROM ${BUILDER_IMAGE} AS builder
+ARG OPENSLIDE_BIN_PREFIX
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      pkg-config cmake nasm libopenslide-dev libclang-dev libssl-dev \
+      pkg-config cmake nasm libclang-dev libssl-dev curl ca-certificates python3 \
  && rm -rf /var/lib/apt/lists/*
+COPY scripts/install-openslide-bin.sh /tmp/
+RUN OPENSLIDE_BIN_PREFIX=${OPENSLIDE_BIN_PREFIX} /tmp/install-openslide-bin.sh
 WORKDIR /src
 # Dependencies first, so that source edits do not rebuild them.
+COPY .cargo .cargo
 COPY Cargo.toml Cargo.lock build.rs ./
 RUN mkdir -p src benches \
  && echo 'fn main() {}' > src/main.rs \
@@ -37,19 +45,23 @@ RUN touch src/main.rs src/lib.rs \
  && strip target/release/wsi-thumbnail
 
 FROM scratch AS prebuilt
+ARG OPENSLIDE_BIN_PREFIX
 COPY prebuilt/wsi-thumbnail /src/target/release/wsi-thumbnail
+COPY prebuilt/libopenslide.so.1 ${OPENSLIDE_BIN_PREFIX}/lib/libopenslide.so.1
 
 FROM ${BINARY_STAGE} AS binary
 
 FROM ${RUNTIME_IMAGE} AS runtime
+ARG OPENSLIDE_BIN_PREFIX
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libopenslide0 libssl3 libstdc++6 libzstd1 zlib1g ca-certificates \
+      libssl3 libstdc++6 libzstd1 zlib1g ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin wsi \
  && mkdir -p /etc/wsi-thumbnail /var/tmp/wsi-thumbnail \
  && chown wsi /var/tmp/wsi-thumbnail
 COPY --from=binary /src/target/release/wsi-thumbnail /usr/local/bin/wsi-thumbnail
+COPY --from=binary ${OPENSLIDE_BIN_PREFIX}/lib/libopenslide.so.1 ${OPENSLIDE_BIN_PREFIX}/lib/libopenslide.so.1
 # The documented default; mount your own at the same path (or set WSI_THUMBNAIL_CONFIG).
 COPY config/wsi-thumbnail.toml /etc/wsi-thumbnail/config.toml
 ENV WSI_THUMBNAIL_CONFIG=/etc/wsi-thumbnail/config.toml \

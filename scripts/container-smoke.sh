@@ -47,6 +47,9 @@ mkdir -p "$WORK/ctx/prebuilt" "$WORK/ctx/config"
 cp Dockerfile "$WORK/ctx/"
 cp config/wsi-thumbnail.toml "$WORK/ctx/config/"
 cp target/release/wsi-thumbnail "$WORK/ctx/prebuilt/"
+# The OpenSlide the binary's RUNPATH names (scripts/install-openslide-bin.sh).
+cp "$(readelf -d target/release/wsi-thumbnail | sed -n 's/.*runpath: \[\(.*\)\]/\1/p')/libopenslide.so.1" \
+  "$WORK/ctx/prebuilt/"
 strip "$WORK/ctx/prebuilt/wsi-thumbnail"
 IMAGE=localhost/wsi-thumbnail:smoke
 log "building the runtime stage"

@@ -8,13 +8,13 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-# Build: OpenSlide (and libclang for its bindgen), TLS for librdkafka, cmake + nasm for
-# the bundled libjpeg-turbo 3. Peers for the benchmarks: libvips-tools (vipsthumbnail),
+# Build: libclang for openslide-sys's bindgen, TLS for librdkafka, cmake + nasm for
+# the bundled libjpeg-turbo 3; curl for OpenSlide itself (openslide-bin, below). Peers for the benchmarks: libvips-tools (vipsthumbnail),
 # python3-openslide (OpenSlide's own get_thumbnail) and hyperfine. Fixtures: openjph-tools
 # (ojph_compress, the HTJ2K encoder the fixture generator runs for HTJ2K DICOM series).
 PACKAGES=(
-  build-essential pkg-config cmake nasm
-  libopenslide-dev libclang-dev libssl-dev
+  build-essential pkg-config cmake nasm curl ca-certificates
+  libclang-dev libssl-dev
   libvips-tools python3-openslide hyperfine
   openjph-tools
 )
@@ -27,6 +27,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# OpenSlide 4.0.1: the OpenSlide project's self-contained build, pinned by version and
+# checksum, under /opt/openslide-bin/<version> (the binary's RUNPATH names that folder).
+"$(dirname "$0")/install-openslide-bin.sh"
 
 if ! command -v cargo >/dev/null 2>&1; then
   log "cargo is missing: install Rust (rustup, stable >= 1.88) first"

@@ -2,14 +2,15 @@
 //! §2): an operator checking a CVE needs the versions that actually decode slides, not
 //! the ones a package manifest names.
 //!
-//! OpenSlide and its OpenJPEG are shared libraries, asked at run time (OpenJPEG is
-//! loaded as OpenSlide's dependency, so it is looked up among the loaded symbols);
-//! libjpeg-turbo is built into the binary by turbojpeg-sys, and `build.rs` records its
-//! version from the headers it was built with. The binary's own OpenJPEG (openjpeg-sys,
-//! static, its symbols not exported, so OpenSlide keeps its own) answers `opj_version`
-//! directly; hayro-jpeg2000's and CharLS's versions are the ones Cargo.lock pins.
-
-use std::ffi::CStr;
+//! OpenSlide is openslide-bin's self-contained `libopenslide.so.1`, asked at run time
+//! (`openslide_get_version`). The libraries it carries inside (OpenJPEG, libtiff,
+//! libdicom, its own libjpeg-turbo) are linked into it and not exported, so they cannot be
+//! asked: `build.rs` records the versions of the openslide-bin release it links, and they
+//! are reported only while the loaded OpenSlide is that release's. libjpeg-turbo is built
+//! into the binary by turbojpeg-sys, and `build.rs` records its version from the headers
+//! it was built with. The binary's own OpenJPEG (openjpeg-sys, static, HTJ2K) answers
+//! `opj_version` directly; hayro-jpeg2000's and CharLS's versions are the ones Cargo.lock
+//! pins.
 
 /// One library: its name and version (`unknown` when it cannot say).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,8 +26,12 @@ pub fn libraries() -> Vec<Library> {
     vec![
         Library {
             name: "OpenSlide",
-            version: openslide_rs::OpenSlide::version().unwrap_or_else(|_| "unknown".into()),
-            role: "vendor formats the direct paths do not read",
+            version: openslide_version(),
+            role: concat!(
+                "openslide-bin ",
+                env!("WSI_OPENSLIDE_BIN_VERSION"),
+                ": vendor formats the direct paths do not read"
+            ),
         },
         Library {
             name: "libjpeg-turbo",
@@ -50,8 +55,18 @@ pub fn libraries() -> Vec<Library> {
         },
         Library {
             name: "OpenJPEG",
-            version: openjpeg_version().unwrap_or_else(|| "unknown".into()),
+            version: bundled(env!("WSI_OPENSLIDE_BUNDLED_OPENJPEG")),
             role: "JPEG 2000, inside OpenSlide",
+        },
+        Library {
+            name: "libtiff",
+            version: bundled(env!("WSI_OPENSLIDE_BUNDLED_LIBTIFF")),
+            role: "TIFF-based formats, inside OpenSlide",
+        },
+        Library {
+            name: "libdicom",
+            version: bundled(env!("WSI_OPENSLIDE_BUNDLED_LIBDICOM")),
+            role: "DICOM, inside OpenSlide",
         },
     ]
 }
@@ -66,21 +81,19 @@ pub fn version_text() -> String {
     out
 }
 
-/// `opj_version()` of the loaded libopenjp2, if one is loaded.
-fn openjpeg_version() -> Option<String> {
-    // SAFETY: dlsym with a NUL-terminated name only looks the symbol up; when found, it
-    // is libopenjp2's `const char* opj_version(void)`, which returns a static string.
-    unsafe {
-        let symbol = libc::dlsym(libc::RTLD_DEFAULT, c"opj_version".as_ptr());
-        if symbol.is_null() {
-            return None;
-        }
-        let opj_version: extern "C" fn() -> *const libc::c_char = std::mem::transmute(symbol);
-        let text = opj_version();
-        if text.is_null() {
-            return None;
-        }
-        Some(CStr::from_ptr(text).to_string_lossy().into_owned())
+/// The loaded OpenSlide's own version.
+fn openslide_version() -> String {
+    openslide_rs::OpenSlide::version().unwrap_or_else(|_| "unknown".into())
+}
+
+/// A library inside OpenSlide: the version build.rs recorded for the openslide-bin
+/// release, while the loaded OpenSlide is that release's (another one, loaded by an
+/// operator's LD_LIBRARY_PATH, carries libraries this binary cannot name).
+fn bundled(recorded: &str) -> String {
+    if openslide_version() == env!("WSI_OPENSLIDE_BUNDLED_OPENSLIDE") {
+        recorded.to_string()
+    } else {
+        "unknown".to_string()
     }
 }
 
@@ -107,17 +120,18 @@ mod tests {
     }
 
     #[test]
-    fn the_openslide_reported_is_the_one_loaded() {
-        // pkg-config describes the library the binary was linked against.
-        let Ok(out) = std::process::Command::new("pkg-config")
+    fn the_openslide_reported_is_the_openslide_bin_release_linked() {
+        // pkg-config (through .cargo/config.toml) describes the library linked; the
+        // RUNPATH makes it the one loaded, not a distribution's.
+        let out = std::process::Command::new("pkg-config")
             .args(["--modversion", "openslide"])
             .output()
-        else {
-            return;
-        };
+            .expect("pkg-config runs");
         let linked = String::from_utf8_lossy(&out.stdout).trim().to_string();
         let reported = libraries().remove(0);
         assert_eq!(reported.name, "OpenSlide");
         assert_eq!(reported.version, linked);
+        assert_eq!(reported.version, env!("WSI_OPENSLIDE_BUNDLED_OPENSLIDE"));
+        assert!(reported.version.starts_with("4."), "{}", reported.version);
     }
 }
