@@ -43,7 +43,9 @@ fn main() {
 fn openslide_bin() {
     println!("cargo:rerun-if-env-changed=WSI_OPENSLIDE_BIN_PREFIX");
     let Ok(prefix) = std::env::var("WSI_OPENSLIDE_BIN_PREFIX") else {
-        panic!("WSI_OPENSLIDE_BIN_PREFIX is unset: build from the repository, whose .cargo/config.toml sets it");
+        panic!(
+            "WSI_OPENSLIDE_BIN_PREFIX is unset: build from the repository, whose .cargo/config.toml sets it"
+        );
     };
     let lib = Path::new(&prefix).join("lib");
     if !lib.join("libopenslide.so.1").is_file() {
@@ -70,7 +72,10 @@ fn openslide_bin() {
         ("tiff", "LIBTIFF"),
         ("libdicom", "LIBDICOM"),
     ] {
-        println!("cargo:rustc-env=WSI_OPENSLIDE_BUNDLED_{var}={}", version_of(name));
+        println!(
+            "cargo:rustc-env=WSI_OPENSLIDE_BUNDLED_{var}={}",
+            version_of(name)
+        );
     }
     let release = prefix.rsplit('/').next().unwrap_or("unknown");
     println!("cargo:rustc-env=WSI_OPENSLIDE_BIN_VERSION={release}");

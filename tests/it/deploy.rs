@@ -145,9 +145,8 @@ fn the_runtime_image_provides_every_linked_library() {
     let dockerfile = std::fs::read_to_string(repo("Dockerfile")).unwrap();
     assert!(
         dockerfile.contains(&format!("OPENSLIDE_BIN_PREFIX={prefix}"))
-            && dockerfile.contains(
-                "COPY --from=binary ${OPENSLIDE_BIN_PREFIX}/lib/libopenslide.so.1"
-            ),
+            && dockerfile
+                .contains("COPY --from=binary ${OPENSLIDE_BIN_PREFIX}/lib/libopenslide.so.1"),
         "the Dockerfile installs openslide-bin at {prefix} and the runtime stage copies it"
     );
     let mut missing = Vec::new();
