@@ -4,9 +4,9 @@
 #![allow(dead_code)]
 
 use bytes::Bytes;
-use wsi_thumbnail::dicom::{self, InstanceHeader, Scan};
+use wsi_thumbnail::formats::dicom::{self, InstanceHeader, Scan};
 use wsi_thumbnail::planning::partial::PartialObject;
-use wsi_thumbnail::planning::tiff_plan::{PlanError, ReadPlan};
+use wsi_thumbnail::formats::tiled_tiff::plan::{PlanError, ReadPlan};
 use wsi_thumbnail::storage::ranged::ranges;
 
 /// Planning options from one control byte: bits 0-1 the thumbnail size, bit 2 a small

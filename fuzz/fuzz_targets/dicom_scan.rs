@@ -9,7 +9,7 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use wsi_thumbnail::dicom::{self, frames, series};
+use wsi_thumbnail::formats::dicom::{self, frames, series};
 
 fuzz_target!(|data: &[u8]| {
     common::let_caught_panics_be();
@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
         if frames::check_frame_geometry(&h).is_ok() {
             let _ = frames::placements(&h);
         }
-        let _ = wsi_thumbnail::dicom::codec::FrameCodec::of(&h);
+        let _ = wsi_thumbnail::formats::dicom::codec::FrameCodec::of(&h);
     }
     // The whole held prefix at once, as a file read locally is scanned.
     let _ = dicom::scan_prefix(instance.held, instance.size);

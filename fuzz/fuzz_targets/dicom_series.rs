@@ -11,7 +11,7 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use wsi_thumbnail::dicom::{self, series};
+use wsi_thumbnail::formats::dicom::{self, series};
 use wsi_thumbnail::slide::{DecoderChoice, ThumbnailOptions};
 
 const SEPARATOR: &[u8] = b"--next-instance--";

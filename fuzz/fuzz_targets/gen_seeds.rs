@@ -20,7 +20,7 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use libfuzzer_sys::fuzz_target;
-use wsi_thumbnail::dicom::{Scan, scan_prefix};
+use wsi_thumbnail::formats::dicom::{Scan, scan_prefix};
 use wsi_thumbnail::fixtures::dicom::{DicomSpec, Hostile, OffsetTable, write_series};
 use wsi_thumbnail::fixtures::j2k_encode::encode_part1;
 use wsi_thumbnail::fixtures::{SlideSpec, broken, poison, pyramid};

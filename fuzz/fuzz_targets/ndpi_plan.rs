@@ -10,8 +10,8 @@ mod common;
 use std::io::Cursor;
 
 use libfuzzer_sys::fuzz_target;
-use wsi_thumbnail::planning::ndpi_plan::read_plan;
-use wsi_thumbnail::tiff::ndpi::{self, NdpiFile};
+use wsi_thumbnail::formats::ndpi::plan::read_plan;
+use wsi_thumbnail::formats::ndpi::file::{self as ndpi, NdpiFile};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&control, file)) = data.split_first() else {

@@ -11,7 +11,7 @@ mod common;
 use std::io::Cursor;
 
 use libfuzzer_sys::fuzz_target;
-use wsi_thumbnail::planning::tiff_plan::read_plan;
+use wsi_thumbnail::formats::tiled_tiff::plan::read_plan;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&control, file)) = data.split_first() else {

@@ -6,29 +6,27 @@
 //! service). So the service never plans: it creates the slide's sparse local copies,
 //! asks the worker for a [`PlanTask`], fetches what the [`PlanAnswer`] names into the
 //! copies, and asks again until the answer is final. The worker reads the copies
-//! through [`held::HeldFile`], which refuses bytes not fetched yet, and runs the format
-//! planners: [`tiff_plan`] (TIFF and BigTIFF, handing NDPI to [`ndpi_plan`]) for one
-//! file, [`series`] for the instances of a DICOM series. [`partial`] is the in-memory
-//! twin of the held view (tests and fuzzing), and the `Missing` error both raise.
+//! through [`held::HeldFile`], which refuses bytes not fetched yet, and asks the format
+//! that plans the task's layout ([`crate::formats::planner`]): each format's room holds
+//! its planner. [`partial`] is the in-memory twin of the held view (tests and fuzzing),
+//! and the `Missing` error both raise; [`named_files`] is what the planners of formats
+//! made of a header and the files it names share.
 //!
 //! Everything that crosses back to the service is bounded here: ranges are merged
 //! across small gaps and their number capped, so a hostile layout costs the worker (under
 //! its memory cap and deadline), never the service.
 
 pub mod held;
-pub mod ndpi_plan;
+pub mod named_files;
 pub mod partial;
-pub mod series;
-pub mod tiff_plan;
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error_kind::ErrorKind;
-use crate::storage::ranged::ranges::{self, ByteRange};
+use crate::storage::ranged::ranges::ByteRange;
 use held::HeldFile;
-use tiff_plan::PlanError;
 
 /// Ranges closer than this are merged: reading a small gap costs less than a request.
 pub const COALESCE_GAP: u64 = 16 * 1024;
@@ -47,12 +45,26 @@ pub struct PlanFile {
     pub held: Vec<ByteRange>,
 }
 
+/// How a slide's files are laid out, which decides the planner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlideLayout {
+    /// One file (TIFF, BigTIFF, NDPI, or anything else read whole).
+    Single,
+    /// A DICOM series: the linked instance and its folder's other candidates.
+    DicomSeries,
+    /// A MIRAX `.mrxs` and its companion folder's objects (`<stem>/<name>`).
+    Mirax,
+    /// A Hamamatsu `.vms`/`.vmu` header and the objects beside it.
+    Vms,
+}
+
 /// What the service asks: which bytes of these files the thumbnail needs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlanTask {
-    /// The linked file first; for a DICOM link, the folder's other candidates after it.
+    /// The linked file first; for a multi-file layout, the candidates after it.
     pub files: Vec<PlanFile>,
-    pub dicom: bool,
+    pub layout: SlideLayout,
     pub max_size: u32,
     pub max_slide_pixels: u64,
 }
@@ -102,65 +114,19 @@ pub fn plan_slide(task: &PlanTask) -> Result<PlanAnswer, PlanRefusal> {
     if task.files.is_empty() {
         return Err(PlanRefusal::corrupt("no file to plan"));
     }
-    if task.dicom {
-        series::plan_series(task)
-    } else {
-        plan_single(task)
-    }
+    let format = crate::formats::planner(task.layout)
+        .ok_or_else(|| PlanRefusal::corrupt(format!("no format plans {:?} slides", task.layout)))?;
+    format.plan(task)
 }
 
-/// A single-file slide: the TIFF planner (NDPI included) over the held bytes.
-fn plan_single(task: &PlanTask) -> Result<PlanAnswer, PlanRefusal> {
-    let file = &task.files[0];
-    let mut copy = open(file)?;
-    let whole = |reason: String| PlanAnswer::Whole {
-        reason,
-        members: vec![0],
-    };
-    match tiff_plan::read_plan(&mut copy, task.max_size, task.max_slide_pixels) {
-        Ok(p) => {
-            let merged = ranges::coalesce(p.ranges, file.size, COALESCE_GAP);
-            if merged.len() > MAX_ANSWER_RANGES {
-                return Ok(whole(format!(
-                    "the plan has {} ranges after merging (at most {MAX_ANSWER_RANGES})",
-                    merged.len()
-                )));
-            }
-            Ok(PlanAnswer::Ranged {
-                level: p.level,
-                ranges: in_file(0, merged),
-                members: vec![0],
-            })
-        }
-        Err(PlanError::Unplannable(reason)) => Ok(whole(reason)),
-        Err(PlanError::Need(wanted)) => {
-            // Read ahead a block past each miss: the next directory is usually nearby.
-            let blocks = wanted
-                .into_iter()
-                .map(|r| ByteRange::at(r.start, r.len().max(PLAN_BLOCK)));
-            let missing = ranges::subtract(
-                &ranges::coalesce(blocks, file.size, COALESCE_GAP),
-                &ranges::coalesce(file.held.iter().copied(), file.size, 0),
-            );
-            if missing.is_empty() {
-                // Asked for bytes it holds: a planner bug, not a reason to loop.
-                return Ok(whole("the planner did not converge".into()));
-            }
-            Ok(PlanAnswer::Need {
-                ranges: in_file(0, missing),
-            })
-        }
-    }
-}
-
-fn open(file: &PlanFile) -> Result<HeldFile, PlanRefusal> {
+pub(crate) fn open(file: &PlanFile) -> Result<HeldFile, PlanRefusal> {
     HeldFile::open(&file.path, file.size, &file.held).map_err(|e| PlanRefusal {
         kind: ErrorKind::Internal,
         message: format!("cannot open the local copy {}: {e}", file.path.display()),
     })
 }
 
-fn in_file(file: u32, ranges: Vec<ByteRange>) -> Vec<FileRange> {
+pub(crate) fn in_file(file: u32, ranges: Vec<ByteRange>) -> Vec<FileRange> {
     ranges
         .into_iter()
         .map(|range| FileRange { file, range })
@@ -174,7 +140,7 @@ mod tests {
     fn task(path: PathBuf, size: u64, held: Vec<ByteRange>) -> PlanTask {
         PlanTask {
             files: vec![PlanFile { path, size, held }],
-            dicom: false,
+            layout: SlideLayout::Single,
             max_size: 1024,
             max_slide_pixels: u64::MAX,
         }

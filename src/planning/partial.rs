@@ -65,7 +65,7 @@ impl PartialObject {
 
     /// The fetched ranges, sorted and merged.
     pub fn held(&self) -> Vec<ByteRange> {
-        super::ranges::coalesce(
+        crate::storage::ranged::ranges::coalesce(
             self.segments()
                 .map(|(o, b)| ByteRange::at(o, b.len() as u64)),
             self.size,

@@ -3,7 +3,7 @@
 //! bounded chunks. Pure functions, so every choice is unit-tested in isolation.
 //!
 //! (Not called "plan": in this crate a plan is only the byte ranges a ranged fetch
-//! reads, [`crate::planning::tiff_plan`], which uses [`choose_level`] from here so that
+//! reads, [`crate::formats::tiled_tiff::plan`], which uses [`choose_level`] from here so that
 //! it fetches the level the engine will read.)
 
 /// A rectangle in some pixel space.

@@ -62,7 +62,7 @@ pub fn prepare_stream(
 ) {
     match policy {
         ColourPolicy::TiffPhotometric { rgb } => {
-            super::jpeg_tiles::assemble_stream(frame, tables, rgb, out)
+            crate::formats::tiled_tiff::tiles::assemble_stream(frame, tables, rgb, out)
         }
         ColourPolicy::StreamFirst { fallback_rgb } => stream_first(frame, fallback_rgb, out),
     }

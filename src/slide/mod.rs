@@ -5,13 +5,11 @@
 //! guard against decompression bombs ([`crate::tiff`]) and structures the bytes do not
 //! back ([`tiff_bounds`]), open with OpenSlide, pick the
 //! level ([`geometry`]), stream it through a bounded box reduction on all cores
-//! ([`render`]) from either OpenSlide or a direct JPEG decoder (tiled TIFF levels,
-//! [`jpeg_tiles`]; Hamamatsu NDPI restart-interval chunks, [`ndpi`]), resize with
-//! Lanczos3 and encode ([`encode`]). DICOM series ("DICM" at 128) take their own branch
-//! before all that ([`dicom_slide`], [`dicom_source`]).
+//! ([`render`]) from either OpenSlide or the room of the slide's format that decodes its
+//! levels directly ([`crate::formats`]: tiled TIFF tiles, NDPI restart-interval chunks),
+//! resize with Lanczos3 and encode ([`encode`]). A format that reads its files alone
+//! (DICOM, "DICM" at 128) takes its own branch before all that.
 
-pub mod dicom_slide;
-pub mod dicom_source;
 pub mod encode;
 pub mod error;
 pub mod geometry;
@@ -19,11 +17,9 @@ pub mod jp2k_guard;
 pub mod jpeg2000;
 pub mod jpeg_decode;
 pub mod jpeg_ls;
-pub mod jpeg_tiles;
 pub mod libraries;
 pub mod metadata;
 pub mod native_frame;
-pub mod ndpi;
 pub mod openjpeg;
 pub mod reduce;
 pub mod render;
@@ -41,10 +37,10 @@ use serde::Serialize;
 pub use error::SlideError;
 pub use metadata::SlideMetadata;
 
+use crate::formats::LevelRead;
+use crate::formats::ndpi::file::{NdpiError, NdpiFile};
 pub use crate::naming::SeriesIdentity;
-use crate::tiff::ndpi::{NdpiError, NdpiFile};
 use crate::tiff::{TiffError, TiffFile, tags};
-use jpeg_tiles::JpegTileSource;
 use source::{OpenSlideSource, RegionSource};
 
 /// Default bound on level-0 pixels: 10^12 (1M x 1M), far past any real scanner
@@ -109,7 +105,8 @@ pub enum PixelPath {
         denominator: u32,
     },
     Openslide,
-    /// DICOM JPEG frames decoded directly at 1/`denominator` scale ([`dicom_slide`]).
+    /// DICOM frames decoded directly at 1/`denominator` scale
+    /// ([`crate::formats::dicom::slide`]).
     Dicom {
         denominator: u32,
     },
@@ -188,9 +185,10 @@ pub fn finish(reduced: Reduced) -> Result<Thumbnail, SlideError> {
 
 /// Opens the slide, checks it, and reads the chosen level through a bounded reduction.
 pub fn reduce_slide(path: &Path, options: &ThumbnailOptions) -> Result<Reduced, SlideError> {
-    // DICOM first: OpenSlide 3.4 does not read it, and a DICOM file is not a TIFF.
-    if dicom_slide::is_dicom_file(path) {
-        return dicom_slide::reduce_dicom(path, options);
+    // A format that reads the file alone (DICOM) first: it is not a TIFF, and the
+    // engine reads it without OpenSlide.
+    if let Some(format) = crate::formats::reading_alone(path) {
+        return format.reduce_alone(path, options);
     }
     let started = Instant::now();
     let tiff = inspect_file(path, options.max_slide_pixels)?;
@@ -255,28 +253,17 @@ pub fn reduce_slide(path: &Path, options: &ThumbnailOptions) -> Result<Reduced, 
             level,
         },
     )?;
-    let fast = match (&tiff, options.decoder) {
-        (Ok(Some(tiff)), DecoderChoice::Auto) if fast_path_vendor(&metadata.vendor) => {
-            let denominator = geometry::jpeg_denominator(level_dims, target);
-            match JpegTileSource::open(path, tiff, level_dims, denominator, background) {
-                Ok(source) => match render::reduce_source(&source, target) {
-                    Ok(image) => Some((image, PixelPath::JpegTiles { denominator })),
-                    Err(e) => {
-                        tracing::warn!(path = %path.display(), error = %e, "direct JPEG decoding failed; retrying through OpenSlide");
-                        None
-                    }
-                },
-                Err(why) => {
-                    tracing::debug!(path = %path.display(), reason = %why, "direct JPEG path not eligible");
-                    None
-                }
-            }
-        }
-        // NDPI is read by its own reader: its 8-byte directory links are not classic
-        // TIFF, so `tiff` says nothing about it (see `inspect_file`).
-        (_, DecoderChoice::Auto) if metadata.vendor == "hamamatsu" => {
-            ndpi::reduce(path, &levels, level_dims, target, background)
-        }
+    // The format whose room decodes this vendor's levels reads the level directly;
+    // OpenSlide reads it otherwise, and whenever the direct path declines or fails.
+    let fast = match (options.decoder, crate::formats::decoding(&metadata.vendor)) {
+        (DecoderChoice::Auto, Some(format)) => format.decode_level(&LevelRead {
+            path,
+            tiff: tiff.as_ref().ok().and_then(Option::as_ref),
+            levels: &levels,
+            level_dims,
+            target,
+            background,
+        }),
         _ => None,
     };
     let (intermediate, pixel_path) = match fast {
@@ -311,11 +298,6 @@ pub fn reduce_slide(path: &Path, options: &ThumbnailOptions) -> Result<Reduced, 
             ..StageTimings::default()
         },
     })
-}
-
-/// Vendors whose levels are plain tiled TIFF directories (OpenSlide's own layout).
-fn fast_path_vendor(vendor: &str) -> bool {
-    matches!(vendor, "aperio" | "generic-tiff")
 }
 
 fn check_size(path: &Path, width: u64, height: u64, limit: u64) -> Result<(), SlideError> {
@@ -358,7 +340,10 @@ fn inspect_file(
             source: e,
         })?
         .len();
-    if len == 0 {
+    // A MIRAX `.mrxs` may be empty: its slide is the folder beside it.
+    let header_only =
+        crate::formats::link_layout(&path.to_string_lossy()) == crate::planning::SlideLayout::Mirax;
+    if len == 0 && !header_only {
         return Err(SlideError::Corrupt {
             path: path.to_path_buf(),
             reason: "the file is empty (0 bytes), so the upload probably failed".into(),
@@ -444,7 +429,9 @@ fn unsupported_reason(path: &Path) -> String {
         .map(str::to_ascii_lowercase);
     match ext.as_deref() {
         Some("mrxs" | "vms" | "vmu") => {
-            "a multi-file format whose companion files are not next to it; only single-file slides are served".into()
+            "a multi-file slide whose companion files OpenSlide could not read (a MIRAX \
+             slide's folder of the same stem, or the files a VMS header names, beside it)"
+                .into()
         }
         _ => "OpenSlide does not recognise it".into(),
     }

@@ -2,7 +2,7 @@
 //! RGB: RGB or YBR_FULL samples interleaved or planar, MONOCHROME2 or MONOCHROME1 grey.
 //! The full-range YCbCr conversion also serves Aperio's 33003 JPEG 2000 tiles.
 
-use crate::dicom::codec::{NativeColour, NativeLayout};
+use crate::formats::dicom::codec::{NativeColour, NativeLayout};
 
 /// Writes the `dims` frame in `bytes` (exactly rows x columns x samples) to `out` as RGB.
 pub fn to_rgb(

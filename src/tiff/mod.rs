@@ -7,7 +7,6 @@
 
 pub mod jpeg_header;
 pub mod missing_tiles;
-pub mod ndpi;
 pub mod reader;
 pub mod reuse;
 pub mod tags;

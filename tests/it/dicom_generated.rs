@@ -9,9 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use wsi_thumbnail::ErrorKind;
-use wsi_thumbnail::dicom::{InstanceHeader, Scan, is_candidate, pixel_ranges, scan_prefix};
 use wsi_thumbnail::fixtures::dicom::{DicomSpec, FrameEncoding, Hostile, OffsetTable, level_file};
 use wsi_thumbnail::fixtures::tissue::TissueField;
+use wsi_thumbnail::formats::dicom::{
+    InstanceHeader, Scan, is_candidate, pixel_ranges, scan_prefix,
+};
 use wsi_thumbnail::slide::{PixelPath, ThumbnailOptions, make_thumbnail};
 
 use crate::support::*;

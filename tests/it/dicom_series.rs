@@ -229,8 +229,8 @@ fn through_the_service_any_instance_link_gives_the_contract_metadata_for_half_th
 /// SeriesInstanceUID of a DICOM instance file.
 fn series_uid(path: &Path) -> String {
     let bytes = std::fs::read(path).unwrap();
-    match wsi_thumbnail::dicom::scan_prefix(&bytes, bytes.len() as u64).unwrap() {
-        wsi_thumbnail::dicom::Scan::Header(h) => h.series_uid,
+    match wsi_thumbnail::formats::dicom::scan_prefix(&bytes, bytes.len() as u64).unwrap() {
+        wsi_thumbnail::formats::dicom::Scan::Header(h) => h.series_uid,
         other => panic!("{other:?}"),
     }
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer, images::Image};
-use wsi_thumbnail::dicom::{Scan, scan_prefix};
+use wsi_thumbnail::formats::dicom::{Scan, scan_prefix};
 use wsi_thumbnail::slide::{PixelPath, ThumbnailOptions, make_thumbnail};
 
 use crate::support::*;
@@ -165,4 +165,30 @@ fn small_thumbnails_read_smaller_levels() {
     let thumb = make_thumbnail(link, &options).unwrap();
     assert_eq!(thumb.level, 3);
     assert_eq!((thumb.width, thumb.height), (150, 200));
+}
+
+/// Metadata equals OpenSlide 4.0.1's, which reads DICOM itself: the same instance opened
+/// through OpenSlide gives the same width, height, mpp, objective power and vendor as
+/// the engine's own DICOM reader, from every instance link.
+#[test]
+fn metadata_equals_openslides_own_dicom_reader() {
+    use wsi_thumbnail::slide::SlideMetadata;
+    for link in instances() {
+        let slide = openslide_rs::OpenSlide::new(&link)
+            .unwrap_or_else(|e| panic!("OpenSlide 4 opens {}: {e}", link.display()));
+        let level0 = *slide.all_level_dimensions().first().expect("level 0");
+        let theirs = SlideMetadata::from_properties(
+            Some((u64::from(level0.w), u64::from(level0.h))),
+            |name| slide.property_value(name).ok(),
+        );
+        let ours = make_thumbnail(&link, &ThumbnailOptions::default())
+            .unwrap()
+            .metadata;
+        assert_eq!(
+            serde_json::to_value(&ours).unwrap(),
+            serde_json::to_value(&theirs).unwrap(),
+            "{}",
+            link.display()
+        );
+    }
 }

@@ -4,8 +4,8 @@
 use std::fs::File;
 
 use openslide_rs::OpenSlide;
+use wsi_thumbnail::formats::tiled_tiff::tiles::JpegTileSource;
 use wsi_thumbnail::slide::geometry::Rect;
-use wsi_thumbnail::slide::jpeg_tiles::JpegTileSource;
 use wsi_thumbnail::slide::source::{OpenSlideSource, RegionSource};
 use wsi_thumbnail::slide::{DecoderChoice, PixelPath, ThumbnailOptions, make_thumbnail};
 use wsi_thumbnail::tiff::TiffFile;

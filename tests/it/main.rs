@@ -29,6 +29,7 @@ mod gcs_headers;
 mod hostile;
 mod isolation;
 mod memory;
+mod multi_file;
 mod ndpi;
 mod oauth;
 mod operator_faults;

@@ -13,14 +13,14 @@ use openslide_rs::OpenSlide;
 use serde_json::Value;
 use wsi_thumbnail::fixtures::SlideSpec;
 use wsi_thumbnail::fixtures::tissue::TissueField;
-use wsi_thumbnail::planning::tiff_plan as plan;
+use wsi_thumbnail::formats::ndpi::file::{self as ndpi, NdpiFile};
+use wsi_thumbnail::formats::tiled_tiff::plan;
 use wsi_thumbnail::slide::{
     DEFAULT_MAX_SLIDE_PIXELS, DecoderChoice, PixelPath, SlideError, Thumbnail, ThumbnailOptions,
     make_thumbnail,
 };
 use wsi_thumbnail::storage::fetch::FetchPath;
 use wsi_thumbnail::storage::ranged::FetchMode;
-use wsi_thumbnail::tiff::ndpi::{self, NdpiFile};
 use wsi_thumbnail::tiff::tags;
 
 use crate::support::infra::{Stack, metric};

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::path::Path;
 
 use wsi_thumbnail::fixtures::SlideSpec;
-use wsi_thumbnail::slide::jpeg_tiles::JpegTileSource;
+use wsi_thumbnail::formats::tiled_tiff::tiles::JpegTileSource;
 use wsi_thumbnail::slide::{PixelPath, ThumbnailOptions, geometry, make_thumbnail, render};
 use wsi_thumbnail::tiff::TiffFile;
 

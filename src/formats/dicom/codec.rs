@@ -151,7 +151,7 @@ fn native_layout(h: &InstanceHeader) -> Result<NativeLayout, DicomError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dicom::frames::tests::header as frames_header;
+    use crate::formats::dicom::frames::tests::header as frames_header;
 
     fn header() -> InstanceHeader {
         frames_header(2)

@@ -374,14 +374,14 @@ pub fn locate_frames(
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use super::super::header::Flavour;
     use super::*;
+    use crate::formats::dicom::header::Flavour;
 
     pub(crate) fn header(frames: u64) -> InstanceHeader {
         InstanceHeader {
-            transfer_syntax_uid: super::super::codec::JPEG_BASELINE.into(),
+            transfer_syntax_uid: crate::formats::dicom::codec::JPEG_BASELINE.into(),
             transfer_syntax_name: "JPEG Baseline".into(),
-            sop_class_uid: super::super::header::WSI_SOP_CLASS.into(),
+            sop_class_uid: crate::formats::dicom::header::WSI_SOP_CLASS.into(),
             sop_instance_uid: "1".into(),
             series_uid: "2".into(),
             image_type: vec!["ORIGINAL".into(), "PRIMARY".into(), "VOLUME".into()],

@@ -520,7 +520,10 @@ mod tests {
         assert_eq!((h.columns, h.rows, h.number_of_frames), (500, 500, 30));
         assert_eq!(h.flavour, Flavour::Volume);
         assert_eq!(h.organization, Organization::TiledFull);
-        assert_eq!(h.transfer_syntax_uid, super::super::codec::JPEG_BASELINE);
+        assert_eq!(
+            h.transfer_syntax_uid,
+            crate::formats::dicom::codec::JPEG_BASELINE
+        );
         assert_eq!(h.pixel_spacing.map(|s| s.1 * 1000.0), Some(0.499));
         assert!(h.encapsulated);
         assert_eq!(h.objective_power, None);

@@ -25,8 +25,50 @@ pub mod error;
 pub mod frames;
 pub mod header;
 pub mod meta;
+pub mod plan;
 pub mod series;
+pub mod slide;
+pub mod source;
 
 pub use error::DicomError;
 pub use header::{InstanceHeader, Scan, is_dicom, scan_prefix};
 pub use series::{is_candidate, pixel_ranges};
+
+use std::path::Path;
+
+use super::SlideFormat;
+use crate::planning::{PlanAnswer, PlanRefusal, PlanTask, SlideLayout};
+use crate::slide::{Reduced, SlideError, ThumbnailOptions};
+
+/// DICOM VL Whole Slide Microscopy: linked by any instance (`.dcm`), planned from the
+/// instances' headers, read by the engine alone (no OpenSlide).
+pub struct Dicom;
+
+impl SlideFormat for Dicom {
+    fn name(&self) -> &'static str {
+        "dicom"
+    }
+
+    fn link_layout(&self, object: &str) -> Option<SlideLayout> {
+        Path::new(object)
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("dcm"))
+            .then_some(SlideLayout::DicomSeries)
+    }
+
+    fn planned_layout(&self) -> Option<SlideLayout> {
+        Some(SlideLayout::DicomSeries)
+    }
+
+    fn plan(&self, task: &PlanTask) -> Result<PlanAnswer, PlanRefusal> {
+        plan::plan_series(task)
+    }
+
+    fn reads_alone(&self, path: &Path) -> bool {
+        slide::is_dicom_file(path)
+    }
+
+    fn reduce_alone(&self, path: &Path, options: &ThumbnailOptions) -> Result<Reduced, SlideError> {
+        slide::reduce_dicom(path, options)
+    }
+}

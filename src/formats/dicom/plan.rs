@@ -10,8 +10,8 @@
 //! Siblings that are not DICOM are passed over, as the engine does. A DICOM sibling
 //! whose header is broken fails the slide, since its series cannot be known.
 
-use super::{FileRange, PlanAnswer, PlanFile, PlanRefusal, PlanTask, in_file};
-use crate::dicom::{self, InstanceHeader, Scan};
+use crate::formats::dicom::{self, InstanceHeader, Scan};
+use crate::planning::{FileRange, PlanAnswer, PlanFile, PlanRefusal, PlanTask, in_file};
 use crate::slide::{DecoderChoice, ThumbnailOptions};
 use crate::storage::ranged::ranges::{self, ByteRange};
 
@@ -70,7 +70,7 @@ pub fn plan_series(task: &PlanTask) -> Result<PlanAnswer, PlanRefusal> {
             });
         out.extend(in_file(
             *member,
-            ranges::coalesce(mine, *size, super::COALESCE_GAP),
+            ranges::coalesce(mine, *size, crate::planning::COALESCE_GAP),
         ));
     }
     Ok(PlanAnswer::Ranged {
@@ -97,7 +97,7 @@ enum HeadState {
 
 fn head_of(file: &PlanFile, linked: bool) -> Result<Head, PlanRefusal> {
     let first = HEAD_BLOCK.min(file.size);
-    let copy = super::open(file)?;
+    let copy = crate::planning::open(file)?;
     let have = copy.held_prefix().min(file.size);
     if have < first {
         return Ok(Head {

@@ -268,7 +268,7 @@ pub fn pixel_ranges(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dicom::header::{Scan, scan_prefix};
+    use crate::formats::dicom::header::{Scan, scan_prefix};
 
     #[test]
     fn candidates_follow_the_link_extension() {

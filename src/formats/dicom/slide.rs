@@ -1,5 +1,5 @@
 //! The engine's DICOM branch: a link to one instance file names the slide; its
-//! siblings are listed ([`crate::dicom::is_candidate`]), only each candidate's header is
+//! siblings are listed ([`crate::formats::dicom::is_candidate`]), only each candidate's header is
 //! read (growing prefix reads), the series is built and the chosen level's frames are
 //! decoded. OpenSlide 3.4 does not read DICOM, so this path is the only one.
 //!
@@ -11,11 +11,13 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::dicom_source::DicomLevelSource;
-use super::{PixelPath, Reduced, SlideError, StageTimings, ThumbnailOptions, geometry, render};
-use crate::dicom::DicomError;
-use crate::dicom::header::{FIRST_READ, InstanceHeader, Scan, is_dicom, scan_prefix};
-use crate::dicom::series::{MAX_INSTANCES, build_series, chosen_level, is_candidate};
+use crate::formats::dicom::DicomError;
+use crate::formats::dicom::header::{FIRST_READ, InstanceHeader, Scan, is_dicom, scan_prefix};
+use crate::formats::dicom::series::{MAX_INSTANCES, build_series, chosen_level, is_candidate};
+use crate::formats::dicom::source::DicomLevelSource;
+use crate::slide::{
+    PixelPath, Reduced, SlideError, StageTimings, ThumbnailOptions, geometry, render,
+};
 
 /// Most prefix reads for one header (each at least doubles the prefix).
 const MAX_ROUNDS: usize = 64;

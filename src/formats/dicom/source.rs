@@ -2,14 +2,14 @@
 //! placed by TILED_FULL order or TILED_SPARSE positions, white where no frame lies. Each
 //! instance keeps its own codec (a series may mix them): JPEG through libjpeg-turbo (the
 //! IDCT does the first reduction, as for tiled TIFF), JPEG 2000 and HTJ2K from the
-//! wavelet levels the scale needs ([`super::jpeg2000`]), uncompressed frames
-//! box-averaged ([`super::native_frame`]).
+//! wavelet levels the scale needs ([`crate::slide::jpeg2000`]), uncompressed frames
+//! box-averaged ([`crate::slide::native_frame`]).
 //!
 //! Frames are read from the instance files piecewise (item headers, then each frame's
 //! bytes when a chunk needs it), never the whole level: the folder may be a temporary
 //! directory of sparse copies holding only the headers and this level's pixel data.
 //! Colour: the frame's own JFIF/Adobe marker wins over PhotometricInterpretation (see
-//! [`super::jpeg_decode`]).
+//! [`crate::slide::jpeg_decode`]).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -18,16 +18,16 @@ use std::path::{Path, PathBuf};
 
 use turbojpeg::Decompressor;
 
-use super::error::SlideError;
-use super::geometry::{self, Rect};
-use super::jpeg_decode::{ColourPolicy, decode_scaled, prepare_stream, scaled_decompressor};
-use super::reduce::box_shrink;
-use super::source::{RegionReader, RegionSource};
-use super::{jpeg_ls, jpeg2000, native_frame};
-use crate::dicom::DicomError;
-use crate::dicom::codec::FrameCodec;
-use crate::dicom::frames::{self, FrameBytes, MAX_FRAME_BYTES, PixelBytes};
-use crate::dicom::header::InstanceHeader;
+use crate::formats::dicom::DicomError;
+use crate::formats::dicom::codec::FrameCodec;
+use crate::formats::dicom::frames::{self, FrameBytes, MAX_FRAME_BYTES, PixelBytes};
+use crate::formats::dicom::header::InstanceHeader;
+use crate::slide::error::SlideError;
+use crate::slide::geometry::{self, Rect};
+use crate::slide::jpeg_decode::{ColourPolicy, decode_scaled, prepare_stream, scaled_decompressor};
+use crate::slide::reduce::box_shrink;
+use crate::slide::source::{RegionReader, RegionSource};
+use crate::slide::{jpeg_ls, jpeg2000, native_frame};
 
 const WHITE: u8 = 255;
 

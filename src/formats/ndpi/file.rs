@@ -3,7 +3,7 @@
 //!
 //! Why a reader of its own: NDPI stores 8-byte directory offsets (header and next-IFD
 //! links) and, after each directory, a block of high-32-bit extensions, one per entry,
-//! for offsets past 4 GiB. [`super::reader`] reads classic TIFF; this module reads the
+//! for offsets past 4 GiB. [`crate::tiff::reader`] reads classic TIFF; this module reads the
 //! NDPI layout, so the ranged planner can name every byte a thumbnail needs (the whole
 //! directory with its extension block) and the direct decoder can find each level's
 //! single JPEG stream. Each level is one JPEG in one strip, cut into tiles by its
@@ -17,8 +17,8 @@
 
 use std::io::{Read, Seek, SeekFrom};
 
-use super::jpeg_header::{self, JpegHeader, JpegHeaderError};
-use super::tags;
+use crate::tiff::jpeg_header::{self, JpegHeader, JpegHeaderError};
+use crate::tiff::tags;
 
 const MAX_DIRECTORIES: usize = 1024;
 const MAX_ENTRIES: u64 = 4096;

@@ -1,5 +1,5 @@
-//! The NDPI flavour of the [`super::plan`]: which bytes of a Hamamatsu NDPI file
-//! OpenSlide 3.4.1 and the engine's direct path ([`crate::slide::ndpi`]) read for one
+//! The NDPI flavour of the [`crate::planning::plan`]: which bytes of a Hamamatsu NDPI file
+//! OpenSlide 3.4.1 and the engine's direct path ([`crate::formats::ndpi::read`]) read for one
 //! thumbnail.
 //!
 //! - the header and every directory, NDPI-style (entries, 8-byte next offset and the
@@ -19,12 +19,12 @@
 
 use std::io::{Read, Seek, SeekFrom};
 
-use super::partial::Missing;
-use super::tiff_plan::{Flavour, PlanError, ReadPlan};
+use crate::formats::ndpi::file::{self as ndpi, HEADER_PREFIX, NdpiError, NdpiFile};
+use crate::formats::ndpi::read::MAX_STREAM_BYTES;
+use crate::formats::tiled_tiff::plan::{Flavour, PlanError, ReadPlan};
+use crate::planning::partial::Missing;
 use crate::slide::geometry::{choose_level, thumbnail_dims};
-use crate::slide::ndpi::MAX_STREAM_BYTES;
 use crate::storage::ranged::ranges::ByteRange;
-use crate::tiff::ndpi::{self, HEADER_PREFIX, NdpiError, NdpiFile};
 use crate::tiff::tags;
 
 /// OpenSlide skips `quickhash-1` when the narrowest level's strip is larger.

@@ -1,6 +1,6 @@
 //! The direct path for Hamamatsu NDPI: a level is one JPEG stream with restart markers,
 //! decoded one restart interval at a time exactly as OpenSlide 3.4.1 does, with the DCT
-//! scaling of [`super::jpeg_tiles`] on top.
+//! scaling of [`crate::formats::tiled_tiff::tiles`] on top.
 //!
 //! OpenSlide cuts each NDPI level into tiles of (restart interval x MCU width) by MCU
 //! height: a tile is the stream's header up to the start of scan, with the frame size
@@ -22,12 +22,12 @@ use std::path::{Path, PathBuf};
 
 use turbojpeg::{Decompressor, Image, PixelFormat, ScalingFactor};
 
-use super::error::SlideError;
-use super::geometry::{self, Rect, jpeg_denominator};
-use super::jpeg_decode::scaled_decompressor;
-use super::jpeg_tiles::NotEligible;
-use super::source::{RegionReader, RegionSource};
-use crate::tiff::ndpi::{self, MCU_STARTS, NdpiFile, Stream};
+use crate::formats::ndpi::file::{self as ndpi, MCU_STARTS, NdpiFile, Stream};
+use crate::formats::tiled_tiff::tiles::NotEligible;
+use crate::slide::error::SlideError;
+use crate::slide::geometry::{self, Rect, jpeg_denominator};
+use crate::slide::jpeg_decode::scaled_decompressor;
+use crate::slide::source::{RegionReader, RegionSource};
 
 /// Level streams larger than this are left to OpenSlide (the scan reads all of it).
 pub const MAX_STREAM_BYTES: u64 = 512 * 1024 * 1024;
@@ -349,7 +349,7 @@ pub fn reduce(
     level_dims: (u64, u64),
     target: (u32, u32),
     background: [u8; 3],
-) -> Option<(super::render::Rgb, super::PixelPath)> {
+) -> Option<(crate::slide::render::Rgb, crate::slide::PixelPath)> {
     let source = match NdpiSource::open(path, openslide_levels, level_dims, target, background) {
         Ok(source) => source,
         Err(why) => {
@@ -357,10 +357,10 @@ pub fn reduce(
             return None;
         }
     };
-    match super::render::reduce_source(&source, target) {
+    match crate::slide::render::reduce_source(&source, target) {
         Ok(image) => Some((
             image,
-            super::PixelPath::Ndpi {
+            crate::slide::PixelPath::Ndpi {
                 denominator: source.total_denominator(),
             },
         )),

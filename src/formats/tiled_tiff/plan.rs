@@ -33,7 +33,7 @@
 //!
 //! Only layouts whose reads are modelled here are planned: Aperio and generic tiled
 //! TIFF, the two OpenSlide drivers whose levels are plain tiled directories, and
-//! Hamamatsu NDPI (one JPEG stream per level, [`super::ndpi_plan`]). Anything else
+//! Hamamatsu NDPI (one JPEG stream per level, [`crate::formats::ndpi::plan`]). Anything else
 //! (Ventana, Philips, Leica, Trestle, strip-only files) is [`PlanError::Unplannable`]
 //! and is downloaded whole.
 //!
@@ -42,13 +42,13 @@
 
 use std::io::{Read, Seek};
 
-use super::partial::Missing;
+use crate::planning::partial::Missing;
 use crate::slide::geometry::{choose_level, thumbnail_dims};
 use crate::storage::ranged::ranges::ByteRange;
 // Aperio's JPEG 2000 compressions: OpenSlide decodes tile 0 of each level at open.
+use crate::formats::ndpi::file::{NdpiError, NdpiFile};
 use crate::slide::jp2k_guard::APERIO_JP2K;
 use crate::tiff::missing_tiles;
-use crate::tiff::ndpi::{NdpiError, NdpiFile};
 use crate::tiff::reader::{Directory, TiffError, TiffFile};
 use crate::tiff::tags;
 
@@ -71,7 +71,7 @@ const PLANNED_COMPRESSIONS: [u16; 7] = [1, 5, 7, 8, 32946, 33003, 33005];
 pub enum Flavour {
     Aperio,
     GenericTiff,
-    /// Hamamatsu NDPI, planned by [`super::ndpi_plan`].
+    /// Hamamatsu NDPI, planned by [`crate::formats::ndpi::plan`].
     Ndpi,
 }
 
@@ -129,7 +129,7 @@ fn missing(e: &TiffError) -> Option<ByteRange> {
 }
 
 /// One planning pass: the reads for a thumbnail whose longest side is `max_size`. `r` is
-/// usually a [`super::partial::PartialObject`] or a [`crate::planning::held::HeldFile`]; on a complete file the plan is final at once.
+/// usually a [`crate::planning::partial::PartialObject`] or a [`crate::planning::held::HeldFile`]; on a complete file the plan is final at once.
 pub fn read_plan<R: Read + Seek>(
     r: &mut R,
     max_size: u32,
@@ -153,7 +153,7 @@ fn plan_within<R: Read + Seek>(
             let m = Missing::of(&e).map(|m| ByteRange::at(m.offset, m.len));
             return Err(PlanError::Need(m.into_iter().collect()));
         }
-        _ => return super::ndpi_plan::read_plan(r, max_size, max_slide_pixels),
+        _ => return crate::formats::ndpi::plan::read_plan(r, max_size, max_slide_pixels),
     }
     let tiff = TiffFile::read(r).map_err(|e| match missing(&e) {
         Some(range) => PlanError::Need(vec![range]),

@@ -1,7 +1,7 @@
 //! The fast path: decode a tiled TIFF level's tiles directly, shrinking by 2, 4 or 8 on
 //! the way: JPEG tiles with libjpeg-turbo (the IDCT scales), Aperio's JPEG 2000 tiles
 //! (33003 YCbCr, 33005 RGB) from the wavelet levels the scale needs
-//! ([`super::jpeg2000`]), with no OpenSlide involved.
+//! ([`crate::slide::jpeg2000`]), with no OpenSlide involved.
 //!
 //! OpenSlide's tile path (libtiff, cairo, a tile cache, premultiplied ARGB) is what
 //! separates a straightforward engine from the fastest peers; for Aperio and generic
@@ -16,12 +16,12 @@ use std::path::{Path, PathBuf};
 
 use turbojpeg::Decompressor;
 
-use super::error::SlideError;
-use super::geometry::{self, Rect};
-use super::jp2k_guard::APERIO_JP2K;
-use super::jpeg_decode::{ColourPolicy, decode_scaled, prepare_stream, scaled_decompressor};
-use super::jpeg2000;
-use super::source::{RegionReader, RegionSource};
+use crate::slide::error::SlideError;
+use crate::slide::geometry::{self, Rect};
+use crate::slide::jp2k_guard::APERIO_JP2K;
+use crate::slide::jpeg_decode::{ColourPolicy, decode_scaled, prepare_stream, scaled_decompressor};
+use crate::slide::jpeg2000;
+use crate::slide::source::{RegionReader, RegionSource};
 use crate::tiff::{Directory, TiffFile, tags};
 
 /// Tiles larger than this compressed size are refused (a 512 x 512 RGB tile is 768 KiB raw).
@@ -276,7 +276,7 @@ impl JpegTileReader<'_> {
                 )
                 .map_err(fail)?;
                 if ycbcr {
-                    super::native_frame::ycbcr_to_rgb_in_place(&mut self.tile_rgb);
+                    crate::slide::native_frame::ycbcr_to_rgb_in_place(&mut self.tile_rgb);
                 }
             }
             (TileCodec::Jpeg, None) => return Err(fail("no JPEG decoder".into())),

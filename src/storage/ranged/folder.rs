@@ -42,8 +42,10 @@ pub trait ObjectFolder: Send + Sync {
     /// The objects directly in the folder (not in sub-folders). A folder holding more
     /// than [`MAX_LISTED`] is refused ([`too_large`]) rather than cut.
     fn list(&self) -> BoxFuture<'_, Result<Vec<Listed>, StorageError>>;
-    /// One object of the folder, by its name in it.
+    /// One object of the folder, by its name in it (`sub/name` for one in a sub-folder).
     fn object(&self, name: &str) -> Box<dyn RangeRead + '_>;
+    /// The sub-folder `name` (a plain name), e.g. a MIRAX slide's companion folder.
+    fn child(&self, name: &str) -> Box<dyn ObjectFolder + '_>;
     /// For error messages.
     fn link(&self) -> String;
 }
@@ -61,7 +63,12 @@ impl ObjectFolder for LocalFolder {
                 source,
             };
             let mut listed = Vec::new();
-            for entry in std::fs::read_dir(&self.dir).map_err(local)? {
+            // A folder that does not exist holds nothing (as a GCS prefix would).
+            let entries = match std::fs::read_dir(&self.dir) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                entries => entries.map_err(local)?,
+            };
+            for entry in entries {
                 let entry = entry.map_err(local)?;
                 let meta = entry.metadata().map_err(local)?;
                 let name = entry.file_name().to_string_lossy().into_owned();
@@ -83,6 +90,12 @@ impl ObjectFolder for LocalFolder {
     fn object(&self, name: &str) -> Box<dyn RangeRead + '_> {
         Box::new(FileObject {
             path: self.dir.join(name),
+        })
+    }
+
+    fn child(&self, name: &str) -> Box<dyn ObjectFolder + '_> {
+        Box::new(LocalFolder {
+            dir: self.dir.join(name),
         })
     }
 
@@ -195,6 +208,14 @@ impl ObjectFolder for GcsFolder {
             client: self.client.clone(),
             bucket: self.bucket.clone(),
             object: format!("{}{name}", self.prefix),
+        })
+    }
+
+    fn child(&self, name: &str) -> Box<dyn ObjectFolder + '_> {
+        Box::new(GcsFolder {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            prefix: format!("{}{name}/", self.prefix),
         })
     }
 

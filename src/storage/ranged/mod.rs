@@ -24,15 +24,18 @@
 //! ([`MAX_PLAN_BYTES`], [`MAX_PLAN_ROUNDS`]) before anything is fetched.
 //!
 //! Which path serves a slide is [`FetchMode`] (`storage.fetch`), applied by
-//! [`RangedFetcher`]: `auto` and `ranged` go through [`fetch_ranged`] (and DICOM links
-//! through [`series`]), `whole` and every `file://` input through
-//! [`WholeObjectFetcher`].
+//! [`RangedFetcher`]: `auto` and `ranged` go through [`fetch_ranged`], `whole` and
+//! every `file://` input through [`WholeObjectFetcher`]. Links to a slide of several
+//! objects go through [`members`] in every mode: DICOM instances via [`series`], MIRAX
+//! and VMS headers via [`companions`].
 //!
 //! The word "plan" means one thing here: the byte ranges one thumbnail needs
-//! ([`crate::planning::tiff_plan::ReadPlan`]) and the making of it. The engine's choice of level and chunks is
+//! ([`crate::formats::tiled_tiff::plan::ReadPlan`]) and the making of it. The engine's choice of level and chunks is
 //! [`crate::slide::geometry`].
 
+pub mod companions;
 pub mod folder;
+pub mod members;
 pub mod object;
 pub mod ranges;
 pub mod series;
@@ -52,7 +55,7 @@ use super::fetch::{FetchPath, LocalSlide, Planner, SlideFetcher, WholeObjectFetc
 use super::gcs::GcsObject;
 use super::location::InputLink;
 use crate::error_kind::ErrorKind;
-use crate::planning::{PlanAnswer, PlanFile, PlanTask};
+use crate::planning::{PlanAnswer, PlanFile, PlanTask, SlideLayout};
 use folder::GcsFolder;
 use ranges::ByteRange;
 use sparse::SparseFile;
@@ -140,7 +143,7 @@ pub async fn fetch_ranged(
                 size,
                 held: held.clone(),
             }],
-            dicom: false,
+            layout: SlideLayout::Single,
             max_size: ctx.settings.max_size,
             max_slide_pixels: ctx.settings.max_slide_pixels,
         };
@@ -327,24 +330,31 @@ impl SlideFetcher for RangedFetcher {
                 budgets: &self.budgets,
             };
             match (input, &self.client) {
-                // A DICOM instance is one file of a series: whatever the mode, the
-                // series is planned together (whole mode reads its members whole).
-                (InputLink::Gcs { bucket, object }, Some(client))
-                    if series::is_dicom_link(object) =>
-                {
-                    let folder = GcsFolder::of(client.clone(), bucket, object);
+                (InputLink::Gcs { bucket, object }, Some(client)) => {
                     let linked = object.rsplit('/').next().unwrap_or(object);
-                    series::fetch_series(&folder, linked, &ctx).await
-                }
-                (InputLink::Gcs { bucket, object }, Some(client))
-                    if self.settings.mode != FetchMode::Whole =>
-                {
-                    let object = GcsObject {
-                        client: client.clone(),
-                        bucket: bucket.clone(),
-                        object: object.clone(),
-                    };
-                    fetch_ranged(&object, &ctx).await
+                    let folder = || GcsFolder::of(client.clone(), bucket, object);
+                    match crate::formats::link_layout(object) {
+                        // A DICOM instance is one file of a series: whatever the mode,
+                        // the series is planned together (whole mode reads its members
+                        // whole).
+                        SlideLayout::DicomSeries => {
+                            series::fetch_series(&folder(), linked, &ctx).await
+                        }
+                        // A MIRAX or VMS header: the slide is it and its companions,
+                        // fetched together in every mode.
+                        layout @ (SlideLayout::Mirax | SlideLayout::Vms) => {
+                            companions::fetch_companions(&folder(), linked, layout, &ctx).await
+                        }
+                        SlideLayout::Single if self.settings.mode != FetchMode::Whole => {
+                            let object = GcsObject {
+                                client: client.clone(),
+                                bucket: bucket.clone(),
+                                object: object.clone(),
+                            };
+                            fetch_ranged(&object, &ctx).await
+                        }
+                        SlideLayout::Single => self.whole.fetch(input).await,
+                    }
                 }
                 _ => self.whole.fetch(input).await,
             }

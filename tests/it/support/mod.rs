@@ -88,6 +88,13 @@ pub fn dicom_fixture(spec: &fixtures::dicom::DicomSpec) -> PathBuf {
     fixtures::dicom::ensure_series(&dir, spec).expect("generate DICOM fixture series")
 }
 
+/// A generated MIRAX slide, cached under target/; returns its `.mrxs` (the companion
+/// folder of the same stem beside it).
+pub fn mirax_fixture(spec: &fixtures::mirax::MiraxSpec) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fixtures");
+    fixtures::mirax::ensure_slide(&dir, spec).expect("generate MIRAX fixture slide")
+}
+
 /// Decodes a PNG into (width, height, RGB bytes).
 pub fn decode_png(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
     let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
