@@ -11,7 +11,7 @@
 //! | room | links | planned | engine |
 //! |---|---|---|---|
 //! | [`dicom`] | `.dcm`: the series in its folder | headers, then the level's frames | reads the series alone |
-//! | [`mirax`] | `.mrxs`: its folder of the same stem | `Slidedat.ini`, then its files whole | OpenSlide |
+//! | [`mirax`] | `.mrxs`: its folder of the same stem | `Slidedat.ini` and `Index.dat`, then the level's images | OpenSlide |
 //! | [`vms`] | `.vms`, `.vmu`: the files its header names | the header, then its files whole | OpenSlide |
 //! | [`ndpi`] | the file | directories, then the level's restart chunks | NDPI levels |
 //! | [`tiled_tiff`] | any other file | directories, then the level's tiles | Aperio and generic TIFF levels |

@@ -80,19 +80,20 @@ pub fn file_name(file: &PlanFile) -> Option<String> {
 }
 
 /// A header file held whole, or the ask for it.
-pub enum Held {
-    Text(String),
+pub enum Held<T> {
+    Held(T),
     Need(PlanAnswer),
 }
 
-pub fn whole_text(task: &PlanTask, index: u32) -> Result<Held, PlanRefusal> {
+/// The file `index` of `task` as bytes, once held whole; refused past `max` bytes.
+pub fn whole_bytes(task: &PlanTask, index: u32, max: u64) -> Result<Held<Vec<u8>>, PlanRefusal> {
     let file = &task.files[index as usize];
     let name = file_name(file).unwrap_or_default();
-    if file.size > MAX_HEADER_FILE {
+    if file.size > max {
         return Err(PlanRefusal::corrupt(format!(
-            "{name} is {} bytes; a slide's header is at most {} MiB",
+            "{name} is {} bytes; a slide's {name} is at most {} MiB",
             file.size,
-            MAX_HEADER_FILE >> 20
+            max >> 20
         )));
     }
     let mut copy = super::open(file)?;
@@ -112,11 +113,19 @@ pub fn whole_text(task: &PlanTask, index: u32) -> Result<Held, PlanRefusal> {
         kind: ErrorKind::Internal,
         message: format!("cannot read the local copy of {name}: {e}"),
     })?;
-    // Scanners write Slidedat.ini with a UTF-8 byte-order mark; the text is ASCII.
-    let text = String::from_utf8_lossy(&bytes);
-    Ok(Held::Text(
-        text.strip_prefix('\u{feff}').unwrap_or(&text).to_string(),
-    ))
+    Ok(Held::Held(bytes))
+}
+
+/// A header file (at most [`MAX_HEADER_FILE`]) as text, once held whole.
+pub fn whole_text(task: &PlanTask, index: u32) -> Result<Held<String>, PlanRefusal> {
+    Ok(match whole_bytes(task, index, MAX_HEADER_FILE)? {
+        // Scanners write Slidedat.ini with a UTF-8 byte-order mark; the text is ASCII.
+        Held::Held(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            Held::Held(text.strip_prefix('\u{feff}').unwrap_or(&text).to_string())
+        }
+        Held::Need(need) => Held::Need(need),
+    })
 }
 
 /// An INI file as OpenSlide's GKeyFile reads it: no quoting, no escapes.

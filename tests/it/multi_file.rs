@@ -15,6 +15,11 @@ use crate::support::request::Request;
 use crate::support::service::Service;
 use crate::support::*;
 use wsi_thumbnail::fixtures::mirax::MiraxSpec;
+use wsi_thumbnail::planning::SlideLayout;
+use wsi_thumbnail::storage::fetch::{FetchPath, LocalSlide};
+use wsi_thumbnail::storage::ranged::companions::fetch_companions;
+use wsi_thumbnail::storage::ranged::folder::LocalFolder;
+use wsi_thumbnail::storage::ranged::{FetchMode, RangedSettings};
 use wsi_thumbnail::slide::{ThumbnailOptions, make_thumbnail};
 use wsi_thumbnail::storage::ranged::companions::MAX_COMPANIONS;
 
@@ -97,10 +102,86 @@ fn a_mirax_slide_from_the_bucket_is_openslides_thumbnail_for_its_members_bytes()
     assert_eq!((w, h), (lw, lh));
     assert_eq!(pixels, reference, "the bucket's slide is the local slide");
 
-    // Exactly the members were fetched: the .mrxs and its companion folder's own files.
+    // Only the level read came from the data files: a fraction of the members' bytes,
+    // through the ranged path (the objects beside them not at all).
     let (_, metrics) = http_get(port, "/metrics").expect("metrics");
     let fetched = metric(&metrics, "wsi_thumbnail_slide_bytes_fetched_total").expect("bytes");
-    assert_eq!(fetched as u64, members, "read the members and nothing else");
+    assert!(
+        (fetched as u64) * 4 < members,
+        "fetched {fetched} of the members' {members} bytes"
+    );
+    assert_eq!(
+        metric(&metrics, "wsi_thumbnail_fetch_path_total{path=\"ranged\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
+}
+
+fn fetch_local(mrxs: &Path, mode: FetchMode, temp: &Path) -> LocalSlide {
+    let settings = RangedSettings {
+        mode,
+        concurrency: 4,
+        max_size: 1024,
+        max_slide_pixels: wsi_thumbnail::slide::DEFAULT_MAX_SLIDE_PIXELS,
+    };
+    let folder = LocalFolder {
+        dir: mrxs.parent().unwrap().to_path_buf(),
+    };
+    let linked = mrxs.file_name().unwrap().to_string_lossy().into_owned();
+    let planning = Planning::new();
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(fetch_companions(
+            &folder,
+            &linked,
+            SlideLayout::Mirax,
+            &planning.context(&settings, temp),
+        ))
+        .expect("MIRAX fetch")
+}
+
+/// The planner reads `Slidedat.ini` and `Index.dat` and fetches the level OpenSlide will
+/// read, the smallest level and the camera positions: a copy holding only those bytes
+/// (holes elsewhere) gives OpenSlide's thumbnail of the whole slide, pixel for pixel.
+#[test]
+fn a_ranged_mirax_copy_makes_the_whole_slides_thumbnail_from_a_fraction_of_its_bytes() {
+    let mut flat = MiraxSpec::new(6144, 4096);
+    flat.position_buffer = false;
+    flat.data_file_bytes = 4 << 20;
+    for spec in [spec(), flat, MiraxSpec::new(1024, 768)] {
+        let mrxs = mirax_fixture(&spec);
+        let total = std::fs::metadata(&mrxs).unwrap().len() + folder_bytes(&mrxs.with_extension(""));
+        let whole = make_thumbnail(&mrxs, &ThumbnailOptions::default()).expect("whole slide");
+        let temp = tempfile::tempdir().unwrap();
+        let ranged = fetch_local(&mrxs, FetchMode::Auto, temp.path());
+        let made = make_thumbnail(&ranged.path, &ThumbnailOptions::default()).expect("ranged copy");
+        assert_eq!(made.level, whole.level, "{}", spec.stem());
+        assert_eq!(
+            serde_json::to_value(&made.metadata).unwrap(),
+            serde_json::to_value(&whole.metadata).unwrap()
+        );
+        assert_eq!(
+            decode_png(&made.png),
+            decode_png(&whole.png),
+            "{}: the ranged copy's thumbnail differs",
+            spec.stem()
+        );
+        if whole.level > 0 {
+            assert_eq!(ranged.via, FetchPath::Ranged, "{}", spec.stem());
+            assert!(
+                ranged.bytes_fetched * 4 < total,
+                "{}: fetched {} of {total}",
+                spec.stem(),
+                ranged.bytes_fetched
+            );
+        } else {
+            // A slide whose level 0 is the thumbnail's level is most of its bytes: read
+            // whole, as the fetch's `auto` mode reads any plan past half the slide.
+            assert_eq!(ranged.via, FetchPath::Whole, "{}", spec.stem());
+        }
+        let whole_copy = fetch_local(&mrxs, FetchMode::Whole, temp.path());
+        assert_eq!(whole_copy.bytes_fetched, total, "{}", spec.stem());
+    }
 }
 
 #[test]

@@ -1,8 +1,12 @@
 //! 3DHISTECH MIRAX: a `.mrxs` and the folder of the same stem beside it (`Slidedat.ini`,
 //! the index, the data files). Linked by the `.mrxs`; planned from `Slidedat.ini`
-//! ([`plan`]); OpenSlide reads the levels and gives the metadata (vendor `mirax`).
+//! ([`slidedat`]: the level sizes) and `Index.dat` ([`index`]: where each image is) to
+//! the ranges of the level read ([`plan`]); OpenSlide reads the levels and gives the
+//! metadata (vendor `mirax`).
 
+pub mod index;
 pub mod plan;
+pub mod slidedat;
 
 use std::path::Path;
 

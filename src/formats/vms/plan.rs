@@ -10,7 +10,7 @@ use crate::planning::{PlanAnswer, PlanRefusal, PlanTask};
 /// objects beside it.
 pub fn plan_vms(task: &PlanTask) -> Result<PlanAnswer, PlanRefusal> {
     let text = match whole_text(task, 0)? {
-        Held::Text(text) => text,
+        Held::Held(text) => text,
         Held::Need(need) => return Ok(need),
     };
     let ini = parse(&text, "the VMS header")?;
