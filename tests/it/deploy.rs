@@ -215,39 +215,81 @@ fn the_compose_stack_has_broker_emulator_topics_service_and_prometheus() {
     );
 }
 
+/// Mebibytes in a Kubernetes quantity of the binary forms the kit uses (`10Gi`, `512Mi`).
+fn mib(quantity: &Value) -> u64 {
+    let q = quantity
+        .as_str()
+        .unwrap_or_else(|| panic!("quantity {quantity}"));
+    if let Some(g) = q.strip_suffix("Gi") {
+        g.parse::<u64>().unwrap() * 1024
+    } else if let Some(m) = q.strip_suffix("Mi") {
+        m.parse().unwrap()
+    } else {
+        panic!("quantity {q}: the kit writes Gi or Mi")
+    }
+}
+
+/// The overlays as rendered: deploy/k8s/rendered/<overlay>.yaml is `kubectl kustomize
+/// deploy/k8s/overlays/<overlay>`, which scripts/validate-k8s.sh (run by scripts/test.sh
+/// before the tests) keeps equal to the overlay and validates against the Kubernetes and
+/// CRD schemas. Here: what the service needs from each.
 #[test]
-fn the_kubernetes_manifests_carry_probes_budgets_and_scaling() {
-    let mut kinds = HashSet::new();
-    let mut docs = Vec::new();
-    for entry in std::fs::read_dir(repo("deploy/k8s")).unwrap() {
+fn the_kubernetes_overlays_carry_probes_budgets_and_scaling() {
+    let mut overlays = Vec::new();
+    for entry in std::fs::read_dir(repo("deploy/k8s/rendered")).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_none_or(|e| e != "yaml") {
             continue;
         }
-        let name = format!("deploy/k8s/{}", path.file_name().unwrap().to_string_lossy());
-        for doc in yaml_documents(&name) {
-            assert!(
-                doc["apiVersion"].is_string() && doc["metadata"]["name"].is_string(),
-                "{name}"
-            );
-            kinds.insert(doc["kind"].as_str().unwrap().to_string());
-            docs.push(doc);
-        }
+        let name = path.file_stem().unwrap().to_string_lossy().to_string();
+        assert!(
+            repo(&format!("deploy/k8s/overlays/{name}/kustomization.yaml")).exists(),
+            "deploy/k8s/rendered/{name}.yaml has no overlay"
+        );
+        overlays.push(name);
+    }
+    overlays.sort();
+    assert_eq!(
+        overlays,
+        [
+            "gke-autopilot",
+            "gke-standard-managed-prometheus",
+            "gke-standard-prometheus-operator"
+        ],
+        "the overlays deploy/k8s/README.md describes"
+    );
+    for overlay in &overlays {
+        check_overlay(overlay);
+    }
+}
+
+fn check_overlay(overlay: &str) {
+    let file = format!("deploy/k8s/rendered/{overlay}.yaml");
+    let docs = yaml_documents(&file);
+    let mut kinds = HashSet::new();
+    for doc in &docs {
+        assert!(
+            doc["apiVersion"].is_string() && doc["metadata"]["name"].is_string(),
+            "{file}: {doc}"
+        );
+        kinds.insert(doc["kind"].as_str().unwrap().to_string());
     }
     for kind in [
         "Deployment",
         "ConfigMap",
         "Service",
-        "PodMonitor",
         "NetworkPolicy",
         "PodDisruptionBudget",
         "ScaledObject",
         "ServiceAccount",
-        "PodMonitoring",
     ] {
-        assert!(kinds.contains(kind), "no {kind} in deploy/k8s");
+        assert!(kinds.contains(kind), "no {kind} in {file}");
     }
-    let of = |kind: &str| docs.iter().find(|d| d["kind"] == kind).unwrap();
+    let of = |kind: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} in {file}"))
+    };
 
     // The ConfigMap's config is a valid service config.
     let config_text = of("ConfigMap")["data"]["config.toml"].as_str().unwrap();
@@ -261,7 +303,7 @@ fn the_kubernetes_manifests_carry_probes_budgets_and_scaling() {
         .unwrap();
     assert!(
         check.status.success(),
-        "{}",
+        "{file}: {}",
         String::from_utf8_lossy(&check.stderr)
     );
     // `--check` prints the effective configuration.
@@ -280,23 +322,96 @@ fn the_kubernetes_manifests_carry_probes_budgets_and_scaling() {
     let grace_s = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
     assert!(
         grace_s * 1000 > config["pipeline"]["shutdown_grace_ms"].as_u64().unwrap(),
-        "the pod is killed before the service's drain ends"
+        "{file}: the pod is killed before the service's drain ends"
     );
+    let mounts = container["volumeMounts"].as_array().unwrap();
     assert!(
-        container["volumeMounts"]
-            .as_array()
-            .unwrap()
+        mounts
             .iter()
             .any(|m| m["mountPath"] == "/etc/wsi-thumbnail")
     );
 
-    let scaled = &of("ScaledObject")["spec"];
+    // Scratch: the volume mounted at the service's temp_dir holds its temp-disk budget.
+    let temp_dir = config["storage"]["temp_dir"].as_str().unwrap();
+    let scratch_name = mounts
+        .iter()
+        .find(|m| m["mountPath"] == temp_dir)
+        .unwrap_or_else(|| panic!("{file}: nothing mounted at temp_dir {temp_dir}"))["name"]
+        .clone();
+    let scratch = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == scratch_name)
+        .unwrap();
+    let budget_mib = config["storage"]["max_temp_disk_mb"].as_u64().unwrap();
+    // Ephemeral storage: request = limit (issue 21 item 6), in every overlay.
+    let ephemeral = &container["resources"]["limits"]["ephemeral-storage"];
+    assert_eq!(
+        &container["resources"]["requests"]["ephemeral-storage"], ephemeral,
+        "{file}: ephemeral-storage request and limit differ"
+    );
+    let ephemeral_mib = mib(ephemeral);
+    let scratch_mib = if scratch["emptyDir"].is_object() {
+        // An emptyDir counts against the pod's ephemeral storage, with the logs.
+        let size = mib(&scratch["emptyDir"]["sizeLimit"]);
+        assert!(
+            size <= ephemeral_mib,
+            "{file}: the scratch emptyDir ({size} MiB) exceeds the ephemeral-storage limit"
+        );
+        size
+    } else {
+        let claim = &scratch["ephemeral"]["volumeClaimTemplate"]["spec"];
+        assert!(
+            claim["storageClassName"].is_string(),
+            "{file}: scratch is neither an emptyDir nor a generic ephemeral volume: {scratch}"
+        );
+        mib(&claim["resources"]["requests"]["storage"])
+    };
+    assert!(
+        budget_mib + 1024 <= scratch_mib,
+        "{file}: max_temp_disk_mb {budget_mib} leaves under 1 GiB of the {scratch_mib} MiB scratch"
+    );
+    if overlay.contains("autopilot") {
+        // Autopilot: at most 10 GiB of ephemeral storage per Pod, so the scratch is a
+        // disk of its own (deploy/k8s/README.md, "Autopilot").
+        assert!(ephemeral_mib <= 10 * 1024, "{file}: {ephemeral_mib} MiB");
+        assert!(
+            scratch["ephemeral"]["volumeClaimTemplate"].is_object(),
+            "{file}: Autopilot scratch on a generic ephemeral volume"
+        );
+        assert!(
+            pod["volumes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|v| v.get("emptyDir").is_none()),
+            "{file}: no emptyDir on Autopilot"
+        );
+    }
+
+    let scaled_object = of("ScaledObject");
+    let scaled = &scaled_object["spec"];
     assert_eq!(
         scaled["maxReplicaCount"], config["kafka"]["topics"]["partitions"],
         "max replicas = request topic partitions"
     );
+    // While Prometheus cannot be read, KEDA holds the fallback count.
+    let fallback = &scaled["fallback"];
+    let fallback_replicas = fallback["replicas"].as_u64().unwrap();
+    assert!(fallback["failureThreshold"].as_u64().unwrap() > 0);
+    assert!(
+        (scaled["minReplicaCount"].as_u64().unwrap()..=scaled["maxReplicaCount"].as_u64().unwrap())
+            .contains(&fallback_replicas),
+        "{file}: fallback replicas {fallback_replicas} outside min..max"
+    );
     // KEDA's Kafka scaler cannot authenticate to Managed Kafka: scale on our own lag.
-    let trigger = &scaled["triggers"][0];
+    let triggers = scaled["triggers"].as_array().unwrap();
+    for trigger in triggers {
+        // KEDA before 2.18 applies the fallback only to AverageValue triggers.
+        assert_eq!(trigger["metricType"], "AverageValue", "{file}: {trigger}");
+    }
+    let trigger = &triggers[0];
     assert_eq!(trigger["type"], "prometheus");
     assert!(
         trigger["metadata"]["query"]
@@ -304,10 +419,53 @@ fn the_kubernetes_manifests_carry_probes_budgets_and_scaling() {
             .unwrap()
             .contains("wsi_thumbnail_consumer_lag")
     );
+    let server = trigger["metadata"]["serverAddress"].as_str().unwrap();
     assert!(
         pod.get("replicas").is_none() && of("Deployment")["spec"].get("replicas").is_none(),
         "a fixed replica count fights KEDA"
     );
+    // One monitoring stack per overlay, and KEDA reads the lag from that one.
+    match (
+        kinds.contains("PodMonitor"),
+        kinds.contains("PodMonitoring"),
+    ) {
+        (true, false) => {
+            assert_eq!(
+                of("PodMonitor")["spec"]["podMetricsEndpoints"][0]["path"],
+                "/metrics"
+            );
+            assert_eq!(
+                of("PodMonitor")["metadata"]["labels"]["release"],
+                "kube-prometheus-stack"
+            );
+            assert_eq!(server, "http://prometheus-operated.monitoring.svc:9090");
+        }
+        (false, true) => {
+            assert_eq!(
+                of("PodMonitoring")["spec"]["endpoints"][0]["path"],
+                "/metrics"
+            );
+            // The Managed Prometheus query API, as the KEDA operator's Google identity.
+            assert!(
+                server.starts_with("https://monitoring.googleapis.com/v1/projects/")
+                    && server.ends_with("/location/global/prometheus"),
+                "{file}: {server}"
+            );
+            let auth = of("TriggerAuthentication");
+            assert_eq!(auth["spec"]["podIdentity"]["provider"], "gcp");
+            assert_eq!(
+                trigger["authenticationRef"]["name"],
+                auth["metadata"]["name"]
+            );
+            // That API answers for the whole project: the query names this deployment.
+            let query = trigger["metadata"]["query"].as_str().unwrap();
+            assert!(
+                query.contains("cluster=") && query.contains("namespace="),
+                "{file}: {query}"
+            );
+        }
+        other => panic!("{file}: want exactly one of PodMonitor, PodMonitoring: {other:?}"),
+    }
     assert_eq!(
         pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
         "Pod Security restricted"
@@ -321,13 +479,7 @@ fn the_kubernetes_manifests_carry_probes_budgets_and_scaling() {
         "decoder_threads = 0 without a CPU limit means one thread per node core"
     );
     // Pod memory covers every decoder's worker at its cap plus the service.
-    let limit_mib = {
-        let m = container["resources"]["limits"]["memory"].as_str().unwrap();
-        m.strip_suffix("Gi").map_or_else(
-            || m.trim_end_matches("Mi").parse::<u64>().unwrap(),
-            |g| g.parse::<u64>().unwrap() * 1024,
-        )
-    };
+    let limit_mib = mib(&container["resources"]["limits"]["memory"]);
     let decoders = config["pipeline"]["decoder_threads"].as_u64().unwrap();
     let worker_mib = config["thumbnail"]["worker_memory_mb"].as_u64().unwrap();
     assert!(
@@ -341,18 +493,6 @@ fn the_kubernetes_manifests_carry_probes_budgets_and_scaling() {
             .as_str()
             .unwrap()
             .ends_with(".iam.gserviceaccount.com")
-    );
-    assert_eq!(
-        of("PodMonitor")["spec"]["podMetricsEndpoints"][0]["path"],
-        "/metrics"
-    );
-    assert_eq!(
-        of("PodMonitor")["metadata"]["labels"]["release"],
-        "kube-prometheus-stack"
-    );
-    assert_eq!(
-        of("PodMonitoring")["spec"]["endpoints"][0]["path"],
-        "/metrics"
     );
     assert_eq!(
         of("PodDisruptionBudget")["spec"]["unhealthyPodEvictionPolicy"],
