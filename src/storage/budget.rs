@@ -102,6 +102,13 @@ impl Budget {
         })
     }
 
+    /// Whether shares other than `mine` are held now.
+    pub fn held_by_others(&self, mine: &Share) -> bool {
+        let mine_units = mine.amount.div_ceil(self.unit);
+        let held_units = u64::from(self.total_units) - self.semaphore.available_permits() as u64;
+        held_units > mine_units
+    }
+
     fn show(&self, amount: u64) -> String {
         if self.unit >= 1024 {
             format!("{} MiB", amount.div_ceil(1024 * 1024))

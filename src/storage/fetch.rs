@@ -206,12 +206,9 @@ impl WholeObjectFetcher {
                 .unwrap_or(0),
             size => size,
         };
-        let disk = self
-            .budgets
-            .temp_disk
-            .take(size, crate::error_kind::ErrorKind::SlideTooLarge)
-            .await
-            .map_err(|e| over_budget(gcs.link(), e))?;
+        let disk =
+            super::disk_room::take_room(&self.budgets.temp_disk, &self.temp_dir, size, &gcs.link())
+                .await?;
         let (std_file, temp_path) = temp_slide(&self.temp_dir, &suffix_of(object))?;
         let mut file = tokio::fs::File::from_std(std_file);
         let mut bytes = 0u64;

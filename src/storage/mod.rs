@@ -3,6 +3,7 @@
 //! only the bytes a thumbnail needs) and writing thumbnails ([`output`]).
 
 pub mod budget;
+pub mod disk_room;
 pub mod error;
 pub mod fetch;
 pub mod gcs;

@@ -16,12 +16,12 @@ use crate::support::service::Service;
 use crate::support::*;
 use wsi_thumbnail::fixtures::mirax::MiraxSpec;
 use wsi_thumbnail::planning::SlideLayout;
+use wsi_thumbnail::slide::{ThumbnailOptions, make_thumbnail};
 use wsi_thumbnail::storage::fetch::{FetchPath, LocalSlide};
+use wsi_thumbnail::storage::ranged::companions::MAX_COMPANIONS;
 use wsi_thumbnail::storage::ranged::companions::fetch_companions;
 use wsi_thumbnail::storage::ranged::folder::LocalFolder;
 use wsi_thumbnail::storage::ranged::{FetchMode, RangedSettings};
-use wsi_thumbnail::slide::{ThumbnailOptions, make_thumbnail};
-use wsi_thumbnail::storage::ranged::companions::MAX_COMPANIONS;
 
 fn spec() -> MiraxSpec {
     MiraxSpec::new(4096, 3072)
@@ -150,7 +150,8 @@ fn a_ranged_mirax_copy_makes_the_whole_slides_thumbnail_from_a_fraction_of_its_b
     flat.data_file_bytes = 4 << 20;
     for spec in [spec(), flat, MiraxSpec::new(1024, 768)] {
         let mrxs = mirax_fixture(&spec);
-        let total = std::fs::metadata(&mrxs).unwrap().len() + folder_bytes(&mrxs.with_extension(""));
+        let total =
+            std::fs::metadata(&mrxs).unwrap().len() + folder_bytes(&mrxs.with_extension(""));
         let whole = make_thumbnail(&mrxs, &ThumbnailOptions::default()).expect("whole slide");
         let temp = tempfile::tempdir().unwrap();
         let ranged = fetch_local(&mrxs, FetchMode::Auto, temp.path());

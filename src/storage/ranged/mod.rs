@@ -282,11 +282,7 @@ pub(crate) async fn take_disk(
     amount: u64,
     link: &str,
 ) -> Result<Share, StorageError> {
-    ctx.budgets
-        .temp_disk
-        .take(amount, ErrorKind::SlideTooLarge)
-        .await
-        .map_err(|e| over_budget(link.to_string(), e))
+    crate::storage::disk_room::take_room(&ctx.budgets.temp_disk, ctx.temp_dir, amount, link).await
 }
 
 /// The disk share for a copy of `need` bytes, given the planning reservation: kept when
