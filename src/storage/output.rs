@@ -51,12 +51,32 @@ impl OutputSink {
                     .client
                     .as_ref()
                     .ok_or_else(|| StorageError::Client("no GCS client configured".into()))?;
-                client
-                    .write_object(bucket_path(bucket), format!("{prefix}{name}"), png)
-                    .set_content_type("image/png")
-                    .send_buffered()
-                    .await
-                    .map_err(|e| StorageError::from_gcs(&link, &e))?;
+                let write = |create_only: bool| {
+                    let request = client
+                        .write_object(bucket_path(bucket), format!("{prefix}{name}"), png.clone())
+                        .set_content_type("image/png");
+                    let request = if create_only {
+                        request.set_if_generation_match(0)
+                    } else {
+                        request
+                    };
+                    request.send_buffered()
+                };
+                match write(false).await {
+                    Ok(_) => {}
+                    // A 403 on a write is either no role at all or a role that may
+                    // create but not replace (roles/storage.objectCreator) meeting an
+                    // object that exists: a redelivered request's thumbnail, written
+                    // before the crash that kept its offset uncommitted. A create-only
+                    // write tells them apart: GCS checks the role first, then answers
+                    // 412 when the object exists.
+                    Err(e) if e.http_status_code() == Some(403) => match write(true).await {
+                        Ok(_) => {}
+                        Err(e) if e.http_status_code() == Some(412) => kept_existing(&link),
+                        Err(e) => return Err(StorageError::from_gcs(&link, &e)),
+                    },
+                    Err(e) => return Err(StorageError::from_gcs(&link, &e)),
+                }
             }
             OutputLocation::Dir { path } => {
                 let target: PathBuf = path.join(name);
@@ -82,5 +102,24 @@ impl OutputSink {
             }
         }
         Ok(link)
+    }
+}
+
+static KEPT: crate::log_throttle::LogThrottle =
+    crate::log_throttle::LogThrottle::new(std::time::Duration::from_secs(15));
+
+/// The output may create objects but not replace them, and this one exists: it is the
+/// same request's thumbnail (names are the slide's), so the request goes on with it.
+fn kept_existing(link: &str) {
+    crate::telemetry::record::output_kept();
+    if let Some(held_back) = KEPT.allow() {
+        tracing::warn!(
+            %link,
+            held_back,
+            "the output bucket refuses to replace an existing thumbnail (the service's role \
+             can create objects but not replace them): kept the existing one; grant \
+             roles/storage.objectUser on the output bucket so that a re-sent request \
+             refreshes its thumbnail"
+        );
     }
 }

@@ -55,6 +55,10 @@ fn describe() {
         "Slides fetched, by path: ranged (planned byte ranges), whole, or local (file://)"
     );
     metrics::describe_counter!(
+        OUTPUT_KEPT,
+        "Thumbnails the output would not let the service replace (a create-only role), kept as they were"
+    );
+    metrics::describe_counter!(
         PIXEL_PATH,
         "Slides decoded, by pixel path: jpeg_tiles (direct tile decoding) or openslide"
     );

@@ -53,6 +53,7 @@ pub const COMMITTED_OFFSET: &str = "wsi_thumbnail_committed_offset";
 pub const CONSUMER_LAG: &str = "wsi_thumbnail_consumer_lag";
 pub const SLIDE_BYTES_FETCHED: &str = "wsi_thumbnail_slide_bytes_fetched_total";
 pub const FETCH_PATH: &str = "wsi_thumbnail_fetch_path_total";
+pub const OUTPUT_KEPT: &str = "wsi_thumbnail_output_kept_total";
 pub const PIXEL_PATH: &str = "wsi_thumbnail_pixel_path_total";
 pub const STAGE_WORKERS: &str = "wsi_thumbnail_stage_workers";
 pub const ACTOR_PANICS: &str = "wsi_thumbnail_actor_panics_total";
@@ -133,6 +134,11 @@ pub fn http_process(outcome: Result<(), ErrorKind>) {
 }
 
 /// A fetch waited for a process-wide budget (`key` is its config key).
+/// A thumbnail the output would not let the service replace, kept as it was.
+pub fn output_kept() {
+    metrics::counter!(OUTPUT_KEPT).increment(1);
+}
+
 pub fn budget_wait(key: &'static str) {
     metrics::counter!(BUDGET_WAITS, "budget" => key).increment(1);
 }

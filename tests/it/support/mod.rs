@@ -4,6 +4,7 @@
 //! (`kafka`, with the topic names), the request builder (`request`) and /proc readings
 //! of a process tree (`process_tree`).
 
+pub mod creator_front;
 pub mod infra;
 pub mod kafka;
 pub mod process_tree;
