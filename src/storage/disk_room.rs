@@ -29,6 +29,8 @@ const BUDGET_LABEL: &str = "temp_dir_free_space";
 static WAITING: LogThrottle = LogThrottle::new(Duration::from_secs(15));
 
 /// Bytes an unprivileged writer may still put in the file system holding `dir`.
+// fsblkcnt_t and c_ulong are u64 here, u32 on 32-bit targets.
+#[allow(clippy::useless_conversion)]
 pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
     let stat = nix::sys::statvfs::statvfs(dir).map_err(std::io::Error::from)?;
     Ok(u64::from(stat.blocks_available()).saturating_mul(u64::from(stat.fragment_size())))

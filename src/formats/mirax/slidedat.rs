@@ -85,9 +85,7 @@ impl Slidedat {
         // OpenSlide takes the first hierarchy named "Slide zoom level" and requires it
         // to be HIER_0.
         let zoom_hier = (0..hier_count)
-            .find_map(|i| {
-                (value(ini, hier, &format!("HIER_{i}_NAME")) == Some(SLIDE_ZOOM_LEVEL)).then_some(i)
-            })
+            .find(|i| value(ini, hier, &format!("HIER_{i}_NAME")) == Some(SLIDE_ZOOM_LEVEL))
             .ok_or_else(|| corrupt("Slidedat.ini has no \"Slide zoom level\" hierarchy"))?;
         if zoom_hier != 0 {
             return Err(corrupt("the slide zoom level hierarchy is not HIER_0"));

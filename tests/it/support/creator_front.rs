@@ -84,7 +84,8 @@ impl CreatorOnlyFront {
 
 impl Drop for CreatorOnlyFront {
     fn drop(&mut self) {
-        let _ = self.handle.stop(false);
+        // The stop is sent when called; the future only waits for it.
+        drop(self.handle.stop(false));
     }
 }
 
