@@ -29,7 +29,7 @@ pub fn shared_poison() -> PathBuf {
     testdata().join("poison/aperio_missing_tile_sigfpe.svs")
 }
 
-fn testdata() -> PathBuf {
+pub fn testdata() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata")
 }
 
