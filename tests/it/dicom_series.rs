@@ -18,9 +18,9 @@ use wsi_thumbnail::ErrorKind;
 use wsi_thumbnail::fixtures::dicom::{DicomSpec, Hostile, level_file};
 use wsi_thumbnail::slide::{ThumbnailOptions, make_thumbnail};
 use wsi_thumbnail::storage::fetch::{FetchPath, LocalSlide};
+use wsi_thumbnail::storage::ranged::FetchMode;
 use wsi_thumbnail::storage::ranged::folder::LocalFolder;
 use wsi_thumbnail::storage::ranged::series::fetch_series;
-use wsi_thumbnail::storage::ranged::{FetchMode, RangedSettings};
 
 fn cmu_series() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/dicom/CMU-1-Small-Region")
@@ -53,12 +53,7 @@ fn try_fetch(
     mode: FetchMode,
     temp: &Path,
 ) -> Result<LocalSlide, wsi_thumbnail::storage::error::StorageError> {
-    let settings = RangedSettings {
-        mode,
-        concurrency: 4,
-        max_size: 1024,
-        max_slide_pixels: wsi_thumbnail::slide::DEFAULT_MAX_SLIDE_PIXELS,
-    };
+    let settings = Planning::settings(mode);
     let folder = LocalFolder {
         dir: dir.to_path_buf(),
     };

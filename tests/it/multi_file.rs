@@ -18,10 +18,10 @@ use wsi_thumbnail::fixtures::mirax::MiraxSpec;
 use wsi_thumbnail::planning::SlideLayout;
 use wsi_thumbnail::slide::{ThumbnailOptions, make_thumbnail};
 use wsi_thumbnail::storage::fetch::{FetchPath, LocalSlide};
+use wsi_thumbnail::storage::ranged::FetchMode;
 use wsi_thumbnail::storage::ranged::companions::MAX_COMPANIONS;
 use wsi_thumbnail::storage::ranged::companions::fetch_companions;
 use wsi_thumbnail::storage::ranged::folder::LocalFolder;
-use wsi_thumbnail::storage::ranged::{FetchMode, RangedSettings};
 
 fn spec() -> MiraxSpec {
     MiraxSpec::new(4096, 3072)
@@ -118,12 +118,7 @@ fn a_mirax_slide_from_the_bucket_is_openslides_thumbnail_for_its_members_bytes()
 }
 
 fn fetch_local(mrxs: &Path, mode: FetchMode, temp: &Path) -> LocalSlide {
-    let settings = RangedSettings {
-        mode,
-        concurrency: 4,
-        max_size: 1024,
-        max_slide_pixels: wsi_thumbnail::slide::DEFAULT_MAX_SLIDE_PIXELS,
-    };
+    let settings = Planning::settings(mode);
     let folder = LocalFolder {
         dir: mrxs.parent().unwrap().to_path_buf(),
     };

@@ -20,12 +20,7 @@ use wsi_thumbnail::storage::fetch::{FetchPath, LocalSlide};
 use wsi_thumbnail::storage::ranged::{FetchMode, FileObject, RangedSettings, fetch_ranged};
 
 fn settings(mode: FetchMode) -> RangedSettings {
-    RangedSettings {
-        mode,
-        concurrency: 4,
-        max_size: 1024,
-        max_slide_pixels: wsi_thumbnail::slide::DEFAULT_MAX_SLIDE_PIXELS,
-    }
+    Planning::settings(mode)
 }
 
 pub(crate) fn fetch(path: &Path, mode: FetchMode, temp: &Path) -> LocalSlide {

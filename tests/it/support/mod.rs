@@ -63,6 +63,18 @@ impl Planning {
         }
     }
 
+    /// The fetch settings of these tests: 1024-pixel thumbnails, 4 GETs at once.
+    pub fn settings(
+        mode: wsi_thumbnail::storage::ranged::FetchMode,
+    ) -> wsi_thumbnail::storage::ranged::RangedSettings {
+        wsi_thumbnail::storage::ranged::RangedSettings {
+            mode,
+            concurrency: 4,
+            max_size: 1024,
+            max_slide_pixels: wsi_thumbnail::slide::DEFAULT_MAX_SLIDE_PIXELS,
+        }
+    }
+
     pub fn context<'a>(
         &'a self,
         settings: &'a wsi_thumbnail::storage::ranged::RangedSettings,
