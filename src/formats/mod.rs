@@ -147,6 +147,8 @@ mod tests {
         assert_eq!(link_layout("a/b.MRXS"), SlideLayout::Mirax);
         assert_eq!(link_layout("b.vms"), SlideLayout::Vms);
         assert_eq!(link_layout("b.vmu"), SlideLayout::Vms);
+        assert_eq!(link_layout("a/B.VMS"), SlideLayout::Vms);
+        assert_eq!(link_layout("b.Vmu"), SlideLayout::Vms);
         assert_eq!(link_layout("b.svs"), SlideLayout::Single);
         assert_eq!(link_layout("mrxs"), SlideLayout::Single);
     }

@@ -1,21 +1,26 @@
 //! Slides made of a header and companion files, read from a bucket (contract §1): a
 //! MIRAX `.mrxs` with its folder of the same stem, and a Hamamatsu VMS header with the
-//! files it names. Through the real service and emulator, a generated MIRAX slide gives
-//! the thumbnail and metadata OpenSlide gives for the same files on local disk, and
-//! fetches exactly its members (not the other objects beside them). A missing
-//! companion is `slide_not_found` naming it; a header naming a file outside its folder
-//! is `corrupt_slide`; a folder beyond the cap is refused, naming it.
+//! files it names. Through the real service and emulator, a generated MIRAX slide and a
+//! generated VMS slide each give the thumbnail and metadata OpenSlide gives for the same
+//! files on local disk, and fetch exactly their members (not the other objects beside
+//! them); the VMS thumbnail is also held against OpenSlide's own read of level 0,
+//! resized. A missing companion is `slide_not_found` naming it; a header naming a file
+//! outside its folder is `corrupt_slide`; a folder beyond the cap is refused, naming it.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::dicom_shared::lanczos;
 use crate::support::infra::{Stack, metric};
 use crate::support::request::Request;
 use crate::support::service::Service;
 use crate::support::*;
+use openslide_rs::{Address, OpenSlide, Region};
 use wsi_thumbnail::fixtures::mirax::MiraxSpec;
+use wsi_thumbnail::fixtures::vms::VmsSpec;
 use wsi_thumbnail::planning::SlideLayout;
+use wsi_thumbnail::slide::reduce::composite_argb;
 use wsi_thumbnail::slide::{ThumbnailOptions, make_thumbnail};
 use wsi_thumbnail::storage::fetch::{FetchPath, LocalSlide};
 use wsi_thumbnail::storage::ranged::FetchMode;
@@ -27,19 +32,49 @@ fn spec() -> MiraxSpec {
     MiraxSpec::new(4096, 3072)
 }
 
+/// 2 x 2 image files of 1024 x 768, the map at 1/16, an optimisation file.
+fn vms_spec() -> VmsSpec {
+    VmsSpec::new(2048, 1536)
+}
+
+/// Copies every file of the folder `from` into `to`.
+fn copy_folder(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).expect("stage a file");
+    }
+}
+
 /// Copies the `.mrxs` and its companion folder under `into/` as `<name>.mrxs` and
 /// `<name>/`; returns the companion folder there.
 fn stage_mirax(mrxs: &Path, into: &Path, name: &str) -> PathBuf {
     std::fs::create_dir_all(into).unwrap();
     std::fs::copy(mrxs, into.join(format!("{name}.mrxs"))).expect("stage the .mrxs");
-    let from = mrxs.with_extension("");
     let to = into.join(name);
-    std::fs::create_dir_all(&to).unwrap();
-    for entry in std::fs::read_dir(&from).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).expect("stage a companion");
-    }
+    copy_folder(&mrxs.with_extension(""), &to);
     to
+}
+
+/// Copies the VMS slide's folder (the `.vms` and the files it names) into `into/`, the
+/// header as `scan.vms` (OpenSlide finds the files by the names inside it); returns
+/// the header there.
+fn stage_vms(vms: &Path, into: &Path) -> PathBuf {
+    copy_folder(vms.parent().unwrap(), into);
+    let header = into.join("scan.vms");
+    std::fs::rename(into.join(vms.file_name().unwrap()), &header).unwrap();
+    header
+}
+
+/// The line of a `.vms` that names `key`, and the name it gives.
+fn vms_key(header: &str, key: &str) -> (String, String) {
+    header
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            (k == key).then(|| (l.to_string(), v.to_string()))
+        })
+        .unwrap_or_else(|| panic!("the .vms names {key}"))
 }
 
 fn folder_bytes(dir: &Path) -> u64 {
@@ -181,6 +216,82 @@ fn a_ranged_mirax_copy_makes_the_whole_slides_thumbnail_from_a_fraction_of_its_b
 }
 
 #[test]
+fn a_vms_slide_from_the_bucket_is_openslides_thumbnail_for_the_files_its_header_names() {
+    let vms = vms_fixture(&vms_spec());
+    let members = folder_bytes(vms.parent().unwrap());
+    let stack = Stack::start(
+        "[storage]\noutput = \"gs://thumbs/\"\nallowed_buckets = [\"slides-in\"]\n",
+        |input| {
+            let case = input.join("cases/v1");
+            stage_vms(&vms, &case);
+            // Beside the slide: another slide's file and a sub-folder, not its members.
+            std::fs::write(case.join("other.svs"), vec![7u8; 300_000]).unwrap();
+            std::fs::create_dir_all(case.join("deeper")).unwrap();
+            std::fs::write(case.join("deeper/x.jpg"), vec![2u8; 100_000]).unwrap();
+        },
+    );
+    let port = stack.http_port;
+    let _service = Service::start(&stack.config, &stack.env(&[]));
+    assert!(becomes_ready(port));
+    let (status, response) = post(port, "v1", "gs://slides-in/cases/v1/scan.vms");
+    assert_eq!(status, 200, "{response}");
+
+    // What OpenSlide says of the generated files, on local disk.
+    let slide = OpenSlide::new(&vms).expect("OpenSlide opens the generated VMS");
+    let size = slide.level_dimensions(0).unwrap();
+    assert_eq!(response["metadata"]["vendor"], "hamamatsu");
+    assert_eq!(
+        (
+            &response["metadata"]["width"],
+            &response["metadata"]["height"]
+        ),
+        (&Value::from(size.w), &Value::from(size.h))
+    );
+    let local = make_thumbnail(&vms, &ThumbnailOptions::default()).expect("local VMS");
+    assert_eq!(
+        response["metadata"],
+        serde_json::to_value(&local.metadata).unwrap()
+    );
+    assert_eq!(
+        response["thumbnail_image_link"],
+        "gs://thumbs/scan_thumbnail.png"
+    );
+    let png = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(crate::service::read_gcs_object(
+            &stack.gcs.url(),
+            "thumbs",
+            "scan_thumbnail.png",
+        ));
+    let (w, h, pixels) = decode_png(&png);
+    assert_eq!((w, h), (1024, 768));
+    assert_eq!(
+        pixels,
+        decode_png(&local.png).2,
+        "the bucket's slide is the local slide"
+    );
+    // An independent reference: OpenSlide's own read of level 0, resized.
+    let argb = slide
+        .read_region(&Region {
+            address: Address { x: 0, y: 0 },
+            level: 0,
+            size,
+        })
+        .unwrap();
+    let mut level0 = vec![0u8; (size.w * size.h * 3) as usize];
+    composite_argb(&argb, [255, 255, 255], &mut level0);
+    let reference = lanczos(size.w, size.h, level0, (w, h));
+    let mad = mean_abs_diff(&pixels, &reference);
+    println!("VMS thumbnail against OpenSlide's level 0, resized: {mad:.3}");
+    assert!(mad <= 3.0, "mean abs diff {mad}");
+
+    // Exactly the members were fetched: the header and every file beside it it names.
+    let (_, metrics) = http_get(port, "/metrics").expect("metrics");
+    let fetched = metric(&metrics, "wsi_thumbnail_slide_bytes_fetched_total").expect("bytes");
+    assert_eq!(fetched as u64, members, "read the members and nothing else");
+}
+
+#[test]
 fn missing_hostile_and_oversized_companions_are_one_failure_each() {
     let mrxs = mirax_fixture(&spec());
     let companion = mrxs.with_extension("");
@@ -192,6 +303,9 @@ fn missing_hostile_and_oversized_companions_are_one_failure_each() {
                 .map(|v| v.trim_start_matches([' ', '=']).trim().to_string())
         })
         .expect("Slidedat.ini names FILE_0");
+    let vms = vms_fixture(&vms_spec());
+    let header = std::fs::read_to_string(&vms).unwrap();
+    let (image_line, image_file) = vms_key(&header, "ImageFile(1,1)");
     let stack = Stack::start(
         "[storage]\noutput = \"gs://thumbs/\"\nallowed_buckets = [\"slides-in\"]\n",
         |input| {
@@ -217,19 +331,19 @@ fn missing_hostile_and_oversized_companions_are_one_failure_each() {
             for i in 0..MAX_COMPANIONS {
                 std::fs::write(crowded.join(format!("extra-{i}.txt")), b"x").unwrap();
             }
-            // A VMS header naming a file outside its folder, and one naming a file
-            // that is not there.
-            std::fs::create_dir_all(input.join("cases/vms")).unwrap();
-            std::fs::write(
-                input.join("cases/vms/escape.vms"),
-                "[Virtual Microscope Specimen]\nNoLayers=1\nImageFile=../../etc/passwd\n",
+            // A VMS slide whose image file (1,1) is missing from the upload, and one
+            // whose header names, for it, a file outside its folder (that exists).
+            let absent = stage_vms(&vms, &input.join("cases/vms-absent"));
+            std::fs::remove_file(absent.with_file_name(&image_file)).unwrap();
+            let escape = stage_vms(&vms, &input.join("cases/vms-escape/slide"));
+            std::fs::copy(
+                escape.with_file_name(&image_file),
+                input.join("cases/vms-escape/x.jpg"),
             )
             .unwrap();
-            std::fs::write(
-                input.join("cases/vms/absent.vms"),
-                "[Virtual Microscope Specimen]\nNoLayers=1\nImageFile=absent.jpg\n",
-            )
-            .unwrap();
+            let hostile = header.replace(&image_line, "ImageFile(1,1)=../x.jpg");
+            assert_ne!(hostile, header);
+            std::fs::write(&escape, hostile).unwrap();
         },
     );
     let port = stack.http_port;
@@ -266,17 +380,17 @@ fn missing_hostile_and_oversized_companions_are_one_failure_each() {
         ),
         (
             "vms-escape",
-            "gs://slides-in/cases/vms/escape.vms",
+            "gs://slides-in/cases/vms-escape/slide/scan.vms",
             422,
             "corrupt_slide",
-            "../../etc/passwd",
+            "../x.jpg",
         ),
         (
             "vms-absent",
-            "gs://slides-in/cases/vms/absent.vms",
+            "gs://slides-in/cases/vms-absent/scan.vms",
             404,
             "slide_not_found",
-            "absent.jpg",
+            image_file.as_str(),
         ),
     ] {
         let (status, answer) = post(port, case, link);

@@ -108,6 +108,13 @@ pub fn mirax_fixture(spec: &fixtures::mirax::MiraxSpec) -> PathBuf {
     fixtures::mirax::ensure_slide(&dir, spec).expect("generate MIRAX fixture slide")
 }
 
+/// A generated Hamamatsu VMS slide, cached under target/; returns its `.vms` (the files
+/// it names beside it, in a folder of its own).
+pub fn vms_fixture(spec: &fixtures::vms::VmsSpec) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fixtures");
+    fixtures::vms::ensure_slide(&dir, spec).expect("generate VMS fixture slide")
+}
+
 /// Decodes a PNG into (width, height, RGB bytes).
 pub fn decode_png(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
     let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
