@@ -12,11 +12,14 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 # the bundled libjpeg-turbo 3; curl for OpenSlide itself (openslide-bin, below). Peers for the benchmarks: libvips-tools (vipsthumbnail),
 # python3-openslide (OpenSlide's own get_thumbnail) and hyperfine. Fixtures: openjph-tools
 # (ojph_compress, the HTJ2K encoder the fixture generator runs for HTJ2K DICOM series).
+# Kit validation: python3-venv (scripts/validate-k8s.sh installs its pinned tools in a
+# venv).
 PACKAGES=(
   build-essential pkg-config cmake nasm curl ca-certificates
   libclang-dev libssl-dev
   libvips-tools python3-openslide hyperfine
   openjph-tools
+  python3-venv
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
