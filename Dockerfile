@@ -1,4 +1,4 @@
-# syntax=docker/dockerfile:1
+# syntax=docker/dockerfile:1.7@sha256:b5f3b260a9678e1d83d2fce86eeddf79420b79147eaba2a25986f47133d73720
 # wsi-thumbnail service image: a Debian 12 build stage with the build packages, and a
 # slim Debian 12 runtime with only the shared libraries the binary links: OpenSlide is
 # OpenSlide's own self-contained build (openslide-bin, pinned by version and SHA-256 in
@@ -12,8 +12,13 @@
 # (default) or from the host: scripts/container-smoke.sh builds the runtime stage with
 # podman on a Debian 12 minbase made by mmdebstrap, around the host's release binary.
 
-ARG BUILDER_IMAGE=rust:1-bookworm
-ARG RUNTIME_IMAGE=debian:bookworm-slim
+# Both bases are pinned by digest (the multi-arch index), so a rebuild from the same
+# commit starts from the same bytes; the tag beside each digest says what it was when
+# pinned (rust 1.95.0 is the toolchain CI builds with; bookworm-slim as of 2026-07).
+# To move them, in lock-step with a test run: `docker buildx imagetools inspect
+# rust:1.95.0-bookworm` (and debian:bookworm-slim), and replace tag and digest together.
+ARG BUILDER_IMAGE=rust:1.95.0-bookworm@sha256:6258907abe69656e41cd992e0b705cdcfabcbbe3db374f92ed2d47121282d4a1
+ARG RUNTIME_IMAGE=debian:bookworm-slim@sha256:7b140f374b289a7c2befc338f42ebe6441b7ea838a042bbd5acbfca6ec875818
 # `builder`: compile in the image; `prebuilt`: take prebuilt/wsi-thumbnail from the
 # build context (the smoke script puts the host's release binary there).
 ARG BINARY_STAGE=builder

@@ -32,8 +32,8 @@ fn runtime_packages() -> BTreeSet<String> {
         "runtime stage base: {runtime:.40}"
     );
     assert!(
-        dockerfile.contains("ARG RUNTIME_IMAGE=debian:bookworm-slim"),
-        "the runtime base defaults to Debian 12 slim"
+        dockerfile.contains("ARG RUNTIME_IMAGE=debian:bookworm-slim@sha256:"),
+        "the runtime base defaults to Debian 12 slim, pinned by digest"
     );
     let install = runtime
         .split("apt-get install")
@@ -69,6 +69,56 @@ fn owner(path: &str) -> Option<String> {
             .map(|(pkg, _)| pkg.split(',').next().unwrap_or(pkg).trim().to_string())
             .filter(|p| !p.is_empty())
     })
+}
+
+/// Issue 21 item 7: a rebuild from one commit starts from the same base bytes (every
+/// base image the Dockerfile names by default is pinned by digest, with its tag beside it
+/// for the reader), and the runtime image carries no curl (its HEALTHCHECK asks the
+/// binary itself).
+#[test]
+fn the_image_bases_are_pinned_by_digest_and_the_runtime_has_no_curl() {
+    let dockerfile = std::fs::read_to_string(repo("Dockerfile")).unwrap();
+    let bases: Vec<&str> = dockerfile
+        .lines()
+        .filter_map(|l| l.strip_prefix("ARG "))
+        .filter(|a| a.starts_with("BUILDER_IMAGE=") || a.starts_with("RUNTIME_IMAGE="))
+        .collect();
+    assert_eq!(bases.len(), 2, "the two base-image arguments: {bases:?}");
+    let syntax = dockerfile.lines().next().unwrap_or_default();
+    assert!(
+        syntax.starts_with("# syntax=docker/dockerfile:") && syntax.contains("@sha256:"),
+        "the BuildKit frontend is pinned too: {syntax}"
+    );
+    for arg in &bases {
+        let image = arg.split_once('=').unwrap().1;
+        let (reference, digest) = image
+            .split_once("@sha256:")
+            .unwrap_or_else(|| panic!("{arg}: not pinned by digest"));
+        assert!(
+            reference.contains(':') && !reference.ends_with(":latest"),
+            "{arg}: a tag beside the digest says what was pinned"
+        );
+        assert!(
+            digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{arg}: a full sha256 digest"
+        );
+    }
+    // Every other FROM is a stage of this file, a build argument, or scratch.
+    for from in dockerfile.lines().filter_map(|l| l.strip_prefix("FROM ")) {
+        let base = from.split_whitespace().next().unwrap();
+        assert!(
+            base.starts_with("${") || base == "scratch",
+            "FROM {from}: name the base through a pinned argument"
+        );
+    }
+    assert!(
+        !runtime_packages().contains("curl"),
+        "the runtime image installs no curl"
+    );
+    assert!(
+        dockerfile.contains("CMD [\"/usr/local/bin/wsi-thumbnail\", \"health\"]"),
+        "HEALTHCHECK asks the binary"
+    );
 }
 
 #[test]
