@@ -1,12 +1,14 @@
 //! `wsi-thumbnail thumbnail`: local slides in, PNG files and JSON lines out.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::json;
+use serde_json::{Value, json};
 use std::time::Duration;
 
 use std::sync::Arc;
@@ -55,34 +57,35 @@ pub struct Args {
     timeout_ms: u64,
 }
 
-/// Makes thumbnails in a fresh worker process per slide (the next one started while
-/// this one works), or in this process with `--isolation none`.
+/// Makes thumbnails in a fresh worker process per slide, forked from one zygote for the
+/// whole run (the next ones forked while these work), or in this process with
+/// `--isolation none`.
 struct Engine {
     options: ThumbnailOptions,
     workers: Option<Arc<WorkerPool>>,
 }
 
 impl Engine {
-    fn new(args: &Args) -> Engine {
+    /// `concurrent` slides at a time, each worker decoding with `threads` threads.
+    fn new(args: &Args, concurrent: usize, threads: usize) -> Engine {
         let options = ThumbnailOptions {
             max_size: args.size,
             max_slide_pixels: args.max_slide_pixels,
             decoder: args.decoder,
         };
         let workers = (args.isolation == Isolation::Process).then(|| {
-            WorkerPool::start(
-                WorkerSettings::new(
-                    args.worker_memory_mb,
-                    Duration::from_millis(args.timeout_ms),
-                    std::env::temp_dir(),
-                ),
-                1,
-            )
+            let mut settings = WorkerSettings::new(
+                args.worker_memory_mb,
+                Duration::from_millis(args.timeout_ms),
+                std::env::temp_dir(),
+            );
+            settings.decode_threads = threads;
+            WorkerPool::start(settings, concurrent)
         });
         Engine { options, workers }
     }
 
-    fn thumbnail(&mut self, path: &Path) -> Result<Thumbnail, Error> {
+    fn thumbnail(&self, path: &Path) -> Result<Thumbnail, Error> {
         match &self.workers {
             Some(pool) => {
                 let worker = pool.checkout().map_err(|e| DecodeFailure {
@@ -119,11 +122,22 @@ pub enum Error {
     SomeFailed(usize, usize),
 }
 
+/// How many slides run at once, and with how many decoding threads each: one slide per
+/// core (a worker decodes on one core, as in the service), and a run of fewer slides
+/// than cores gives each slide the cores left over.
+pub fn plan_concurrency(slides: usize, cores: usize) -> (usize, usize) {
+    let cores = cores.max(1);
+    let concurrent = slides.clamp(1, cores);
+    (concurrent, (cores / concurrent).max(1))
+}
+
 pub fn run(args: Args) -> Result<ExitCode, Error> {
     if args.output.is_some() && args.slides.len() != 1 {
         return Err(Error::OutputNeedsOneSlide(args.slides.len()));
     }
-    let mut engine = Engine::new(&args);
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let (concurrent, threads) = plan_concurrency(args.slides.len(), cores);
+    let engine = Engine::new(&args, concurrent, threads);
     if let Some(output) = &args.output {
         let thumb = engine.thumbnail(&args.slides[0])?;
         write_file(output, &thumb.png)?;
@@ -133,49 +147,93 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let out_dir = args.out_dir.unwrap_or_default();
+    let out_dir = args.out_dir.clone().unwrap_or_default();
     let targets = output_names(&args.slides, &out_dir)?;
     let progress = ProgressBar::new(args.slides.len() as u64);
     progress.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed_precise} eta {eta} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    // `concurrent` threads take the slides in order; their lines are printed in the
+    // slides' order, each as soon as every line before it is out.
+    let next = AtomicUsize::new(0);
+    let (done, lines) = mpsc::channel::<(usize, Result<Value, Failed>)>();
     let mut failed = 0;
-    let stdout = std::io::stdout();
-    for (slide_path, target) in args.slides.iter().zip(&targets) {
-        progress.set_message(slide_path.display().to_string());
-        let line = match engine
-            .thumbnail(slide_path)
-            .and_then(|t| write_file(target, &t.png).map(|()| t))
-        {
-            Ok(thumb) => {
-                let mut line = serde_json::to_value(&thumb.metadata).unwrap_or_default();
-                line["slide"] = json!(slide_path);
-                line["thumbnail"] = json!(target);
-                line
+    std::thread::scope(|scope| {
+        for _ in 0..concurrent {
+            let done = done.clone();
+            let (next, engine, slides, targets) = (&next, &engine, &args.slides, &targets);
+            scope.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let (Some(slide_path), Some(target)) = (slides.get(i), targets.get(i)) else {
+                        break;
+                    };
+                    let line = one_slide(engine, slide_path, target);
+                    if done.send((i, line)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(done);
+        let mut pending = BTreeMap::new();
+        let mut printed = 0;
+        let stdout = std::io::stdout();
+        for (i, line) in lines {
+            pending.insert(i, line);
+            while let Some(line) = pending.remove(&printed) {
+                let line = line.unwrap_or_else(|Failed { line, message }| {
+                    failed += 1;
+                    progress.suspend(|| eprintln!("error: {message}"));
+                    line
+                });
+                progress.suspend(|| {
+                    let mut out = stdout.lock();
+                    let _ = writeln!(out, "{line}");
+                });
+                progress.inc(1);
+                printed += 1;
             }
-            Err(e) => {
-                failed += 1;
-                progress.suspend(|| eprintln!("error: {}: {}", slide_path.display(), e));
-                let kind = match &e {
-                    Error::Slide { source } => source.kind().as_str(),
-                    Error::Decode(failure) => failure.kind.as_str(),
-                    _ => "internal",
-                };
-                json!({"slide": slide_path, "error": {"kind": kind, "message": e.to_string()}})
-            }
-        };
-        progress.suspend(|| {
-            let mut out = stdout.lock();
-            let _ = writeln!(out, "{line}");
-        });
-        progress.inc(1);
-    }
+        }
+    });
     progress.finish_and_clear();
     if failed > 0 {
         return Err(Error::SomeFailed(failed, args.slides.len()));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A slide of a batch that failed: its JSON line, and the line for stderr.
+struct Failed {
+    line: Value,
+    message: String,
+}
+
+/// One slide of a batch: its JSON line, or its error lines.
+fn one_slide(engine: &Engine, slide_path: &Path, target: &Path) -> Result<Value, Failed> {
+    match engine
+        .thumbnail(slide_path)
+        .and_then(|t| write_file(target, &t.png).map(|()| t))
+    {
+        Ok(thumb) => {
+            let mut line = serde_json::to_value(&thumb.metadata).unwrap_or_default();
+            line["slide"] = json!(slide_path);
+            line["thumbnail"] = json!(target);
+            Ok(line)
+        }
+        Err(e) => {
+            let kind = match &e {
+                Error::Slide { source } => source.kind().as_str(),
+                Error::Decode(failure) => failure.kind.as_str(),
+                _ => "internal",
+            };
+            Err(Failed {
+                line: json!({"slide": slide_path, "error": {"kind": kind, "message": e.to_string()}}),
+                message: format!("{}: {e}", slide_path.display()),
+            })
+        }
+    }
 }
 
 /// `<stem>_thumbnail.png` for each slide, refusing two slides with the same name.
@@ -203,4 +261,30 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plan_concurrency;
+
+    #[test]
+    fn slides_take_a_core_each_and_a_short_run_shares_the_rest() {
+        assert_eq!(
+            plan_concurrency(1, 2),
+            (1, 2),
+            "a lone slide gets every core"
+        );
+        assert_eq!(
+            plan_concurrency(10, 2),
+            (2, 1),
+            "a batch runs a slide per core"
+        );
+        assert_eq!(plan_concurrency(3, 8), (3, 2));
+        assert_eq!(plan_concurrency(2, 2), (2, 1));
+        assert_eq!(
+            plan_concurrency(5, 0),
+            (1, 1),
+            "no core count: one at a time"
+        );
+    }
 }

@@ -27,17 +27,20 @@ use crate::slide::make_thumbnail;
 pub const DECODE_STACK_BYTES: usize = 16 * 1024 * 1024;
 
 /// Serves one slide on `socket` (in a child the zygote just forked, already sandboxed
-/// as `sandbox` says), then returns the process's exit code.
-pub fn serve(socket: UnixStream, sandbox: &str) -> i32 {
+/// as `sandbox` says) with `threads` decoding threads, then returns the process's exit
+/// code.
+pub fn serve(socket: UnixStream, sandbox: &str, threads: usize) -> i32 {
     // What the process holds from outside, before it opens anything itself.
     let open_fds = open_descriptors();
     let Ok(writing) = socket.try_clone() else {
         return 1;
     };
     let mut out = BufWriter::new(writing);
-    // Built here, never in the zygote: a fork carries no threads.
+    // Built here, never in the zygote: a fork carries no threads. One thread in the
+    // service (its slides run side by side, a core each); the CLI gives a lone slide
+    // every core.
     if let Err(e) = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
+        .num_threads(threads.max(1))
         .stack_size(DECODE_STACK_BYTES)
         .thread_name(|i| format!("wsi-worker-{i}"))
         .build_global()
