@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use wsi_thumbnail::fixtures::{self, SlideSpec};
+use wsi_thumbnail::slide::encode::{PngCompression, encode_png};
 use wsi_thumbnail::slide::reduce::{box_shrink, composite_argb};
 use wsi_thumbnail::slide::render::{Rgb, resize};
-use wsi_thumbnail::slide::{DecoderChoice, ThumbnailOptions, encode::encode_png, make_thumbnail};
+use wsi_thumbnail::slide::{DecoderChoice, ThumbnailOptions, make_thumbnail};
 
 fn cmu() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/CMU-1-Small-Region.svs")
@@ -54,9 +55,11 @@ fn stages(c: &mut Criterion) {
         height: 768,
         pixels: noise(1024 * 768 * 3),
     };
-    g.bench_function("png encode 1024x768", |b| {
-        b.iter(|| encode_png(black_box(&thumb)).unwrap())
-    });
+    for compression in [PngCompression::Fast, PngCompression::Small] {
+        g.bench_function(format!("png encode 1024x768 {compression:?}"), |b| {
+            b.iter(|| encode_png(black_box(&thumb), compression).unwrap())
+        });
+    }
     g.finish();
 }
 

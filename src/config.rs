@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_with::{DurationMilliSeconds, serde_as};
 
 use crate::delivery::limits::Limits;
+use crate::slide::encode::PngCompression;
 use crate::slide::{DEFAULT_MAX_SLIDE_PIXELS, DecoderChoice, ThumbnailOptions};
 use crate::storage::location::{InputPolicy, OutputLocation, parse_output};
 use crate::storage::ranged::FetchMode;
@@ -171,6 +172,9 @@ pub struct ThumbnailConfig {
     pub isolation: Isolation,
     /// Address-space cap of one worker process; a slide past it is `slide_too_large`.
     pub worker_memory_mb: u64,
+    /// `fast` (fdeflate) or `small` (zlib level 6: Pillow's size, more CPU).
+    #[serde(default)]
+    pub png_compression: PngCompression,
 }
 
 impl ThumbnailConfig {
@@ -182,6 +186,7 @@ impl ThumbnailConfig {
             max_size: self.max_size,
             max_slide_pixels: self.max_slide_pixels,
             decoder: self.decoder,
+            png_compression: self.png_compression,
         }
     }
 }
@@ -276,6 +281,7 @@ impl Default for Config {
                 decoder: DecoderChoice::Auto,
                 isolation: Isolation::Process,
                 worker_memory_mb: 2048,
+                png_compression: PngCompression::Fast,
             },
             pipeline: PipelineConfig {
                 max_in_flight: 16,

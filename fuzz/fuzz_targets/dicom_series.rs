@@ -56,6 +56,7 @@ fuzz_target!(|data: &[u8]| {
         max_size: c.max_size,
         max_slide_pixels: c.max_slide_pixels,
         decoder: DecoderChoice::Auto,
+        ..ThumbnailOptions::default()
     };
     let linked = instances[c.held_32nds as usize % instances.len()].0.clone();
     if let Ok(s) = series::build_series(&linked, &instances, &options) {

@@ -84,6 +84,9 @@ pub struct ThumbnailOptions {
     /// Slides declaring more level-0 pixels than this are refused as `slide_too_large`.
     pub max_slide_pixels: u64,
     pub decoder: DecoderChoice,
+    /// How hard the PNG is compressed.
+    #[serde(default)]
+    pub png_compression: encode::PngCompression,
 }
 
 impl Default for ThumbnailOptions {
@@ -92,6 +95,7 @@ impl Default for ThumbnailOptions {
             max_size: 1024,
             max_slide_pixels: DEFAULT_MAX_SLIDE_PIXELS,
             decoder: DecoderChoice::Auto,
+            png_compression: encode::PngCompression::Fast,
         }
     }
 }
@@ -153,6 +157,8 @@ pub struct Reduced {
     pub level: u32,
     pub path: PixelPath,
     pub timings: StageTimings,
+    /// How its PNG will be compressed (the options it was read with).
+    pub png_compression: encode::PngCompression,
 }
 
 /// Makes the thumbnail of the slide at `path`.
@@ -168,7 +174,7 @@ pub fn finish(reduced: Reduced) -> Result<Thumbnail, SlideError> {
     timings.resize = resize_started.elapsed();
 
     let encode_started = Instant::now();
-    let png = encode::encode_png(&image)?;
+    let png = encode::encode_png(&image, reduced.png_compression)?;
     timings.encode = encode_started.elapsed();
 
     Ok(Thumbnail {
@@ -297,6 +303,7 @@ pub fn reduce_slide(path: &Path, options: &ThumbnailOptions) -> Result<Reduced, 
             decode,
             ..StageTimings::default()
         },
+        png_compression: options.png_compression,
     })
 }
 

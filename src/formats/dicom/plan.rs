@@ -56,6 +56,7 @@ pub fn plan_series(task: &PlanTask) -> Result<PlanAnswer, PlanRefusal> {
         max_size: task.max_size,
         max_slide_pixels: task.max_slide_pixels,
         decoder: DecoderChoice::Auto,
+        ..ThumbnailOptions::default()
     };
     let linked = name_of(&task.files[0]);
     let wanted = dicom::pixel_ranges(&linked, &heads, &options).map_err(refusal)?;

@@ -150,6 +150,7 @@ pub fn reduce_dicom(path: &Path, options: &ThumbnailOptions) -> Result<Reduced, 
             decode: decode_started.elapsed(),
             ..StageTimings::default()
         },
+        png_compression: options.png_compression,
     })
 }
 
