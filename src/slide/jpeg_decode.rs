@@ -121,11 +121,54 @@ pub fn decode_scaled(
     }
     let (w, h) = (expected.0 as usize, expected.1 as usize);
     rgb.resize(w * h * 3, 0);
+    decompress_checked(decompressor, stream, rgb.as_mut_slice(), (w, h), w * 3)
+}
+
+/// Decodes `stream` at 1/`denominator` straight into `pixels`, rows `pitch` bytes apart
+/// (a tile's place in a bigger image: no copy), after the same size check as
+/// [`decode_scaled`]. `pixels` must hold `pitch * (h - 1) + w * 3` bytes.
+pub fn decode_scaled_into(
+    decompressor: &mut Decompressor,
+    stream: &[u8],
+    denominator: u32,
+    expected: (u64, u64),
+    pixels: &mut [u8],
+    pitch: usize,
+) -> Result<(), String> {
+    let header = decompressor
+        .read_header(stream)
+        .map_err(|e| e.to_string())?;
+    let scaled = header.scaled(ScalingFactor::new(1, denominator as usize));
+    if (scaled.width as u64, scaled.height as u64) != expected {
+        return Err(format!(
+            "{} x {} pixels at 1/{denominator}, expected {} x {}",
+            scaled.width, scaled.height, expected.0, expected.1
+        ));
+    }
+    let (w, h) = (expected.0 as usize, expected.1 as usize);
+    decompress_checked(decompressor, stream, pixels, (w, h), pitch)
+}
+
+/// The decompression itself, once the caller checked the stream's scaled size.
+fn decompress_checked(
+    decompressor: &mut Decompressor,
+    stream: &[u8],
+    pixels: &mut [u8],
+    (width, height): (usize, usize),
+    pitch: usize,
+) -> Result<(), String> {
+    let needed = height.saturating_sub(1) * pitch + width * 3;
+    if height == 0 || pitch < width * 3 || pixels.len() < needed {
+        return Err(format!(
+            "no room for {width} x {height} pixels ({} bytes, pitch {pitch})",
+            pixels.len()
+        ));
+    }
     let image = Image {
-        pixels: rgb.as_mut_slice(),
-        width: w,
-        pitch: w * 3,
-        height: h,
+        pixels: &mut pixels[..needed],
+        width,
+        pitch,
+        height,
         format: PixelFormat::RGB,
     };
     decompressor
@@ -183,6 +226,37 @@ mod tests {
         out.extend_from_slice(&jpeg[at..]);
         assert!(!has_colour_marker(&out));
         out
+    }
+
+    /// A tile decoded in place lands at its corner of a wider image, rows a pitch apart,
+    /// leaving every byte around it alone; a destination too small is refused before
+    /// any byte is written.
+    #[test]
+    fn a_tile_decodes_in_place_into_a_wider_image() {
+        let stream = bare_rgb_stream();
+        let mut single = Vec::new();
+        let mut d = scaled_decompressor(1).unwrap();
+        decode_scaled(&mut d, &stream, 1, (16, 16), &mut single).unwrap();
+        let pitch = 40 * 3;
+        let mut wide = vec![7u8; pitch * 20];
+        let corner = (2 * 40 + 10) * 3;
+        decode_scaled_into(&mut d, &stream, 1, (16, 16), &mut wide[corner..], pitch).unwrap();
+        for y in 0..20 {
+            for x in 0..40 {
+                let at = (y * 40 + x) * 3;
+                let inside = (2..18).contains(&y) && (10..26).contains(&x);
+                let want: &[u8] = if inside {
+                    let t = ((y - 2) * 16 + (x - 10)) * 3;
+                    &single[t..t + 3]
+                } else {
+                    &[7, 7, 7]
+                };
+                assert_eq!(&wide[at..at + 3], want, "pixel {x},{y}");
+            }
+        }
+        let mut short = vec![7u8; pitch * 15];
+        assert!(decode_scaled_into(&mut d, &stream, 1, (16, 16), &mut short, pitch).is_err());
+        assert!(short.iter().all(|&b| b == 7), "nothing written on refusal");
     }
 
     fn decode_centre(stream: &[u8]) -> [u8; 3] {

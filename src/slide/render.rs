@@ -34,6 +34,9 @@ pub fn reduce_source(source: &dyn RegionSource, target: (u32, u32)) -> Result<Rg
     let k = box_factor((w, h), target);
     let (ow, oh) = shrunk_dims(w, h, k);
     let chunks = cut_into_chunks(w, h, k, source.alignment(), CHUNK_BUDGET_PX);
+    if let Some(band_rows) = full_width_bands(&chunks, (w, h), k) {
+        return read_in_place(source, &chunks, (ow, oh), band_rows);
+    }
     let intermediate = Mutex::new(vec![0u8; (ow * oh * 3) as usize]);
     let ku = u64::from(k);
 
@@ -75,6 +78,54 @@ pub fn reduce_source(source: &dyn RegionSource, target: (u32, u32)) -> Result<Rg
     })
 }
 
+/// The rows of every band when the chunks are full-width bands of one height (the last
+/// may be shorter) and need no box step: then each chunk's pixels are one contiguous
+/// part of the intermediate image.
+fn full_width_bands(
+    chunks: &[super::geometry::Rect],
+    (width, height): (u64, u64),
+    k: u32,
+) -> Option<u64> {
+    let rows = chunks.first()?.h;
+    let last = chunks.last()?;
+    if last.y + last.h != height {
+        return None;
+    }
+    let bands = chunks.iter().enumerate().all(|(i, c)| {
+        c.x == 0 && c.w == width && c.y == i as u64 * rows && (c.h == rows || i + 1 == chunks.len())
+    });
+    (k == 1 && rows > 0 && bands).then_some(rows)
+}
+
+/// Reads full-width bands straight into their parts of the intermediate image, on all
+/// cores: no chunk buffer and no copy (a tiled reader decodes whole tiles in place).
+/// Every page of the image is touched once, by the decoder writing it.
+fn read_in_place(
+    source: &dyn RegionSource,
+    chunks: &[super::geometry::Rect],
+    (width, height): (u64, u64),
+    band_rows: u64,
+) -> Result<Rgb, SlideError> {
+    let mut pixels = vec![0u8; (width * height * 3) as usize];
+    pixels
+        .par_chunks_mut((band_rows * width * 3) as usize)
+        .zip(chunks.par_iter())
+        .try_for_each_init(
+            || (source.reader(), Vec::new()),
+            |(reader, scratch), (band, rect)| {
+                let reader = reader
+                    .as_mut()
+                    .map_err(|e| SlideError::Internal(e.to_string()))?;
+                reader.read_rgb_into(*rect, band, scratch)
+            },
+        )?;
+    Ok(Rgb {
+        width: width as u32,
+        height: height as u32,
+        pixels,
+    })
+}
+
 /// Final resize to exactly `target` with a Lanczos3 kernel (what OpenSlide's Python
 /// `get_thumbnail` uses through Pillow).
 pub fn resize(image: Rgb, target: (u32, u32)) -> Result<Rgb, SlideError> {
@@ -97,4 +148,36 @@ pub fn resize(image: Rgb, target: (u32, u32)) -> Result<Rgb, SlideError> {
         height: target.1,
         pixels: dst.into_vec(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::slide::geometry::Rect;
+
+    #[test]
+    fn only_full_width_bands_without_a_box_step_are_read_in_place() {
+        let tiles = (240, 240);
+        // A pyramid level at 2500 x 1875: 240-row full-width bands, the last shorter.
+        let chunks = cut_into_chunks(2500, 1875, 1, tiles, CHUNK_BUDGET_PX);
+        assert_eq!(full_width_bands(&chunks, (2500, 1875), 1), Some(240));
+        // A box step needs the chunk shrunk first.
+        let chunks = cut_into_chunks(2500, 1875, 2, tiles, CHUNK_BUDGET_PX);
+        assert_eq!(full_width_bands(&chunks, (2500, 1875), 2), None);
+        // A level too wide for one band per tile row is cut into columns too.
+        let chunks = cut_into_chunks(20_000, 1875, 1, tiles, CHUNK_BUDGET_PX);
+        assert!(chunks.iter().any(|c| c.x > 0));
+        assert_eq!(full_width_bands(&chunks, (20_000, 1875), 1), None);
+        // Bands that do not reach the bottom, or of uneven height, are not trusted.
+        let r = |y, h| Rect { x: 0, y, w: 100, h };
+        assert_eq!(full_width_bands(&[r(0, 10), r(10, 10)], (100, 30), 1), None);
+        assert_eq!(
+            full_width_bands(&[r(0, 10), r(10, 5), r(15, 10)], (100, 25), 1),
+            None
+        );
+        assert_eq!(
+            full_width_bands(&[r(0, 10), r(10, 10), r(20, 5)], (100, 25), 1),
+            Some(10)
+        );
+    }
 }

@@ -21,6 +21,28 @@ pub trait RegionSource: Sync {
 pub trait RegionReader {
     /// Fills `out` with `rect.w * rect.h` RGB pixels of the rectangle.
     fn read_rgb(&mut self, rect: Rect, out: &mut Vec<u8>) -> Result<(), SlideError>;
+
+    /// Fills `out`, exactly `rect.w * rect.h * 3` bytes, with the rectangle's pixels: the
+    /// reduction hands over its part of the intermediate image, so a reader that can
+    /// decode in place copies nothing. By default through `scratch` and one copy.
+    fn read_rgb_into(
+        &mut self,
+        rect: Rect,
+        out: &mut [u8],
+        scratch: &mut Vec<u8>,
+    ) -> Result<(), SlideError> {
+        self.read_rgb(rect, scratch)?;
+        if scratch.len() != out.len() {
+            return Err(SlideError::Internal(format!(
+                "a reader gave {} bytes for a {} x {} region",
+                scratch.len(),
+                rect.w,
+                rect.h
+            )));
+        }
+        out.copy_from_slice(scratch);
+        Ok(())
+    }
 }
 
 /// Reads a level through OpenSlide's `read_region` and composites onto the background.

@@ -19,7 +19,9 @@ use turbojpeg::Decompressor;
 use crate::slide::error::SlideError;
 use crate::slide::geometry::{self, Rect};
 use crate::slide::jp2k_guard::APERIO_JP2K;
-use crate::slide::jpeg_decode::{ColourPolicy, decode_scaled, prepare_stream, scaled_decompressor};
+use crate::slide::jpeg_decode::{
+    ColourPolicy, decode_scaled, decode_scaled_into, prepare_stream, scaled_decompressor,
+};
 use crate::slide::jpeg2000;
 use crate::slide::source::{RegionReader, RegionSource};
 use crate::tiff::{Directory, TiffFile, tags};
@@ -226,9 +228,9 @@ struct JpegTileReader<'a> {
 }
 
 impl JpegTileReader<'_> {
-    /// Decodes tile `index` into `self.tile_rgb` (scaled size); false if the tile is
-    /// absent (sparse TIFF), which OpenSlide renders as background.
-    fn decode_tile(&mut self, index: usize) -> Result<bool, SlideError> {
+    /// Reads tile `index`'s bytes (for JPEG, into a whole stream with the shared tables);
+    /// false if the tile is absent (sparse TIFF), which OpenSlide renders as background.
+    fn load_tile(&mut self, index: usize) -> Result<bool, SlideError> {
         let s = self.source;
         let (offset, count) = (s.offsets[index], s.counts[index]);
         if count == 0 || offset == 0 {
@@ -241,68 +243,131 @@ impl JpegTileReader<'_> {
         s.file
             .read_exact_at(&mut self.compressed, offset)
             .map_err(|e| s.corrupt(format!("tile {index} at offset {offset}: {e}")))?;
-        let (sw, sh) = s.scaled_tile();
-        let fail = |e: String| {
-            s.corrupt(format!(
-                "tile {index} (directory tile {} x {}): {e}",
-                s.tile.0, s.tile.1
-            ))
-        };
-        match (s.codec, &mut self.decompressor) {
-            (TileCodec::Jpeg, Some(decompressor)) => {
-                prepare_stream(
-                    ColourPolicy::TiffPhotometric {
-                        rgb: s.rgb_photometric,
-                    },
-                    &self.compressed,
-                    s.tables.as_deref(),
-                    &mut self.stream,
-                );
-                decode_scaled(
-                    decompressor,
-                    &self.stream,
-                    s.denominator,
-                    (sw, sh),
-                    &mut self.tile_rgb,
-                )
-                .map_err(fail)?;
-            }
-            (TileCodec::Jpeg2000 { ycbcr }, _) => {
-                jpeg2000::decode_scaled(
-                    &self.compressed,
-                    s.tile,
-                    s.denominator,
-                    &mut self.tile_rgb,
-                )
-                .map_err(fail)?;
-                if ycbcr {
-                    crate::slide::native_frame::ycbcr_to_rgb_in_place(&mut self.tile_rgb);
-                }
-            }
-            (TileCodec::Jpeg, None) => return Err(fail("no JPEG decoder".into())),
+        if s.codec == TileCodec::Jpeg {
+            prepare_stream(
+                ColourPolicy::TiffPhotometric {
+                    rgb: s.rgb_photometric,
+                },
+                &self.compressed,
+                s.tables.as_deref(),
+                &mut self.stream,
+            );
         }
+        Ok(true)
+    }
+
+    fn tile_error(&self, index: usize, e: String) -> SlideError {
+        let s = self.source;
+        s.corrupt(format!(
+            "tile {index} (directory tile {} x {}): {e}",
+            s.tile.0, s.tile.1
+        ))
+    }
+
+    /// Decodes tile `index` into `self.tile_rgb` (scaled size); false if it is absent.
+    fn decode_tile(&mut self, index: usize) -> Result<bool, SlideError> {
+        if !self.load_tile(index)? {
+            return Ok(false);
+        }
+        let s = self.source;
+        let made = match (s.codec, &mut self.decompressor) {
+            (TileCodec::Jpeg, Some(decompressor)) => decode_scaled(
+                decompressor,
+                &self.stream,
+                s.denominator,
+                s.scaled_tile(),
+                &mut self.tile_rgb,
+            ),
+            (TileCodec::Jpeg2000 { ycbcr }, _) => {
+                jpeg2000::decode_scaled(&self.compressed, s.tile, s.denominator, &mut self.tile_rgb)
+                    .map(|()| {
+                        if ycbcr {
+                            crate::slide::native_frame::ycbcr_to_rgb_in_place(&mut self.tile_rgb);
+                        }
+                    })
+            }
+            (TileCodec::Jpeg, None) => Err("no JPEG decoder".into()),
+        };
+        made.map_err(|e| self.tile_error(index, e))?;
+        Ok(true)
+    }
+
+    /// Decodes JPEG tile `index` straight into `out` at `start`, rows `pitch` apart: a
+    /// tile wholly inside the region costs no copy. False if it is absent.
+    fn decode_tile_in_place(
+        &mut self,
+        index: usize,
+        out: &mut [u8],
+        start: usize,
+        pitch: usize,
+    ) -> Result<bool, SlideError> {
+        if !self.load_tile(index)? {
+            return Ok(false);
+        }
+        let s = self.source;
+        let Some(decompressor) = &mut self.decompressor else {
+            return Err(self.tile_error(index, "no JPEG decoder".into()));
+        };
+        let dest = out.get_mut(start..).unwrap_or_default();
+        decode_scaled_into(
+            decompressor,
+            &self.stream,
+            s.denominator,
+            s.scaled_tile(),
+            dest,
+            pitch,
+        )
+        .map_err(|e| self.tile_error(index, e))?;
         Ok(true)
     }
 }
 
 impl RegionReader for JpegTileReader<'_> {
     fn read_rgb(&mut self, rect: Rect, out: &mut Vec<u8>) -> Result<(), SlideError> {
-        let s = self.source;
-        let (stw, sth) = s.scaled_tile();
         out.resize((rect.w * rect.h * 3) as usize, 0);
+        self.read_rgb_into(rect, out, &mut Vec::new())
+    }
+
+    fn read_rgb_into(
+        &mut self,
+        rect: Rect,
+        out: &mut [u8],
+        _scratch: &mut Vec<u8>,
+    ) -> Result<(), SlideError> {
+        let s = self.source;
+        if out.len() as u64 != rect.w * rect.h * 3 {
+            return Err(SlideError::Internal(format!(
+                "{} bytes for a {} x {} region",
+                out.len(),
+                rect.w,
+                rect.h
+            )));
+        }
+        let (stw, sth) = s.scaled_tile();
+        let pitch = (rect.w * 3) as usize;
         let (tx0, tx1) = (rect.x / stw, (rect.x + rect.w).div_ceil(stw).min(s.grid.0));
         let (ty0, ty1) = (rect.y / sth, (rect.y + rect.h).div_ceil(sth).min(s.grid.1));
         for ty in ty0..ty1 {
             for tx in tx0..tx1 {
                 let index = (ty * s.grid.0 + tx) as usize;
-                let present = self.decode_tile(index)?;
                 // Intersection of the tile with the rectangle, in scaled pixels.
                 let (x0, y0) = ((tx * stw).max(rect.x), (ty * sth).max(rect.y));
                 let x1 = ((tx + 1) * stw).min(rect.x + rect.w);
                 let y1 = ((ty + 1) * sth).min(rect.y + rect.h);
+                let whole =
+                    (x0, y0, x1, y1) == (tx * stw, ty * sth, (tx + 1) * stw, (ty + 1) * sth);
+                let corner = (((y0 - rect.y) * rect.w + (x0 - rect.x)) * 3) as usize;
+                let present = if whole && s.codec == TileCodec::Jpeg {
+                    if self.decode_tile_in_place(index, out, corner, pitch)? {
+                        continue;
+                    }
+                    false
+                } else {
+                    self.decode_tile(index)?
+                };
                 let run = ((x1 - x0) * 3) as usize;
                 for y in y0..y1 {
-                    let dst = (((y - rect.y) * rect.w + (x0 - rect.x)) * 3) as usize;
+                    let dst = corner + ((y - y0) as usize) * pitch;
                     let dst = &mut out[dst..dst + run];
                     if present {
                         let src = (((y - ty * sth) * stw + (x0 - tx * stw)) * 3) as usize;
