@@ -18,12 +18,14 @@ use super::stage::{Routes, run_sync};
 use crate::messages::pipeline::{Decode, Decoded, Failure, Resize};
 use crate::slide::{ThumbnailOptions, reduce_slide};
 use crate::telemetry::record::{self, Stage};
+use crate::worker::cores::CoreShare;
 use crate::worker::{DecodeFailure, WorkerPool};
 
 /// Where this decoder thread runs slide code.
 pub enum Engine {
-    /// A worker process per slide, from the service's pool.
-    Process(Arc<WorkerPool>),
+    /// A worker process per slide, from the service's pool, decoding with the cores no
+    /// other slide holds when it starts (shared by every decoder thread).
+    Process(Arc<WorkerPool>, Arc<CoreShare>),
     /// This thread, with its own pool for the engine's parallel chunks. With one shared
     /// pool, a huge slide's chunks queue ahead of every other slide's (rayon serves its
     /// workers' own queues before injected work); with a pool per decoder the OS
@@ -61,7 +63,7 @@ impl Handler<Decode> for Decoder {
         let (options, engine) = (&self.options, &mut self.engine);
         run_sync(Stage::Decode, job, &self.routes, |job| {
             let decoded = match engine {
-                Engine::Process(pool) => worker
+                Engine::Process(pool, cores) => worker
                     .map_or_else(|| pool.checkout(), Ok)
                     .map_err(|e| DecodeFailure {
                         kind: crate::error_kind::ErrorKind::Internal,
@@ -71,7 +73,8 @@ impl Handler<Decode> for Decoder {
                     .and_then(|mut worker| {
                         let timeline = job.ticket.timeline.clone();
                         worker.observe_pid(move |pid| timeline.set_worker_pid(pid));
-                        worker.thumbnail(&slide.path, options)
+                        let share = cores.claim();
+                        worker.thumbnail(&slide.path, options, share.threads)
                     })
                     .map(Decoded::Finished)
                     .map_err(|f| (f.kind, f.retryable, f.message)),

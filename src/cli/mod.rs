@@ -53,9 +53,6 @@ pub struct WorkerArgs {
     /// Log JSON lines (as the service does with `log.json`).
     #[arg(long)]
     log_json: bool,
-    /// Threads each forked worker decodes with.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
-    decode_threads: u16,
     /// Enter the sandbox, try what it should refuse, print the results as JSON, exit.
     #[arg(long)]
     probe: bool,
@@ -98,7 +95,6 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             }
             Ok(wsi_thumbnail::worker::zygote::serve::run(
                 &args.writable_dir,
-                usize::from(args.decode_threads),
             ))
         }
     }

@@ -69,6 +69,8 @@ pub struct Args {
 struct Engine {
     options: ThumbnailOptions,
     workers: Option<Arc<WorkerPool>>,
+    /// Decoding threads per worker.
+    threads: usize,
 }
 
 impl Engine {
@@ -81,15 +83,18 @@ impl Engine {
             png_compression: args.png_compression,
         };
         let workers = (args.isolation == Isolation::Process).then(|| {
-            let mut settings = WorkerSettings::new(
+            let settings = WorkerSettings::new(
                 args.worker_memory_mb,
                 Duration::from_millis(args.timeout_ms),
                 std::env::temp_dir(),
             );
-            settings.decode_threads = threads;
             WorkerPool::start(settings, concurrent)
         });
-        Engine { options, workers }
+        Engine {
+            options,
+            workers,
+            threads,
+        }
     }
 
     fn thumbnail(&self, path: &Path) -> Result<Thumbnail, Error> {
@@ -100,7 +105,7 @@ impl Engine {
                     retryable: true,
                     message: e.to_string(),
                 })?;
-                Ok(worker.thumbnail(path, &self.options)?)
+                Ok(worker.thumbnail(path, &self.options, self.threads)?)
             }
             None => Ok(slide::make_thumbnail(path, &self.options)?),
         }

@@ -33,6 +33,7 @@ use crate::storage::fetch::WholeObjectFetcher;
 use crate::storage::output::OutputSink;
 use crate::storage::ranged::{RangedFetcher, RangedSettings};
 use crate::telemetry::record::{self, Stage};
+use crate::worker::cores::CoreShare;
 use crate::worker::{Isolation, WorkerPool};
 
 /// The running tree, as the supervisor watches and drains it.
@@ -225,10 +226,11 @@ fn start_decoders(
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     record::stage_workers(Stage::Decode, threads);
     tracing::info!(?isolation, decoders = threads, "decoder pool");
+    let share = Arc::new(CoreShare::new(threads.min(cores)));
     SyncArbiter::start(threads, move || Decoder {
         options: options.clone(),
         engine: match &workers {
-            Some(pool) => Engine::Process(pool.clone()),
+            Some(pool) => Engine::Process(pool.clone(), share.clone()),
             None => Engine::in_process(cores),
         },
         routes: routes.clone(),

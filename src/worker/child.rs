@@ -26,27 +26,18 @@ use crate::slide::make_thumbnail;
 /// thread's grows up to it.
 pub const DECODE_STACK_BYTES: usize = 16 * 1024 * 1024;
 
+/// The most threads a task may ask for (each reserves a decoding stack).
+pub const MAX_DECODE_THREADS: usize = 64;
+
 /// Serves one slide on `socket` (in a child the zygote just forked, already sandboxed
-/// as `sandbox` says) with `threads` decoding threads, then returns the process's exit
-/// code.
-pub fn serve(socket: UnixStream, sandbox: &str, threads: usize) -> i32 {
+/// as `sandbox` says), then returns the process's exit code.
+pub fn serve(socket: UnixStream, sandbox: &str) -> i32 {
     // What the process holds from outside, before it opens anything itself.
     let open_fds = open_descriptors();
     let Ok(writing) = socket.try_clone() else {
         return 1;
     };
     let mut out = BufWriter::new(writing);
-    // Built here, never in the zygote: a fork carries no threads. One thread in the
-    // service (its slides run side by side, a core each); the CLI gives a lone slide
-    // every core.
-    if let Err(e) = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads.max(1))
-        .stack_size(DECODE_STACK_BYTES)
-        .thread_name(|i| format!("wsi-worker-{i}"))
-        .build_global()
-    {
-        tracing::warn!(error = %e, "worker thread pool not configured");
-    }
     let ready = Reply::Ready {
         pid: std::process::id(),
         sandbox: sandbox.to_string(),
@@ -76,6 +67,7 @@ pub fn serve(socket: UnixStream, sandbox: &str, threads: usize) -> i32 {
         let (reply, png, last) = match request {
             Request::Plan(task) => (plan(&task), None, false),
             Request::Thumbnail(task) => {
+                decoding_threads(task.threads);
                 let (reply, png) = decode(task);
                 (reply, png, true)
             }
@@ -91,6 +83,19 @@ pub fn serve(socket: UnixStream, sandbox: &str, threads: usize) -> i32 {
             // One slide per process: the thumbnail was its last task.
             return 0;
         }
+    }
+}
+
+/// The decoding threads, built for the slide's one thumbnail task (never in the zygote:
+/// a fork carries no threads). Planning rounds use none.
+fn decoding_threads(threads: usize) {
+    if let Err(e) = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.clamp(1, MAX_DECODE_THREADS))
+        .stack_size(DECODE_STACK_BYTES)
+        .thread_name(|i| format!("wsi-worker-{i}"))
+        .build_global()
+    {
+        tracing::warn!(error = %e, "worker thread pool not configured");
     }
 }
 

@@ -20,6 +20,7 @@
 //! - [`child`]: the worker's own main loop.
 
 pub mod child;
+pub mod cores;
 pub mod outcome;
 pub mod planner;
 pub mod pool;

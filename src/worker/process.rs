@@ -38,10 +38,6 @@ pub struct WorkerSettings {
     pub writable_dir: PathBuf,
     /// Log lines as JSON (the service's `log.json`).
     pub log_json: bool,
-    /// Threads each worker decodes with: 1 in the service, whose slides run side by
-    /// side (a core each, and one malloc arena stays uncontended); the CLI gives a slide
-    /// that runs alone every core.
-    pub decode_threads: usize,
 }
 
 impl WorkerSettings {
@@ -52,7 +48,6 @@ impl WorkerSettings {
             deadline,
             writable_dir,
             log_json: false,
-            decode_threads: 1,
         }
     }
 }

@@ -28,6 +28,14 @@ pub const MAX_PNG_FRAME: usize = 16384 * 16384 * 3 + 1024 * 1024;
 pub struct Task {
     pub path: PathBuf,
     pub options: ThumbnailOptions,
+    /// Threads to decode with (at least 1): the service gives a slide the cores no other
+    /// slide is using when it starts (see [`crate::worker::cores`]).
+    #[serde(default = "one")]
+    pub threads: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// What the service asks of a worker.

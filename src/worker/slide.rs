@@ -89,15 +89,18 @@ impl SlideWorker {
         }
     }
 
-    /// Makes the thumbnail of the slide at `path`; the process ends with it.
+    /// Makes the thumbnail of the slide at `path` with `threads` decoding threads; the
+    /// process ends with it.
     pub fn thumbnail(
         mut self,
         path: &Path,
         options: &ThumbnailOptions,
+        threads: usize,
     ) -> Result<Thumbnail, DecodeFailure> {
         let request = Request::Thumbnail(Task {
             path: path.to_path_buf(),
             options: options.clone(),
+            threads,
         });
         let deadline = self.pool.settings().deadline;
         match self.run(&request, deadline)? {

@@ -138,7 +138,7 @@ fn a_dead_zygote_costs_no_slide_and_is_replaced() {
     // SAFETY: kill with a pid we just read and a constant signal.
     assert_eq!(unsafe { libc::kill(zygote as i32, libc::SIGKILL) }, 0);
     let thumbnail = worker
-        .thumbnail(&cmu_small_region(), &Default::default())
+        .thumbnail(&cmu_small_region(), &Default::default(), 1)
         .expect("the slide is retried on a worker of a new zygote");
     assert_eq!((thumbnail.width, thumbnail.height), (766, 1024));
     let seen = seen.lock().unwrap().clone();

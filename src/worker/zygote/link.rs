@@ -105,8 +105,6 @@ impl Zygote {
         exec.arg("worker")
             .arg("--writable-dir")
             .arg(&settings.writable_dir)
-            .arg("--decode-threads")
-            .arg(settings.decode_threads.max(1).to_string())
             .stdin(Stdio::from(theirs))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

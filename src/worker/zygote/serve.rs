@@ -23,9 +23,8 @@ use crate::worker::{child, sandbox};
 /// The descriptor a child serves its slide on.
 pub const SLIDE_FD: RawFd = 3;
 
-/// Runs the zygote until the service closes its control socket; every child decodes
-/// with `decode_threads` threads.
-pub fn run(writable_dir: &Path, decode_threads: usize) -> ExitCode {
+/// Runs the zygote until the service closes its control socket.
+pub fn run(writable_dir: &Path) -> ExitCode {
     let Some(control) = take_control() else {
         tracing::error!("the zygote has no control socket on stdin");
         return ExitCode::FAILURE;
@@ -60,7 +59,6 @@ pub fn run(writable_dir: &Path, decode_threads: usize) -> ExitCode {
         signals,
         mask,
         sandbox: sandbox.summary,
-        decode_threads,
         children: HashSet::new(),
     };
     let code = zygote.serve();
@@ -73,7 +71,6 @@ struct Zygote {
     signals: SignalFd,
     mask: SigSet,
     sandbox: String,
-    decode_threads: usize,
     /// Forked and not reaped yet: the only pids `Kill` may hit.
     children: HashSet<Pid>,
 }
@@ -197,7 +194,7 @@ impl Zygote {
             libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32);
             std::os::unix::net::UnixStream::from_raw_fd(SLIDE_FD)
         };
-        child::serve(stream, &self.sandbox, self.decode_threads)
+        child::serve(stream, &self.sandbox)
     }
 
     /// Reaps every child that ended and reports it.
