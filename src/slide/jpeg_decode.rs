@@ -109,17 +109,7 @@ pub fn decode_scaled(
     expected: (u64, u64),
     rgb: &mut Vec<u8>,
 ) -> Result<(), String> {
-    let header = decompressor
-        .read_header(stream)
-        .map_err(|e| e.to_string())?;
-    let scaled = header.scaled(ScalingFactor::new(1, denominator as usize));
-    if (scaled.width as u64, scaled.height as u64) != expected {
-        return Err(format!(
-            "{} x {} pixels at 1/{denominator}, expected {} x {}",
-            scaled.width, scaled.height, expected.0, expected.1
-        ));
-    }
-    let (w, h) = (expected.0 as usize, expected.1 as usize);
+    let (w, h) = checked_size(decompressor, stream, denominator, expected)?;
     rgb.resize(w * h * 3, 0);
     decompress_checked(decompressor, stream, rgb.as_mut_slice(), (w, h), w * 3)
 }
@@ -135,6 +125,18 @@ pub fn decode_scaled_into(
     pixels: &mut [u8],
     pitch: usize,
 ) -> Result<(), String> {
+    let size = checked_size(decompressor, stream, denominator, expected)?;
+    decompress_checked(decompressor, stream, pixels, size, pitch)
+}
+
+/// The stream's size at 1/`denominator`, read from its header before anything is
+/// allocated or decoded, refused unless it is `expected`.
+fn checked_size(
+    decompressor: &mut Decompressor,
+    stream: &[u8],
+    denominator: u32,
+    expected: (u64, u64),
+) -> Result<(usize, usize), String> {
     let header = decompressor
         .read_header(stream)
         .map_err(|e| e.to_string())?;
@@ -145,8 +147,7 @@ pub fn decode_scaled_into(
             scaled.width, scaled.height, expected.0, expected.1
         ));
     }
-    let (w, h) = (expected.0 as usize, expected.1 as usize);
-    decompress_checked(decompressor, stream, pixels, (w, h), pitch)
+    Ok((expected.0 as usize, expected.1 as usize))
 }
 
 /// The decompression itself, once the caller checked the stream's scaled size.
