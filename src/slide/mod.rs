@@ -145,6 +145,9 @@ pub struct Thumbnail {
     pub level: u32,
     pub path: PixelPath,
     pub timings: StageTimings,
+    /// The threads a worker process decoded it with (0: decoded in this process).
+    #[serde(default)]
+    pub decode_threads: usize,
 }
 
 /// A slide read and box-reduced, waiting for the final resize and encoding. The service
@@ -186,6 +189,7 @@ pub fn finish(reduced: Reduced) -> Result<Thumbnail, SlideError> {
         level: reduced.level,
         path: reduced.path,
         timings,
+        decode_threads: 0,
     })
 }
 

@@ -141,6 +141,8 @@ fn decode(task: Task) -> (Reply, Option<Vec<u8>>) {
     match made {
         Ok(Ok(mut thumb)) => {
             let png = std::mem::take(&mut thumb.png);
+            // The pool `decoding_threads` built for this task: what the service asked.
+            thumb.decode_threads = rayon::current_num_threads();
             (Reply::Done(Box::new(thumb)), Some(png))
         }
         Ok(Err(e)) => (

@@ -113,6 +113,22 @@ fn parent_of(pid: u32) -> u32 {
         .expect("a parent pid")
 }
 
+/// The thread count a thumbnail task carries is the pool the worker decodes with: the
+/// service gives a slide that starts alone every core (`worker::cores`), a busy one one.
+#[test]
+fn a_worker_decodes_with_the_threads_its_task_asks_for() {
+    let pool = worker_pool();
+    for threads in [1, 3] {
+        let thumbnail = pool
+            .checkout()
+            .expect("a worker")
+            .thumbnail(&cmu_small_region(), &Default::default(), threads)
+            .expect("a thumbnail");
+        assert_eq!(thumbnail.decode_threads, threads);
+        assert_eq!((thumbnail.width, thumbnail.height), (766, 1024));
+    }
+}
+
 /// Workers are forked from a zygote, not from the service; when the zygote dies (the
 /// OOM killer, an operator), its children die with it, the slide a dead child held is
 /// retried once on a fresh worker, and the pool forks from a new zygote.
