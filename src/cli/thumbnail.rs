@@ -135,8 +135,8 @@ pub enum Error {
 }
 
 /// How many slides run at once, and with how many decoding threads each: one slide per
-/// core (a worker decodes on one core, as in the service), and a run of fewer slides
-/// than cores gives each slide the cores left over.
+/// core (as the service does under load), and a run of fewer slides than cores gives
+/// each slide the cores left over.
 pub fn plan_concurrency(slides: usize, cores: usize) -> (usize, usize) {
     let cores = cores.max(1);
     let concurrent = slides.clamp(1, cores);
