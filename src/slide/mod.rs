@@ -10,6 +10,7 @@
 //! resize with Lanczos3 and encode ([`encode`]). A format that reads its files alone
 //! (DICOM, "DICM" at 128) takes its own branch before all that.
 
+pub mod banded;
 pub mod encode;
 pub mod error;
 pub mod geometry;

@@ -1,5 +1,7 @@
 //! Drives a reduction: cuts the source level into bounded chunks, reads and box-shrinks
 //! them on all cores, then applies the final Lanczos3 resize with fast_image_resize.
+//! A level read as full-width bands with no box step streams through its vertical pass
+//! instead ([`banded`]), and comes out already at the thumbnail's height.
 //!
 //! Peak memory is one chunk per worker plus the box-shrunk intermediate (at most about
 //! 4x the thumbnail per side), whatever the size of the level.
@@ -9,6 +11,7 @@ use std::sync::Mutex;
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer, images::Image};
 use rayon::prelude::*;
 
+use super::banded;
 use super::error::SlideError;
 use super::geometry::{box_factor, cut_into_chunks};
 use super::reduce::{box_shrink, shrunk_dims};
@@ -28,13 +31,19 @@ pub struct Rgb {
     pub pixels: Vec<u8>,
 }
 
-/// Reads the whole source, box-shrunk by the factor `geometry::box_factor` picks for `target`.
+/// Reads the whole source, box-shrunk by the factor `geometry::box_factor` picks for
+/// `target`, or, when it streams as bands, already reduced to `target`'s height.
 pub fn reduce_source(source: &dyn RegionSource, target: (u32, u32)) -> Result<Rgb, SlideError> {
     let (w, h) = source.dims();
     let k = box_factor((w, h), target);
     let (ow, oh) = shrunk_dims(w, h, k);
     let chunks = cut_into_chunks(w, h, k, source.alignment(), CHUNK_BUDGET_PX);
     if let Some(band_rows) = full_width_bands(&chunks, (w, h), k) {
+        // Rows to drop: the vertical pass streams over the bands, and the level is never
+        // held whole (`banded`); the resizer then only narrows it.
+        if u64::from(target.1) < h {
+            return banded::vertical_pass(source, &chunks, (w, h), band_rows, target.1);
+        }
         return read_in_place(source, &chunks, (ow, oh), band_rows);
     }
     let intermediate = Mutex::new(vec![0u8; (ow * oh * 3) as usize]);
