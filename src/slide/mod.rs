@@ -22,6 +22,7 @@ pub mod libraries;
 pub mod metadata;
 pub mod native_frame;
 pub mod openjpeg;
+pub mod planes;
 pub mod reduce;
 pub mod render;
 pub mod source;

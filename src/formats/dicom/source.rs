@@ -16,15 +16,13 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use turbojpeg::Decompressor;
-
 use crate::formats::dicom::DicomError;
 use crate::formats::dicom::codec::FrameCodec;
 use crate::formats::dicom::frames::{self, FrameBytes, MAX_FRAME_BYTES, PixelBytes};
 use crate::formats::dicom::header::InstanceHeader;
 use crate::slide::error::SlideError;
 use crate::slide::geometry::{self, Rect};
-use crate::slide::jpeg_decode::{ColourPolicy, decode_scaled, prepare_stream, scaled_decompressor};
+use crate::slide::jpeg_decode::{ColourPolicy, TileDecoder, decode_scaled, prepare_stream};
 use crate::slide::reduce::box_shrink;
 use crate::slide::source::{RegionReader, RegionSource};
 use crate::slide::{jpeg_ls, jpeg2000, native_frame};
@@ -201,7 +199,7 @@ impl RegionSource for DicomLevelSource {
 struct DicomLevelReader<'a> {
     source: &'a DicomLevelSource,
     /// Made on the first JPEG frame (a level may hold none).
-    decompressor: Option<Decompressor>,
+    decompressor: Option<TileDecoder>,
     compressed: Vec<u8>,
     stream: Vec<u8>,
     frame_rgb: Vec<u8>,
@@ -257,9 +255,7 @@ impl DicomLevelReader<'_> {
                 );
                 let decompressor = match &mut self.decompressor {
                     Some(d) => d,
-                    None => self
-                        .decompressor
-                        .insert(scaled_decompressor(s.denominator)?),
+                    None => self.decompressor.insert(TileDecoder::new(s.denominator)?),
                 };
                 decode_scaled(
                     decompressor,

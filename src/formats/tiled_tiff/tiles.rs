@@ -14,13 +14,11 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use turbojpeg::Decompressor;
-
 use crate::slide::error::SlideError;
 use crate::slide::geometry::{self, Rect};
 use crate::slide::jp2k_guard::APERIO_JP2K;
 use crate::slide::jpeg_decode::{
-    ColourPolicy, decode_scaled, decode_scaled_into, prepare_stream, scaled_decompressor,
+    ColourPolicy, TileDecoder, decode_scaled, decode_scaled_into, prepare_stream,
 };
 use crate::slide::jpeg2000;
 use crate::slide::source::{RegionReader, RegionSource};
@@ -205,7 +203,7 @@ impl RegionSource for JpegTileSource {
 
     fn reader(&self) -> Result<Box<dyn RegionReader + '_>, SlideError> {
         let decompressor = match self.codec {
-            TileCodec::Jpeg => Some(scaled_decompressor(self.denominator)?),
+            TileCodec::Jpeg => Some(TileDecoder::new(self.denominator)?),
             TileCodec::Jpeg2000 { .. } => None,
         };
         Ok(Box::new(JpegTileReader {
@@ -221,7 +219,7 @@ impl RegionSource for JpegTileSource {
 struct JpegTileReader<'a> {
     source: &'a JpegTileSource,
     /// For JPEG tiles only.
-    decompressor: Option<Decompressor>,
+    decompressor: Option<TileDecoder>,
     compressed: Vec<u8>,
     stream: Vec<u8>,
     tile_rgb: Vec<u8>,
