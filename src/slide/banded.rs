@@ -22,7 +22,7 @@ use rayon::prelude::*;
 
 use super::error::SlideError;
 use super::geometry::Rect;
-use super::render::Rgb;
+use super::render::{Rgb, read_bands};
 use super::source::RegionSource;
 
 /// How far Lanczos3 reaches each side, in output pixels.
@@ -103,17 +103,7 @@ pub fn vertical_pass(
                 "a round of {group_rows} rows does not fit the window after {held} carried rows"
             )));
         };
-        rows.par_chunks_mut(band_rows as usize * row_bytes)
-            .zip(group.par_iter())
-            .try_for_each_init(
-                || (source.reader(), Vec::new()),
-                |(reader, scratch), (rows, rect)| {
-                    let reader = reader
-                        .as_mut()
-                        .map_err(|e| SlideError::Internal(e.to_string()))?;
-                    reader.read_rgb_into(*rect, rows, scratch)
-                },
-            )?;
+        read_bands(source, group, rows, band_rows as usize * row_bytes)?;
         held += group_rows;
         let bottom = top + held;
         let mut end_row = next;

@@ -116,9 +116,30 @@ fn read_in_place(
     band_rows: u64,
 ) -> Result<Rgb, SlideError> {
     let mut pixels = vec![0u8; (width * height * 3) as usize];
+    read_bands(
+        source,
+        chunks,
+        &mut pixels,
+        (band_rows * width * 3) as usize,
+    )?;
+    Ok(Rgb {
+        width: width as u32,
+        height: height as u32,
+        pixels,
+    })
+}
+
+/// Reads full-width `bands` on all cores, each into its `band_bytes` part of `pixels`
+/// (in order; the last part may be shorter, as the last band is).
+pub fn read_bands(
+    source: &dyn RegionSource,
+    bands: &[super::geometry::Rect],
+    pixels: &mut [u8],
+    band_bytes: usize,
+) -> Result<(), SlideError> {
     pixels
-        .par_chunks_mut((band_rows * width * 3) as usize)
-        .zip(chunks.par_iter())
+        .par_chunks_mut(band_bytes)
+        .zip(bands.par_iter())
         .try_for_each_init(
             || (source.reader(), Vec::new()),
             |(reader, scratch), (band, rect)| {
@@ -127,12 +148,7 @@ fn read_in_place(
                     .map_err(|e| SlideError::Internal(e.to_string()))?;
                 reader.read_rgb_into(*rect, band, scratch)
             },
-        )?;
-    Ok(Rgb {
-        width: width as u32,
-        height: height as u32,
-        pixels,
-    })
+        )
 }
 
 /// Final resize to exactly `target` with a Lanczos3 kernel (what OpenSlide's Python
