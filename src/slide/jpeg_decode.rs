@@ -188,7 +188,12 @@ fn decompress_checked(
             pixels.len()
         ));
     }
-    if header.colorspace == Colorspace::RGB && header.subsamp == Subsamp::None {
+    // Lossless streams keep the library's own path: the planar one is only proven (and
+    // only needed) on lossy ones.
+    if header.colorspace == Colorspace::RGB
+        && header.subsamp == Subsamp::None
+        && !header.is_lossless
+    {
         return decompress_planar(
             decoder,
             stream,

@@ -39,8 +39,10 @@ pub const SET_ENV: &[(&str, &str)] = &[
     // Every symbol bound at start-up, once in the zygote, instead of lazily in every
     // child on first call.
     ("LD_BIND_NOW", "1"),
-    // One malloc arena, the main one, for every thread. A worker decodes on one core, so
-    // threads never contend for it; and only the main arena grows in huge-page steps:
+    // One malloc arena, the main one, for every thread. A worker decodes on one core
+    // under load; a lone slide's decoding threads (`worker::cores`) allocate little once
+    // their readers' buffers are grown, so they rarely contend for it. And only the main
+    // arena grows in huge-page steps:
     // a thread arena (a 64 MiB reservation that would also eat into RLIMIT_AS) faults
     // its memory in 4 KiB pages, which measured 5,000 faults and about 25 ms of CPU
     // per CMU-1-Small-Region thumbnail in a fresh child, a quarter of its cost.
