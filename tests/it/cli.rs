@@ -21,9 +21,15 @@ fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
 }
 
 fn thumbnail(slide: &Path, out: &Path) -> Output {
+    thumbnail_with(slide, out, &[])
+}
+
+/// `wsi-thumbnail thumbnail SLIDE ARGS --output OUT`.
+fn thumbnail_with(slide: &Path, out: &Path, args: &[&str]) -> Output {
     bin()
         .args(["thumbnail"])
         .arg(slide)
+        .args(args)
         .arg("--output")
         .arg(out)
         .output()
@@ -57,13 +63,7 @@ fn png_compression_small_writes_the_same_pixels_in_fewer_bytes() {
     let mut written = Vec::new();
     for setting in ["fast", "small"] {
         let out = dir.path().join(format!("{setting}.png"));
-        let run = bin()
-            .args(["thumbnail"])
-            .arg(cmu_small_region())
-            .args(["--png-compression", setting, "--output"])
-            .arg(&out)
-            .output()
-            .unwrap();
+        let run = thumbnail_with(&cmu_small_region(), &out, &["--png-compression", setting]);
         assert!(
             run.status.success(),
             "{}",
@@ -85,13 +85,7 @@ fn png_compression_small_writes_the_same_pixels_in_fewer_bytes() {
 fn size_flag_sets_the_longest_side() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("small.png");
-    let run = bin()
-        .args(["thumbnail"])
-        .arg(cmu_small_region())
-        .args(["--size", "300", "--output"])
-        .arg(&out)
-        .output()
-        .unwrap();
+    let run = thumbnail_with(&cmu_small_region(), &out, &["--size", "300"]);
     assert!(run.status.success());
     let (w, h, _) = decode_png(&std::fs::read(&out).unwrap());
     assert_eq!((w, h), (224, 300));
