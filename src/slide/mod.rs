@@ -208,25 +208,79 @@ pub fn reduce_slide(path: &Path, options: &ThumbnailOptions) -> Result<Reduced, 
         tiff_bounds::check_level_count(path, &mut open_file(path)?, parsed)?;
     }
     guard_jp2k(path, &tiff, jp2k_guard::Tiles::First)?;
-    let slide = open_slide(path, &tiff)?;
 
-    let dims = slide.all_level_dimensions();
-    if dims.len() > MAX_LEVELS {
+    // A slide whose levels the engine decodes itself, described from its directories
+    // exactly as OpenSlide would open it, is read without opening OpenSlide at all.
+    if options.decoder == DecoderChoice::Auto
+        && let Ok(Some(parsed)) = &tiff
+        && let Some(described) = crate::formats::tiled_tiff::describe::describe(path, parsed)
+    {
+        let opened = Opened {
+            levels: described.levels.clone(),
+            property: &|name| described.property(name),
+            vendor_name: Some(described.vendor.clone()),
+            slide: None,
+        };
+        if let Some(reduced) = read_level(path, options, &tiff, started, &opened)? {
+            return Ok(reduced);
+        }
+        tracing::debug!(path = %path.display(), "the direct path declined; opening the slide with OpenSlide");
+    }
+
+    let slide = open_slide(path, &tiff)?;
+    let opened = Opened {
+        levels: slide
+            .all_level_dimensions()
+            .iter()
+            .map(|s| (u64::from(s.w), u64::from(s.h)))
+            .collect(),
+        property: &|name| slide.property_value(name).ok(),
+        vendor_name: None,
+        slide: Some(&slide),
+    };
+    read_level(path, options, &tiff, started, &opened)?
+        .ok_or_else(|| SlideError::Internal("OpenSlide did not read a level it opened".into()))
+}
+
+/// A slide opened for reading: by OpenSlide, or described as OpenSlide would open it
+/// ([`crate::formats::tiled_tiff::describe`]).
+struct Opened<'a> {
+    /// Every level's dimensions, in OpenSlide's order.
+    levels: Vec<(u64, u64)>,
+    /// OpenSlide's property by name.
+    property: &'a dyn Fn(&str) -> Option<String>,
+    /// The vendor, when it is not among the properties.
+    vendor_name: Option<String>,
+    /// The open slide, which reads any level the direct path declines.
+    slide: Option<&'a OpenSlide>,
+}
+
+/// Checks the opened slide, chooses its level and reads it: directly where its format
+/// decodes it, else through OpenSlide. `Ok(None)` when the direct path declines and no
+/// OpenSlide slide is open to read it instead.
+fn read_level(
+    path: &Path,
+    options: &ThumbnailOptions,
+    tiff: &Result<Option<TiffFile>, TiffError>,
+    started: Instant,
+    opened: &Opened<'_>,
+) -> Result<Option<Reduced>, SlideError> {
+    let levels = &opened.levels;
+    if levels.len() > MAX_LEVELS {
         return Err(SlideError::Corrupt {
             path: path.to_path_buf(),
             reason: format!(
                 "it declares {} pyramid levels; slides have fewer than {MAX_LEVELS}",
-                dims.len()
+                levels.len()
             ),
         });
     }
-    let Some(level0) = dims.first() else {
+    let Some(&(width, height)) = levels.first() else {
         return Err(SlideError::Corrupt {
             path: path.to_path_buf(),
             reason: "the slide has no levels".into(),
         });
     };
-    let (width, height) = (u64::from(level0.w), u64::from(level0.h));
     if width == 0 || height == 0 {
         // OpenSlide opens some malformed files (NaN tile steps, say) as 0-pixel slides:
         // there is nothing to show, and a 1 x 1 thumbnail would hide the damage.
@@ -236,18 +290,17 @@ pub fn reduce_slide(path: &Path, options: &ThumbnailOptions) -> Result<Reduced, 
         });
     }
     check_size(path, width, height, options.max_slide_pixels)?;
-    let property = |name: &str| slide.property_value(name).ok();
+    let property = |name: &str| match (name, &opened.vendor_name) {
+        (metadata::PROP_VENDOR, Some(vendor)) => Some(vendor.clone()),
+        _ => (opened.property)(name),
+    };
     let metadata = SlideMetadata::from_properties(Some((width, height)), property);
     let background = metadata::parse_background(property(metadata::PROP_BACKGROUND).as_deref());
 
     let target = geometry::thumbnail_dims(width, height, options.max_size);
-    let levels: Vec<(u64, u64)> = dims
-        .iter()
-        .map(|s| (u64::from(s.w), u64::from(s.h)))
-        .collect();
-    let level = geometry::choose_level(&levels, target);
+    let level = geometry::choose_level(levels, target);
     let level_dims = levels[level];
-    if let Ok(Some(parsed)) = &tiff {
+    if let Ok(Some(parsed)) = tiff {
         tiff_bounds::check_level_bytes(path, &mut open_file(path)?, parsed, level_dims)?;
     }
     let open = started.elapsed();
@@ -258,7 +311,7 @@ pub fn reduce_slide(path: &Path, options: &ThumbnailOptions) -> Result<Reduced, 
     // whose headers disagree with its tiles is corrupt for both.
     guard_jp2k(
         path,
-        &tiff,
+        tiff,
         jp2k_guard::Tiles::All {
             width: level_dims.0,
             height: level_dims.1,
@@ -271,18 +324,18 @@ pub fn reduce_slide(path: &Path, options: &ThumbnailOptions) -> Result<Reduced, 
         (DecoderChoice::Auto, Some(format)) => format.decode_level(&LevelRead {
             path,
             tiff: tiff.as_ref().ok().and_then(Option::as_ref),
-            levels: &levels,
+            levels,
             level_dims,
             target,
             background,
         }),
         _ => None,
     };
-    let (intermediate, pixel_path) = match fast {
-        Some(done) => done,
-        None => {
+    let (intermediate, pixel_path) = match (fast, opened.slide) {
+        (Some(done), _) => done,
+        (None, Some(slide)) => {
             let source = OpenSlideSource {
-                slide: &slide,
+                slide,
                 path,
                 level: level as u32,
                 dims: level_dims,
@@ -294,10 +347,11 @@ pub fn reduce_slide(path: &Path, options: &ThumbnailOptions) -> Result<Reduced, 
                 PixelPath::Openslide,
             )
         }
+        (None, None) => return Ok(None),
     };
     let decode = decode_started.elapsed();
 
-    Ok(Reduced {
+    Ok(Some(Reduced {
         intermediate,
         target,
         metadata,
@@ -310,7 +364,7 @@ pub fn reduce_slide(path: &Path, options: &ThumbnailOptions) -> Result<Reduced, 
             ..StageTimings::default()
         },
         png_compression: options.png_compression,
-    })
+    }))
 }
 
 fn check_size(path: &Path, width: u64, height: u64, limit: u64) -> Result<(), SlideError> {

@@ -132,6 +132,11 @@ impl Directory {
         self.entry(tag).is_some()
     }
 
+    /// The TIFF field type a tag is stored with (5 is RATIONAL), when present.
+    pub fn field_type(&self, tag: u16) -> Option<u16> {
+        self.entry(tag).map(|e| e.field_type)
+    }
+
     /// Number of tiles across and down, when tiled with non-zero tile sizes.
     pub fn tile_grid(&self) -> Option<(u64, u64)> {
         let (tw, th) = (u64::from(self.tile_width?), u64::from(self.tile_height?));
@@ -273,6 +278,37 @@ impl TiffFile {
             }
         };
         Ok(decode_uints(self.endian, entry.field_type, &bytes).and_then(|v| v.first().copied()))
+    }
+
+    /// The first value of a RATIONAL tag as (numerator, denominator); `None` when the
+    /// tag is absent, empty or of another type.
+    pub fn first_rational<R: Read + Seek>(
+        &self,
+        r: &mut R,
+        dir: &Directory,
+        tag: u16,
+    ) -> Result<Option<(u32, u32)>, TiffError> {
+        let Some(entry) = dir.entry(tag) else {
+            return Ok(None);
+        };
+        if entry.field_type != 5 || entry.count == 0 {
+            return Ok(None);
+        }
+        let mut bytes = [0u8; 8];
+        match entry.offset {
+            None => match entry.inline.get(..8) {
+                Some(b) => bytes.copy_from_slice(b),
+                None => return Ok(None),
+            },
+            Some(offset) => {
+                r.seek(SeekFrom::Start(offset))?;
+                r.read_exact(&mut bytes)?;
+            }
+        }
+        Ok(Some((
+            self.endian.u32(&bytes[..4]),
+            self.endian.u32(&bytes[4..]),
+        )))
     }
 
     /// The raw bytes of a BYTE/UNDEFINED/ASCII tag (such as JPEGTables), if present.

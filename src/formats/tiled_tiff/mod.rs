@@ -2,8 +2,10 @@
 //! file no other room claims. Planned from the directories and the chosen level's tiles
 //! ([`plan`], which hands NDPI to [`crate::formats::ndpi::plan`]: only the held bytes
 //! tell them apart); JPEG and JPEG 2000 tiles decoded directly at reduced scale
-//! ([`tiles`]); OpenSlide gives the metadata and reads every other level.
+//! ([`tiles`]); described as OpenSlide would open them ([`describe`]), so that a level
+//! the direct path reads needs no OpenSlide at all; OpenSlide reads every other level.
 
+pub mod describe;
 pub mod plan;
 pub mod tiles;
 

@@ -200,18 +200,7 @@ fn plan_within<R: Read + Seek>(
         }
     }
 
-    // The levels in OpenSlide's order: the Aperio driver keeps directory order, the
-    // generic driver sorts by width, largest first (a stable sort).
-    let mut levels: Vec<&Directory> = tiff
-        .directories
-        .iter()
-        .enumerate()
-        .filter(|(i, d)| is_level(flavour, *i, d))
-        .map(|(_, d)| d)
-        .collect();
-    if flavour == Flavour::GenericTiff {
-        levels.sort_by_key(|d| std::cmp::Reverse(d.width));
-    }
+    let levels = openslide_levels(flavour, &tiff);
     let Some(level0) = levels.first() else {
         return Err(PlanError::Unplannable("no tiled directory".into()));
     };
@@ -338,6 +327,23 @@ impl TileBudget {
     }
 }
 
+/// The directories OpenSlide reports as pyramid levels, in its order: the Aperio driver
+/// keeps directory order, the generic driver sorts by width, largest first (a stable
+/// sort).
+pub fn openslide_levels(flavour: Flavour, tiff: &TiffFile) -> Vec<&Directory> {
+    let mut levels: Vec<&Directory> = tiff
+        .directories
+        .iter()
+        .enumerate()
+        .filter(|(i, d)| is_level(flavour, *i, d))
+        .map(|(_, d)| d)
+        .collect();
+    if flavour == Flavour::GenericTiff {
+        levels.sort_by_key(|d| std::cmp::Reverse(d.width));
+    }
+    levels
+}
+
 /// Which directories OpenSlide 3.4 takes as pyramid levels: every tiled one for Aperio;
 /// for generic TIFF the first, and later tiled ones marked reduced-resolution.
 fn is_level(flavour: Flavour, index: usize, dir: &Directory) -> bool {
@@ -354,7 +360,7 @@ fn is_level(flavour: Flavour, index: usize, dir: &Directory) -> bool {
 /// The OpenSlide driver that will open this file, when it is one the planner models.
 /// The checks mirror OpenSlide's own detection order: vendors that put their marks in
 /// the first directory are recognised before the generic driver is considered.
-fn flavour<R: Read + Seek>(r: &mut R, tiff: &TiffFile) -> Result<Flavour, PlanError> {
+pub fn flavour<R: Read + Seek>(r: &mut R, tiff: &TiffFile) -> Result<Flavour, PlanError> {
     let first = &tiff.directories[0];
     if first.has_tag(tags::XMP) {
         return Err(PlanError::Unplannable("XMP metadata (Ventana)".into()));
