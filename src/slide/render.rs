@@ -160,18 +160,44 @@ pub fn resize(image: Rgb, target: (u32, u32)) -> Result<Rgb, SlideError> {
     let internal = |e: &dyn std::fmt::Display| SlideError::Internal(format!("resize: {e}"));
     let src = Image::from_vec_u8(image.width, image.height, image.pixels, PixelType::U8x3)
         .map_err(|e| internal(&e))?;
-    let mut dst = Image::new(target.0, target.1, PixelType::U8x3);
-    Resizer::new()
-        .resize(
-            &src,
-            &mut dst,
-            &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3)),
-        )
-        .map_err(|e| internal(&e))?;
+    let lanczos = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
+    if image.height != target.1 {
+        let mut dst = Image::new(target.0, target.1, PixelType::U8x3);
+        Resizer::new()
+            .resize(&src, &mut dst, &lanczos)
+            .map_err(|e| internal(&e))?;
+        return Ok(Rgb {
+            width: target.0,
+            height: target.1,
+            pixels: dst.into_vec(),
+        });
+    }
+    // The horizontal pass alone (what the banded vertical pass leaves): every output row
+    // is made from its own source row, so the rows are shared among the pool's threads,
+    // each resizing a crop of whole rows, with the same pixels as one pass. A slide
+    // decoded alone (the CLI, an idle service) gets all its cores here too.
+    let row_bytes = target.0 as usize * 3;
+    let mut pixels = vec![0u8; row_bytes * target.1 as usize];
+    let per_thread = (target.1 as usize).div_ceil(rayon::current_num_threads().max(1));
+    pixels
+        .par_chunks_mut(per_thread.max(1) * row_bytes)
+        .enumerate()
+        .try_for_each(|(i, out)| {
+            let first = i * per_thread;
+            let rows = out.len() / row_bytes;
+            let mut dst = Image::from_slice_u8(target.0, rows as u32, out, PixelType::U8x3)
+                .map_err(|e| internal(&e))?;
+            let crop = lanczos
+                .clone()
+                .crop(0.0, first as f64, f64::from(image.width), rows as f64);
+            Resizer::new()
+                .resize(&src, &mut dst, &crop)
+                .map_err(|e| internal(&e))
+        })?;
     Ok(Rgb {
         width: target.0,
         height: target.1,
-        pixels: dst.into_vec(),
+        pixels,
     })
 }
 
@@ -179,6 +205,43 @@ pub fn resize(image: Rgb, target: (u32, u32)) -> Result<Rgb, SlideError> {
 mod tests {
     use super::*;
     use crate::slide::geometry::Rect;
+
+    #[test]
+    fn the_horizontal_pass_shared_among_threads_is_the_single_pass() {
+        let (w, h, tw) = (1237u32, 97u32, 401u32);
+        let pixels: Vec<u8> = (0..w * h * 3)
+            .map(|i| ((i * 7919) % 251) as u8 ^ ((i / (w * 3)) as u8).wrapping_mul(13))
+            .collect();
+        let image = || Rgb {
+            width: w,
+            height: h,
+            pixels: pixels.clone(),
+        };
+        let single = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap()
+            .install(|| resize(image(), (tw, h)).unwrap());
+        for threads in [2, 3, 7] {
+            let shared = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| resize(image(), (tw, h)).unwrap());
+            assert!(shared.pixels == single.pixels, "{threads} threads");
+        }
+        // And the single pass is fast_image_resize's own whole-image resize.
+        let src = Image::from_vec_u8(w, h, pixels.clone(), PixelType::U8x3).unwrap();
+        let mut dst = Image::new(tw, h, PixelType::U8x3);
+        Resizer::new()
+            .resize(
+                &src,
+                &mut dst,
+                &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3)),
+            )
+            .unwrap();
+        assert!(dst.buffer() == single.pixels.as_slice());
+    }
 
     #[test]
     fn only_full_width_bands_without_a_box_step_are_read_in_place() {
