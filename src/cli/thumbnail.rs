@@ -88,7 +88,8 @@ impl Engine {
                 Duration::from_millis(args.timeout_ms),
                 std::env::temp_dir(),
             );
-            WorkerPool::start(settings, concurrent)
+            // A spare per concurrent slide, but none past the run's last slide.
+            WorkerPool::start_for(settings, concurrent, Some(args.slides.len()))
         });
         Engine {
             options,

@@ -45,15 +45,41 @@ struct State {
     failures: u64,
     last_error: String,
     closed: bool,
+    /// Checkouts still to come, when the caller knows them (a CLI run's slides): no
+    /// spare is started past them, since a spare nobody takes is a fork, a handshake
+    /// and a kill on cores the slides need. A checkout past them (a retry) still gets
+    /// a worker, started for it as for any waiting checkout.
+    expected: Option<usize>,
+}
+
+impl State {
+    /// Workers the spawner keeps ready: the spares still useful, plus one for every
+    /// waiting checkout.
+    fn wanted(&self, spares: usize) -> usize {
+        spares.min(self.expected.unwrap_or(usize::MAX)) + self.waiting
+    }
 }
 
 impl WorkerPool {
     /// A pool keeping `spares` (at least one) workers started ahead of need.
     pub fn start(settings: WorkerSettings, spares: usize) -> Arc<WorkerPool> {
+        Self::start_for(settings, spares, None)
+    }
+
+    /// [`WorkerPool::start`] for a known number of checkouts, `expected` (the slides of
+    /// a CLI run): spares are started only for checkouts still to come.
+    pub fn start_for(
+        settings: WorkerSettings,
+        spares: usize,
+        expected: Option<usize>,
+    ) -> Arc<WorkerPool> {
         let shared = Arc::new(Shared {
             settings,
             spares: spares.max(1),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                expected,
+                ..State::default()
+            }),
             changed: Condvar::new(),
         });
         let spawner = shared.clone();
@@ -72,11 +98,21 @@ impl WorkerPool {
         &self.shared.settings
     }
 
+    /// Workers started and waiting to be checked out.
+    pub fn ready(&self) -> usize {
+        self.shared.lock().ready.len()
+    }
+
     /// A fresh worker for one slide: a spare at once, or the next one started.
     pub fn checkout(self: &Arc<WorkerPool>) -> Result<SlideWorker, StartError> {
         let shared = &self.shared;
         let mut state = shared.lock();
         let failures_before = state.failures;
+        // Counted before this checkout waits, so the spawner never sees it twice (as one
+        // still to come and as one waiting).
+        if let Some(left) = state.expected.as_mut() {
+            *left = left.saturating_sub(1);
+        }
         state.waiting += 1;
         shared.changed.notify_all();
         let deadline = std::time::Instant::now() + CHECKOUT_TIMEOUT;
@@ -126,13 +162,13 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The spawner: keeps `spares` ready, plus one for every waiting checkout.
+    /// The spawner: keeps [`State::wanted`] workers ready.
     fn run(&self) {
         let mut reported = false;
         let mut zygote: Option<Arc<Zygote>> = None;
         loop {
             let mut state = self.lock();
-            while !state.closed && state.ready.len() >= self.spares + state.waiting {
+            while !state.closed && state.ready.len() >= state.wanted(self.spares) {
                 state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
             }
             if state.closed {

@@ -133,6 +133,23 @@ fn a_worker_decodes_with_the_threads_its_task_asks_for() {
 /// OOM killer, an operator), its children die with it, the slide a dead child held is
 /// retried once on a fresh worker, and the pool forks from a new zygote.
 #[test]
+fn a_pool_for_known_checkouts_starts_no_spare_past_them() {
+    let pool = wsi_thumbnail::worker::WorkerPool::start_for(worker_settings(), 1, Some(1));
+    // The one worker expected is started ahead of need, as any spare.
+    assert!(eventually(Duration::from_secs(30), || pool.ready() == 1));
+    let first = pool.checkout().expect("a worker");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(pool.ready(), 0, "no spare past the last expected checkout");
+    // A checkout past them (a retry) still gets a fresh worker.
+    let second = pool.checkout().expect("a worker for a retry");
+    assert_ne!(first.pid(), second.pid());
+    // An open-ended pool replaces the spare it hands out.
+    let open = worker_pool();
+    let _taken = open.checkout().expect("a worker");
+    assert!(eventually(Duration::from_secs(30), || open.ready() == 1));
+}
+
+#[test]
 fn a_dead_zygote_costs_no_slide_and_is_replaced() {
     let pool = worker_pool();
     let mut worker = pool.checkout().expect("a worker");

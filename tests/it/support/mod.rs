@@ -36,13 +36,18 @@ pub fn testdata() -> PathBuf {
 /// A pool of worker processes of the real binary (the test binary is not one), with the
 /// service's default limits.
 pub fn worker_pool() -> std::sync::Arc<wsi_thumbnail::worker::WorkerPool> {
+    wsi_thumbnail::worker::WorkerPool::start(worker_settings(), 1)
+}
+
+/// The settings [`worker_pool`] starts its workers with.
+pub fn worker_settings() -> wsi_thumbnail::worker::WorkerSettings {
     let mut settings = wsi_thumbnail::worker::WorkerSettings::new(
         2048,
         std::time::Duration::from_secs(120),
         std::env::temp_dir(),
     );
     settings.program = PathBuf::from(env!("CARGO_BIN_EXE_wsi-thumbnail"));
-    wsi_thumbnail::worker::WorkerPool::start(settings, 1)
+    settings
 }
 
 /// What a ranged fetch needs besides the object: a fresh worker process as its planner
