@@ -6,7 +6,9 @@
 //! What stays outside the rooms is what formats share: the TIFF container reader
 //! ([`crate::tiff`]), the codecs and the bounded reduction ([`crate::slide`]), the
 //! planning protocol ([`crate::planning`]) and OpenSlide, which gives the metadata of
-//! every format but DICOM and reads every level no room decodes itself.
+//! every format but DICOM (Aperio and generic tiled TIFF are described as it would open
+//! them, [`tiled_tiff::describe`], when their room decodes the level) and reads every
+//! level no room decodes itself.
 //!
 //! | room | links | planned | engine |
 //! |---|---|---|---|

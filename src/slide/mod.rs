@@ -3,11 +3,13 @@
 //! No actors and no I/O beyond the local file: the CLI, the service's decoder pool and
 //! the benchmarks all call [`make_thumbnail`]. The steps, each in its own module:
 //! guard against decompression bombs ([`crate::tiff`]) and structures the bytes do not
-//! back ([`tiff_bounds`]), open with OpenSlide, pick the
-//! level ([`geometry`]), stream it through a bounded box reduction on all cores
-//! ([`render`]) from either OpenSlide or the room of the slide's format that decodes its
-//! levels directly ([`crate::formats`]: tiled TIFF tiles, NDPI restart-interval chunks),
-//! resize with Lanczos3 and encode ([`encode`]). A format that reads its files alone
+//! back ([`tiff_bounds`]), open with OpenSlide (or, where the direct path reads the
+//! level, describe the slide as OpenSlide would open it:
+//! [`crate::formats::tiled_tiff::describe`]), pick the level ([`geometry`]), stream it
+//! through a bounded box reduction on all cores ([`render`]) from either OpenSlide or the
+//! room of the slide's format that decodes its levels directly ([`crate::formats`]: tiled
+//! TIFF tiles, NDPI restart-interval chunks), resize with Lanczos3 and encode
+//! ([`encode`]). A format that reads its files alone
 //! (DICOM, "DICM" at 128) takes its own branch before all that.
 
 pub mod banded;
