@@ -162,14 +162,10 @@ pub fn resize(image: Rgb, target: (u32, u32)) -> Result<Rgb, SlideError> {
         .map_err(|e| internal(&e))?;
     let lanczos = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
     if image.height != target.1 {
-        let mut dst = Image::new(target.0, target.1, PixelType::U8x3);
-        Resizer::new()
-            .resize(&src, &mut dst, &lanczos)
-            .map_err(|e| internal(&e))?;
         return Ok(Rgb {
             width: target.0,
             height: target.1,
-            pixels: dst.into_vec(),
+            pixels: whole_image(&src, target, &lanczos)?,
         });
     }
     // The horizontal pass alone (what the banded vertical pass leaves): every output row
@@ -199,6 +195,19 @@ pub fn resize(image: Rgb, target: (u32, u32)) -> Result<Rgb, SlideError> {
         height: target.1,
         pixels,
     })
+}
+
+/// fast_image_resize's resize of the whole image in one call.
+fn whole_image(
+    src: &Image<'_>,
+    target: (u32, u32),
+    options: &ResizeOptions,
+) -> Result<Vec<u8>, SlideError> {
+    let mut dst = Image::new(target.0, target.1, PixelType::U8x3);
+    Resizer::new()
+        .resize(src, &mut dst, options)
+        .map_err(|e| SlideError::Internal(format!("resize: {e}")))?;
+    Ok(dst.into_vec())
 }
 
 #[cfg(test)]
@@ -232,15 +241,8 @@ mod tests {
         }
         // And the single pass is fast_image_resize's own whole-image resize.
         let src = Image::from_vec_u8(w, h, pixels.clone(), PixelType::U8x3).unwrap();
-        let mut dst = Image::new(tw, h, PixelType::U8x3);
-        Resizer::new()
-            .resize(
-                &src,
-                &mut dst,
-                &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3)),
-            )
-            .unwrap();
-        assert!(dst.buffer() == single.pixels.as_slice());
+        let lanczos = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
+        assert!(whole_image(&src, (tw, h), &lanczos).unwrap() == single.pixels);
     }
 
     #[test]
