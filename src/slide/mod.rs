@@ -218,9 +218,8 @@ pub fn reduce_slide(path: &Path, options: &ThumbnailOptions) -> Result<Reduced, 
         && let Some(described) = crate::formats::tiled_tiff::describe::describe(path, parsed)
     {
         let opened = Opened {
-            levels: described.levels.clone(),
+            levels: &described.levels,
             property: &|name| described.property(name),
-            vendor_name: Some(described.vendor.clone()),
             slide: None,
         };
         if let Some(reduced) = read_level(path, options, &tiff, started, &opened)? {
@@ -230,14 +229,14 @@ pub fn reduce_slide(path: &Path, options: &ThumbnailOptions) -> Result<Reduced, 
     }
 
     let slide = open_slide(path, &tiff)?;
+    let levels: Vec<(u64, u64)> = slide
+        .all_level_dimensions()
+        .iter()
+        .map(|s| (u64::from(s.w), u64::from(s.h)))
+        .collect();
     let opened = Opened {
-        levels: slide
-            .all_level_dimensions()
-            .iter()
-            .map(|s| (u64::from(s.w), u64::from(s.h)))
-            .collect(),
+        levels: &levels,
         property: &|name| slide.property_value(name).ok(),
-        vendor_name: None,
         slide: Some(&slide),
     };
     read_level(path, options, &tiff, started, &opened)?
@@ -248,11 +247,9 @@ pub fn reduce_slide(path: &Path, options: &ThumbnailOptions) -> Result<Reduced, 
 /// ([`crate::formats::tiled_tiff::describe`]).
 struct Opened<'a> {
     /// Every level's dimensions, in OpenSlide's order.
-    levels: Vec<(u64, u64)>,
+    levels: &'a [(u64, u64)],
     /// OpenSlide's property by name.
     property: &'a dyn Fn(&str) -> Option<String>,
-    /// The vendor, when it is not among the properties.
-    vendor_name: Option<String>,
     /// The open slide, which reads any level the direct path declines.
     slide: Option<&'a OpenSlide>,
 }
@@ -267,7 +264,7 @@ fn read_level(
     started: Instant,
     opened: &Opened<'_>,
 ) -> Result<Option<Reduced>, SlideError> {
-    let levels = &opened.levels;
+    let levels = opened.levels;
     if levels.len() > MAX_LEVELS {
         return Err(SlideError::Corrupt {
             path: path.to_path_buf(),
@@ -292,10 +289,7 @@ fn read_level(
         });
     }
     check_size(path, width, height, options.max_slide_pixels)?;
-    let property = |name: &str| match (name, &opened.vendor_name) {
-        (metadata::PROP_VENDOR, Some(vendor)) => Some(vendor.clone()),
-        _ => (opened.property)(name),
-    };
+    let property = opened.property;
     let metadata = SlideMetadata::from_properties(Some((width, height)), property);
     let background = metadata::parse_background(property(metadata::PROP_BACKGROUND).as_deref());
 

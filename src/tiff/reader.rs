@@ -132,7 +132,7 @@ impl Directory {
         self.entry(tag).is_some()
     }
 
-    /// The TIFF field type a tag is stored with (5 is RATIONAL), when present.
+    /// The TIFF field type a tag is stored with ([`tags::FIELD_RATIONAL`], say), when present.
     pub fn field_type(&self, tag: u16) -> Option<u16> {
         self.entry(tag).map(|e| e.field_type)
     }
@@ -291,7 +291,7 @@ impl TiffFile {
         let Some(entry) = dir.entry(tag) else {
             return Ok(None);
         };
-        if entry.field_type != 5 || entry.count == 0 {
+        if entry.field_type != tags::FIELD_RATIONAL || entry.count == 0 {
             return Ok(None);
         }
         let mut bytes = [0u8; 8];

@@ -22,6 +22,14 @@ pub const PHOTOMETRIC_YCBCR: u16 = 6;
 pub const STRIP_OFFSETS: u16 = 273;
 pub const STRIP_BYTE_COUNTS: u16 = 279;
 pub const SOFTWARE: u16 = 305;
+pub const ROWS_PER_STRIP: u16 = 278;
+pub const X_RESOLUTION: u16 = 282;
+pub const Y_RESOLUTION: u16 = 283;
+pub const RESOLUTION_UNIT: u16 = 296;
+/// ImageDepth (SGI): Aperio writes 1 in every directory.
+pub const IMAGE_DEPTH: u16 = 32997;
+/// The RATIONAL field type: two LONGs, numerator and denominator.
+pub const FIELD_RATIONAL: u16 = 5;
 /// XMP packet: Ventana (Roche) slides carry their metadata here.
 pub const XMP: u16 = 700;
 /// Hamamatsu NDPI's private format tag.

@@ -24,26 +24,22 @@ use std::path::Path;
 use openslide_rs::OpenSlide;
 
 use super::plan::{self, Flavour, MAX_PLANNED_TILES};
-use crate::slide::metadata::{PROP_MPP_X, PROP_OBJECTIVE_POWER};
+// Aperio's JPEG 2000 compressions, which its driver accepts besides libtiff's.
+use crate::slide::jp2k_guard::APERIO_JP2K;
+use crate::slide::metadata::{PROP_MPP_X, PROP_OBJECTIVE_POWER, PROP_VENDOR};
+use crate::tiff::tags::{FIELD_RATIONAL, IMAGE_DEPTH, RESOLUTION_UNIT, X_RESOLUTION, Y_RESOLUTION};
 use crate::tiff::{Directory, TiffFile, tags};
 
 /// Compressions the libtiff inside OpenSlide decodes for certain: none, LZW, JPEG,
 /// Deflate (both codes) and PackBits. A directory with any other one is left to
 /// OpenSlide, which may refuse the slide for it.
 const CODECS: [u16; 6] = [1, 5, 7, 8, 32773, 32946];
-/// Aperio's JPEG 2000 compressions, which the Aperio driver accepts besides libtiff's.
-const APERIO_JP2K: [u16; 2] = [33003, 33005];
-/// ImageDepth (SGI): the Aperio driver refuses a value other than 1.
-const IMAGE_DEPTH: u16 = 32997;
-const X_RESOLUTION: u16 = 282;
-const Y_RESOLUTION: u16 = 283;
-const RESOLUTION_UNIT: u16 = 296;
-const RATIONAL: u16 = 5;
 
 /// A slide as OpenSlide would open it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Description {
-    /// `openslide.vendor`: `aperio` or `generic-tiff`.
+    /// `openslide.vendor`: `aperio` or `generic-tiff` (also the `openslide.vendor`
+    /// property).
     pub vendor: String,
     /// Every level's dimensions, largest first, as OpenSlide numbers them.
     pub levels: Vec<(u64, u64)>,
@@ -54,6 +50,9 @@ pub struct Description {
 impl Description {
     /// A property by name, as `openslide_get_property_value` would give it.
     pub fn property(&self, name: &str) -> Option<String> {
+        if name == PROP_VENDOR {
+            return Some(self.vendor.clone());
+        }
         self.properties
             .iter()
             .find(|(n, _)| *n == name)
@@ -96,7 +95,7 @@ fn describe_detected<R: Read + Seek>(
     for d in checked {
         let codec = CODECS.contains(&d.compression)
             || (flavour == Flavour::Aperio && APERIO_JP2K.contains(&d.compression));
-        // Aperio writes ImageDepth = 1 in every directory.
+        // Aperio writes ImageDepth = 1 in every directory; its driver refuses another.
         let depth = !d.has_tag(IMAGE_DEPTH) || tiff.first_uint(r, d, IMAGE_DEPTH).ok()? == Some(1);
         if !codec || !depth {
             return None;
@@ -283,7 +282,7 @@ fn resolution_properties<R: Read + Seek>(
     for (value, tag) in values.iter_mut().zip([X_RESOLUTION, Y_RESOLUTION]) {
         match dir.field_type(tag) {
             None => return Some(Vec::new()),
-            Some(RATIONAL) => {}
+            Some(FIELD_RATIONAL) => {}
             Some(_) => return None,
         }
         let (num, den) = tiff.first_rational(r, dir, tag).ok()??;
@@ -406,7 +405,7 @@ mod against_openslide {
                     tags::STRIP_BYTE_COUNTS,
                     writer.offsets_value(&counts).unwrap(),
                 ),
-                (278, Value::Long(vec![h])),
+                (tags::ROWS_PER_STRIP, Value::Long(vec![h])),
             ]);
         }
         for (tag, value) in extra {
@@ -445,13 +444,7 @@ mod against_openslide {
             .map(|s| (u64::from(s.w), u64::from(s.h)))
             .collect();
         assert_eq!(described.levels, levels, "{}", path.display());
-        let ours = SlideMetadata::from_properties(Some(levels[0]), |name| {
-            if name == crate::slide::metadata::PROP_VENDOR {
-                Some(described.vendor.clone())
-            } else {
-                described.property(name)
-            }
-        });
+        let ours = SlideMetadata::from_properties(Some(levels[0]), |n| described.property(n));
         let theirs =
             SlideMetadata::from_properties(Some(levels[0]), |n| slide.property_value(n).ok());
         assert_eq!(ours, theirs, "{}", path.display());
@@ -463,12 +456,12 @@ mod against_openslide {
         let dir = tempfile::tempdir().unwrap();
         let res = |x: (u32, u32), y: (u32, u32)| {
             vec![
-                (282, Value::Rational(vec![x])),
-                (283, Value::Rational(vec![y])),
+                (X_RESOLUTION, Value::Rational(vec![x])),
+                (Y_RESOLUTION, Value::Rational(vec![y])),
             ]
         };
         let with_unit = |unit: u16, mut v: Vec<(u16, Value)>| {
-            v.push((296, Value::Short(vec![unit])));
+            v.push((RESOLUTION_UNIT, Value::Short(vec![unit])));
             v
         };
         let cases: Vec<(&str, Tags, Option<f64>)> = vec![
@@ -489,7 +482,7 @@ mod against_openslide {
             ("zero-den.tif", res((96, 0), (96, 1)), None),
             (
                 "no-y.tif",
-                vec![(282, Value::Rational(vec![(96, 1)]))],
+                vec![(X_RESOLUTION, Value::Rational(vec![(96, 1)]))],
                 None,
             ),
         ];
@@ -628,9 +621,9 @@ mod against_openslide {
         let dir = tempfile::tempdir().unwrap();
         // Deflate tiles: described, but not the direct path's to decode.
         let cm = vec![
-            (282, Value::Rational(vec![(40000, 1)])),
-            (283, Value::Rational(vec![(40000, 1)])),
-            (296, Value::Short(vec![3])),
+            (X_RESOLUTION, Value::Rational(vec![(40000, 1)])),
+            (Y_RESOLUTION, Value::Rational(vec![(40000, 1)])),
+            (RESOLUTION_UNIT, Value::Short(vec![3])),
         ];
         let path = write(dir.path(), "raw.tif", &[((64, 48), true, cm)]);
         let tiff = TiffFile::read(&mut File::open(&path).unwrap()).unwrap();
