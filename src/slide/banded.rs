@@ -22,7 +22,8 @@ use rayon::prelude::*;
 
 use super::error::SlideError;
 use super::geometry::Rect;
-use super::render::{Rgb, read_bands};
+use super::render::Rgb;
+use super::round::read_round;
 use super::source::RegionSource;
 
 /// How far Lanczos3 reaches each side, in output pixels.
@@ -103,7 +104,7 @@ pub fn vertical_pass(
                 "a round of {group_rows} rows does not fit the window after {held} carried rows"
             )));
         };
-        read_bands(source, group, rows, band_rows as usize * row_bytes)?;
+        read_round(source, group, width, rows)?;
         held += group_rows;
         let bottom = top + held;
         let mut end_row = next;
@@ -196,8 +197,8 @@ mod tests {
     struct Pattern {
         dims: (u64, u64),
         align: (u32, u32),
-        /// Rows handed out, to prove the window never holds the level.
-        rows_read: std::sync::atomic::AtomicU64,
+        /// Pixels handed out, to prove every pixel is read exactly once.
+        pixels_read: std::sync::atomic::AtomicU64,
     }
 
     fn pixel(x: u64, y: u64) -> [u8; 3] {
@@ -232,8 +233,8 @@ mod tests {
                 }
             }
             self.0
-                .rows_read
-                .fetch_add(rect.h, std::sync::atomic::Ordering::Relaxed);
+                .pixels_read
+                .fetch_add(rect.w * rect.h, std::sync::atomic::Ordering::Relaxed);
             Ok(())
         }
     }
@@ -263,7 +264,7 @@ mod tests {
         let source = Pattern {
             dims,
             align,
-            rows_read: Default::default(),
+            pixels_read: Default::default(),
         };
         let bands = cut_into_chunks(dims.0, dims.1, 1, align, budget);
         let band_rows = bands[0].h;
@@ -274,9 +275,9 @@ mod tests {
         let out = vertical_pass(&source, &bands, dims, band_rows, out_height).expect("pass");
         assert_eq!((out.width, out.height), (dims.0 as u32, out_height));
         assert_eq!(
-            source.rows_read.into_inner(),
-            dims.1,
-            "every level row read exactly once"
+            source.pixels_read.into_inner(),
+            dims.0 * dims.1,
+            "every level pixel read exactly once"
         );
         out.pixels
     }

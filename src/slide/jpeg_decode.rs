@@ -109,6 +109,8 @@ pub fn scaled_decompressor(denominator: u32) -> Result<Decompressor, SlideError>
 pub struct TileDecoder {
     decompressor: Decompressor,
     planes: Vec<u8>,
+    /// A whole tile's RGB, for a stream the library decodes itself into row slices.
+    rgb: Vec<u8>,
 }
 
 impl TileDecoder {
@@ -117,6 +119,7 @@ impl TileDecoder {
         Ok(Self {
             decompressor: scaled_decompressor(denominator)?,
             planes: Vec::new(),
+            rgb: Vec::new(),
         })
     }
 }
@@ -148,6 +151,58 @@ pub fn decode_scaled_into(
 ) -> Result<(), String> {
     let (header, size) = checked_size(decoder, stream, denominator, expected)?;
     decompress_checked(decoder, &header, stream, pixels, size, pitch)
+}
+
+/// Decodes `stream` at 1/`denominator` into `rows`, one slice of `w * 3` bytes per pixel
+/// row (a tile's part of each row of a wider image, which threads fill side by side),
+/// after the same size check as [`decode_scaled`]. An RGB 4:4:4 stream's planes are
+/// interleaved straight into the rows; any other goes through one whole-tile buffer.
+pub fn decode_scaled_rows(
+    decoder: &mut TileDecoder,
+    stream: &[u8],
+    denominator: u32,
+    expected: (u64, u64),
+    rows: &mut [&mut [u8]],
+) -> Result<(), String> {
+    let (header, (width, height)) = checked_size(decoder, stream, denominator, expected)?;
+    if rows.len() != height || rows.iter().any(|row| row.len() != width * 3) {
+        return Err(format!(
+            "{} row slices for {width} x {height} pixels",
+            rows.len()
+        ));
+    }
+    if planar(&header) {
+        let (r, g, b) = decode_planes(decoder, stream, (width, height))?;
+        for (y, row) in rows.iter_mut().enumerate() {
+            let line = y * width..(y + 1) * width;
+            interleave(&r[line.clone()], &g[line.clone()], &b[line], row);
+        }
+        return Ok(());
+    }
+    let mut rgb = std::mem::take(&mut decoder.rgb);
+    rgb.resize(width * height * 3, 0);
+    let made = decompress_checked(
+        decoder,
+        &header,
+        stream,
+        &mut rgb,
+        (width, height),
+        width * 3,
+    );
+    if made.is_ok() {
+        for (row, decoded) in rows.iter_mut().zip(rgb.chunks_exact(width * 3)) {
+            row.copy_from_slice(decoded);
+        }
+    }
+    decoder.rgb = rgb;
+    made
+}
+
+/// Whether a stream takes the planar path: RGB 4:4:4, untransformed and lossy (lossless
+/// streams keep the library's own path: the planar one is only proven, and only needed,
+/// on lossy ones).
+fn planar(header: &DecompressHeader) -> bool {
+    header.colorspace == Colorspace::RGB && header.subsamp == Subsamp::None && !header.is_lossless
 }
 
 /// The stream's header and its size at 1/`denominator`, read before anything is
@@ -188,12 +243,7 @@ fn decompress_checked(
             pixels.len()
         ));
     }
-    // Lossless streams keep the library's own path: the planar one is only proven (and
-    // only needed) on lossy ones.
-    if header.colorspace == Colorspace::RGB
-        && header.subsamp == Subsamp::None
-        && !header.is_lossless
-    {
+    if planar(header) {
         return decompress_planar(
             decoder,
             stream,
@@ -225,6 +275,29 @@ fn decompress_planar(
     (width, height): (usize, usize),
     pitch: usize,
 ) -> Result<(), String> {
+    let (r, g, b) = decode_planes(decoder, stream, (width, height))?;
+    for (y, row) in pixels.chunks_mut(pitch).take(height).enumerate() {
+        let line = y * width..(y + 1) * width;
+        interleave(
+            &r[line.clone()],
+            &g[line.clone()],
+            &b[line],
+            &mut row[..width * 3],
+        );
+    }
+    Ok(())
+}
+
+/// The red, green and blue planes of a decoded tile.
+type Planes<'a> = (&'a [u8], &'a [u8], &'a [u8]);
+
+/// An RGB 4:4:4 stream's three component planes, decoded with no colour conversion into
+/// the decoder's reused buffer.
+fn decode_planes<'a>(
+    decoder: &'a mut TileDecoder,
+    stream: &[u8],
+    (width, height): (usize, usize),
+) -> Result<Planes<'a>, String> {
     let plane = width * height;
     if decoder.planes.len() < plane * 3 {
         decoder.planes.resize(plane * 3, 0);
@@ -243,16 +316,7 @@ fn decompress_planar(
         .map_err(|e| e.to_string())?;
     let (r, rest) = planes.split_at(plane);
     let (g, b) = rest.split_at(plane);
-    for (y, row) in pixels.chunks_mut(pitch).take(height).enumerate() {
-        let line = y * width..(y + 1) * width;
-        interleave(
-            &r[line.clone()],
-            &g[line.clone()],
-            &b[line],
-            &mut row[..width * 3],
-        );
-    }
-    Ok(())
+    Ok((r, g, b))
 }
 
 #[cfg(test)]
@@ -461,6 +525,26 @@ mod tests {
                     );
                     assert_eq!(&wide[y * pitch + w * 3..(y + 1) * pitch], &[3u8; 5]);
                 }
+                // Into row slices: the tile's column of a wider image, cut row by row.
+                let mut wide = vec![3u8; pitch * h];
+                let mut rows: Vec<&mut [u8]> = wide
+                    .chunks_exact_mut(pitch)
+                    .map(|row| &mut row[5..5 + w * 3])
+                    .collect();
+                decode_scaled_rows(&mut decoder, &stream, d, (w as u64, h as u64), &mut rows)
+                    .expect("rows");
+                for y in 0..h {
+                    let row = &wide[y * pitch..(y + 1) * pitch];
+                    assert_eq!(&row[5..5 + w * 3], &want[y * w * 3..(y + 1) * w * 3]);
+                    assert!(row[..5].iter().chain(&row[5 + w * 3..]).all(|&v| v == 3));
+                }
+                // Row slices of the wrong width or count are refused.
+                let mut short = vec![0u8; w * 3 - 1];
+                let mut bad: Vec<&mut [u8]> = vec![&mut short];
+                assert!(
+                    decode_scaled_rows(&mut decoder, &stream, d, (w as u64, h as u64), &mut bad)
+                        .is_err()
+                );
             }
         }
     }

@@ -27,6 +27,7 @@ pub mod openjpeg;
 pub mod planes;
 pub mod reduce;
 pub mod render;
+pub mod round;
 pub mod source;
 pub mod tiff_bounds;
 

@@ -43,6 +43,40 @@ pub trait RegionReader {
         out.copy_from_slice(scratch);
         Ok(())
     }
+
+    /// Fills `rows`, `rect.h` slices of `rect.w * 3` bytes each (the rectangle's part of
+    /// every row of a wider image, which other threads fill beside it), with the
+    /// rectangle's pixels. By default through `scratch` and a copy per row.
+    fn read_rgb_rows(
+        &mut self,
+        rect: Rect,
+        rows: &mut [&mut [u8]],
+        scratch: &mut Vec<u8>,
+    ) -> Result<(), SlideError> {
+        self.read_rgb(rect, scratch)?;
+        copy_rows(rect, scratch, rows)
+    }
+}
+
+/// Copies a rectangle's packed pixels, as `read_rgb` gives them, into its row slices.
+pub fn copy_rows(rect: Rect, pixels: &[u8], rows: &mut [&mut [u8]]) -> Result<(), SlideError> {
+    let row_bytes = rect.w as usize * 3;
+    if rows.len() as u64 != rect.h
+        || pixels.len() != row_bytes * rows.len()
+        || rows.iter().any(|row| row.len() != row_bytes)
+    {
+        return Err(SlideError::Internal(format!(
+            "{} bytes for a {} x {} region of {} row slices",
+            pixels.len(),
+            rect.w,
+            rect.h,
+            rows.len()
+        )));
+    }
+    for (row, line) in rows.iter_mut().zip(pixels.chunks_exact(row_bytes)) {
+        row.copy_from_slice(line);
+    }
+    Ok(())
 }
 
 /// Reads a level through OpenSlide's `read_region` and composites onto the background.

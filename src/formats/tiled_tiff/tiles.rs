@@ -18,10 +18,11 @@ use crate::slide::error::SlideError;
 use crate::slide::geometry::{self, Rect};
 use crate::slide::jp2k_guard::APERIO_JP2K;
 use crate::slide::jpeg_decode::{
-    ColourPolicy, TileDecoder, decode_scaled, decode_scaled_into, prepare_stream,
+    ColourPolicy, TileDecoder, decode_scaled, decode_scaled_into, decode_scaled_rows,
+    prepare_stream,
 };
 use crate::slide::jpeg2000;
-use crate::slide::source::{RegionReader, RegionSource};
+use crate::slide::source::{RegionReader, RegionSource, copy_rows};
 use crate::tiff::{Directory, TiffFile, tags};
 
 /// Tiles larger than this compressed size are refused (a 512 x 512 RGB tile is 768 KiB raw).
@@ -324,6 +325,42 @@ impl RegionReader for JpegTileReader<'_> {
     fn read_rgb(&mut self, rect: Rect, out: &mut Vec<u8>) -> Result<(), SlideError> {
         out.resize((rect.w * rect.h * 3) as usize, 0);
         self.read_rgb_into(rect, out, &mut Vec::new())
+    }
+
+    /// One whole JPEG tile is decoded straight into the row slices; anything else (an
+    /// edge tile, several tiles, JPEG 2000, a missing tile) goes the default way.
+    fn read_rgb_rows(
+        &mut self,
+        rect: Rect,
+        rows: &mut [&mut [u8]],
+        scratch: &mut Vec<u8>,
+    ) -> Result<(), SlideError> {
+        let s = self.source;
+        let (stw, sth) = s.scaled_tile();
+        let whole_tile = s.codec == TileCodec::Jpeg
+            && (rect.w, rect.h) == (stw, sth)
+            && rect.x.is_multiple_of(stw)
+            && rect.y.is_multiple_of(sth)
+            && rect.x / stw < s.grid.0
+            && rect.y / sth < s.grid.1;
+        if whole_tile {
+            let index = ((rect.y / sth) * s.grid.0 + rect.x / stw) as usize;
+            if self.load_tile(index)? {
+                let Some(decompressor) = &mut self.decompressor else {
+                    return Err(self.tile_error(index, "no JPEG decoder".into()));
+                };
+                return decode_scaled_rows(
+                    decompressor,
+                    &self.stream,
+                    s.denominator,
+                    (stw, sth),
+                    rows,
+                )
+                .map_err(|e| self.tile_error(index, e));
+            }
+        }
+        self.read_rgb(rect, scratch)?;
+        copy_rows(rect, scratch, rows)
     }
 
     fn read_rgb_into(
