@@ -103,6 +103,108 @@ pub fn read_round(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::slide::source::RegionReader;
+    use std::sync::Mutex;
+
+    /// A level whose pixel is its position, recording every rectangle read.
+    struct Recording {
+        dims: (u64, u64),
+        read: Mutex<Vec<Rect>>,
+    }
+
+    impl RegionSource for Recording {
+        fn dims(&self) -> (u64, u64) {
+            self.dims
+        }
+        fn alignment(&self) -> (u32, u32) {
+            (240, 240)
+        }
+        fn reader(&self) -> Result<Box<dyn RegionReader + '_>, SlideError> {
+            Ok(Box::new(RecordingReader(self)))
+        }
+    }
+
+    struct RecordingReader<'a>(&'a Recording);
+
+    fn pixel(x: u64, y: u64) -> [u8; 3] {
+        [x as u8, y as u8, (x / 256 + y / 256 * 7) as u8]
+    }
+
+    impl RegionReader for RecordingReader<'_> {
+        fn read_rgb(&mut self, rect: Rect, out: &mut Vec<u8>) -> Result<(), SlideError> {
+            out.clear();
+            for y in rect.y..rect.y + rect.h {
+                for x in rect.x..rect.x + rect.w {
+                    out.extend_from_slice(&pixel(x, y));
+                }
+            }
+            self.0.read.lock().expect("record").push(rect);
+            Ok(())
+        }
+    }
+
+    /// A rectangle read, as (y, x, w, h) so they sort band by band.
+    type Read = (u64, u64, u64, u64);
+
+    /// Two bands of a 1000-pixel-wide level on `threads` threads: the pixels, and the
+    /// rectangles read, sorted.
+    fn round(threads: usize) -> (Vec<u8>, Vec<Read>) {
+        let source = Recording {
+            dims: (1000, 400),
+            read: Mutex::default(),
+        };
+        let bands = [
+            Rect {
+                x: 0,
+                y: 0,
+                w: 1000,
+                h: 240,
+            },
+            Rect {
+                x: 0,
+                y: 240,
+                w: 1000,
+                h: 160,
+            },
+        ];
+        let mut pixels = vec![0u8; 1000 * 400 * 3];
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("pool")
+            .install(|| read_round(&source, &bands, 1000, &mut pixels))
+            .expect("round");
+        let mut read: Vec<_> = source
+            .read
+            .into_inner()
+            .expect("record")
+            .iter()
+            .map(|r| (r.y, r.x, r.w, r.h))
+            .collect();
+        read.sort();
+        (pixels, read)
+    }
+
+    #[test]
+    fn a_round_is_read_a_piece_at_a_time_on_a_pool_and_a_band_at_a_time_alone() {
+        let want: Vec<u8> = (0..400u64)
+            .flat_map(|y| (0..1000u64).flat_map(move |x| pixel(x, y)))
+            .collect();
+        let (pixels, read) = round(2);
+        assert!(pixels == want, "a piece's rows landed elsewhere");
+        let pieces: Vec<_> = [(0, 240), (240, 160)]
+            .iter()
+            .flat_map(|&(y, h)| {
+                piece_columns(1000, 240)
+                    .into_iter()
+                    .map(move |(x, w)| (y, x, w, h))
+            })
+            .collect();
+        assert_eq!(read, pieces);
+        let (pixels, read) = round(1);
+        assert!(pixels == want);
+        assert_eq!(read, vec![(0, 0, 1000, 240), (240, 0, 1000, 160)]);
+    }
 
     #[test]
     fn pieces_are_whole_tiles_cover_the_row_and_keep_untiled_rows_whole() {
