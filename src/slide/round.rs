@@ -50,7 +50,10 @@ pub fn read_round(
 ) -> Result<(), SlideError> {
     let row_bytes = width as usize * 3;
     let rows: u64 = bands.iter().map(|band| band.h).sum();
-    if pixels.len() != rows as usize * row_bytes || bands.iter().any(|b| b.w != width) {
+    if width == 0
+        || pixels.len() != rows as usize * row_bytes
+        || bands.iter().any(|b| b.w != width || b.h == 0)
+    {
         return Err(SlideError::Internal(format!(
             "a round of {rows} rows {width} wide does not fill {} bytes",
             pixels.len()
@@ -204,6 +207,32 @@ mod tests {
         let (pixels, read) = round(1);
         assert!(pixels == want);
         assert_eq!(read, vec![(0, 0, 1000, 240), (240, 0, 1000, 160)]);
+    }
+
+    /// A round that does not fill its window, or has no width or an empty band, is an
+    /// error, never a panic in the slicing.
+    #[test]
+    fn a_round_that_does_not_fit_its_window_is_refused() {
+        let source = Recording {
+            dims: (100, 10),
+            read: Mutex::default(),
+        };
+        let band = Rect {
+            x: 0,
+            y: 0,
+            w: 100,
+            h: 10,
+        };
+        let mut short = vec![0u8; 100 * 10 * 3 - 1];
+        assert!(read_round(&source, &[band], 100, &mut short).is_err());
+        let narrow = Rect { w: 99, ..band };
+        let mut exact = vec![0u8; 100 * 10 * 3];
+        assert!(read_round(&source, &[narrow], 100, &mut exact).is_err());
+        let empty = Rect { w: 0, ..band };
+        assert!(read_round(&source, &[empty], 0, &mut []).is_err());
+        let flat = Rect { h: 0, ..band };
+        assert!(read_round(&source, &[flat, band], 100, &mut exact).is_err());
+        assert!(source.read.into_inner().expect("record").is_empty());
     }
 
     #[test]
