@@ -226,12 +226,7 @@ mod tests {
 
     impl RegionReader for PatternReader<'_> {
         fn read_rgb(&mut self, rect: Rect, out: &mut Vec<u8>) -> Result<(), SlideError> {
-            out.clear();
-            for y in rect.y..rect.y + rect.h {
-                for x in rect.x..rect.x + rect.w {
-                    out.extend_from_slice(&pixel(x, y));
-                }
-            }
+            crate::slide::source::fill_from(rect, out, pixel);
             self.0
                 .pixels_read
                 .fetch_add(rect.w * rect.h, std::sync::atomic::Ordering::Relaxed);

@@ -135,12 +135,7 @@ mod tests {
 
     impl RegionReader for RecordingReader<'_> {
         fn read_rgb(&mut self, rect: Rect, out: &mut Vec<u8>) -> Result<(), SlideError> {
-            out.clear();
-            for y in rect.y..rect.y + rect.h {
-                for x in rect.x..rect.x + rect.w {
-                    out.extend_from_slice(&pixel(x, y));
-                }
-            }
+            crate::slide::source::fill_from(rect, out, pixel);
             self.0.read.lock().expect("record").push(rect);
             Ok(())
         }

@@ -58,6 +58,18 @@ pub trait RegionReader {
     }
 }
 
+/// A rectangle's pixels from a function of their place, packed as `read_rgb` gives them:
+/// what the test sources of the reduction read.
+#[cfg(test)]
+pub fn fill_from(rect: Rect, out: &mut Vec<u8>, pixel: impl Fn(u64, u64) -> [u8; 3]) {
+    out.clear();
+    for y in rect.y..rect.y + rect.h {
+        for x in rect.x..rect.x + rect.w {
+            out.extend_from_slice(&pixel(x, y));
+        }
+    }
+}
+
 /// Copies a rectangle's packed pixels, as `read_rgb` gives them, into its row slices.
 pub fn copy_rows(rect: Rect, pixels: &[u8], rows: &mut [&mut [u8]]) -> Result<(), SlideError> {
     let row_bytes = rect.w as usize * 3;
