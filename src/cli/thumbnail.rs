@@ -14,6 +14,7 @@ use std::time::Duration;
 use std::sync::Arc;
 use wsi_thumbnail::slide::encode::PngCompression;
 use wsi_thumbnail::slide::{self, DecoderChoice, SlideError, Thumbnail, ThumbnailOptions};
+use wsi_thumbnail::worker::zygote::forked;
 use wsi_thumbnail::worker::{DecodeFailure, Isolation, WorkerPool, WorkerSettings};
 
 #[derive(Debug, clap::Args)]
@@ -64,8 +65,8 @@ pub struct Args {
 }
 
 /// Makes thumbnails in a fresh worker process per slide, forked from one zygote for the
-/// whole run (the next ones forked while these work), or in this process with
-/// `--isolation none`.
+/// whole run (the next ones forked while these work; the zygote itself forked from this
+/// process), or in this process with `--isolation none`.
 struct Engine {
     options: ThumbnailOptions,
     workers: Option<Arc<WorkerPool>>,
@@ -88,8 +89,13 @@ impl Engine {
                 Duration::from_millis(args.timeout_ms),
                 std::env::temp_dir(),
             );
+            // Forked from this process while it has one thread (it saves a process
+            // start per run); the pool execs one if that cannot be done.
+            let zygote = forked::fork(&settings)
+                .inspect_err(|e| tracing::debug!(error = %e, "exec'ing the worker zygote"))
+                .ok();
             // A spare per concurrent slide, but none past the run's last slide.
-            WorkerPool::start_for(settings, concurrent, Some(args.slides.len()))
+            WorkerPool::start_with(settings, concurrent, Some(args.slides.len()), zygote)
         });
         Engine {
             options,

@@ -9,7 +9,9 @@
 //! The zygote is exec'd on the spawner thread, which lives as long as the pool:
 //! `PR_SET_PDEATHSIG` fires when the *thread* that started a process exits, so a zygote
 //! started from a short-lived blocking thread would be killed under its slides. A
-//! zygote that dies (the OOM killer, an operator) is replaced there too.
+//! zygote that dies (the OOM killer, an operator) is replaced there too. The CLI hands
+//! the pool a zygote it forked from itself ([`super::zygote::forked`]); the pool takes
+//! that one first, and execs any after it.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -17,6 +19,7 @@ use std::time::Duration;
 
 use super::process::{StartError, WorkerProcess, WorkerSettings};
 use super::slide::SlideWorker;
+use super::zygote::forked::Pending;
 use super::zygote::link::Zygote;
 
 /// How long a checkout waits for a worker before it fails.
@@ -31,6 +34,8 @@ pub struct WorkerPool {
 
 struct Shared {
     settings: WorkerSettings,
+    /// A zygote its starter already forked, taken by the spawner's first start.
+    first: Mutex<Option<Pending>>,
     spares: usize,
     state: Mutex<State>,
     changed: Condvar,
@@ -73,8 +78,19 @@ impl WorkerPool {
         spares: usize,
         expected: Option<usize>,
     ) -> Arc<WorkerPool> {
+        Self::start_with(settings, spares, expected, None)
+    }
+
+    /// [`WorkerPool::start_for`], with `first` as its first zygote when given.
+    pub fn start_with(
+        settings: WorkerSettings,
+        spares: usize,
+        expected: Option<usize>,
+        first: Option<Pending>,
+    ) -> Arc<WorkerPool> {
         let shared = Arc::new(Shared {
             settings,
+            first: Mutex::new(first),
             spares: spares.max(1),
             state: Mutex::new(State {
                 expected,
@@ -221,7 +237,15 @@ impl Shared {
             }
             // Dropped here: killed once the slides its children hold are done.
         }
-        let fresh = Zygote::start(&self.settings)?;
+        let first = self.first.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let fresh = match first.map(Pending::ready) {
+            Some(Ok(forked)) => forked,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "the forked worker zygote did not start; exec'ing one");
+                Zygote::start(&self.settings)?
+            }
+            None => Zygote::start(&self.settings)?,
+        };
         let forked = fresh.fork();
         *zygote = Some(fresh);
         forked

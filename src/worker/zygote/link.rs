@@ -16,7 +16,10 @@ use std::process::{Child, Command as Exec, Stdio};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{Signal, kill};
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
 
 use super::{Command, Event, receive, send};
 use crate::worker::outcome::Ending;
@@ -57,13 +60,18 @@ pub const SET_ENV: &[(&str, &str)] = &[
     ),
 ];
 
+/// The thresholds of [`SET_ENV`]'s `GLIBC_TUNABLES`, for a zygote that was forked, not
+/// exec'd, and so sets them with `mallopt` ([`super::forked`]).
+pub(super) const MMAP_THRESHOLD_BYTES: usize = 32 << 20;
+pub(super) const TRIM_THRESHOLD_BYTES: usize = 128 << 20;
+
 /// How long a zygote, or a child, may take to say it is ready.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One running zygote. Dropping it closes the control socket: the zygote kills its
 /// children and exits.
 pub struct Zygote {
-    process: Mutex<Child>,
+    process: Mutex<Handle>,
     control: OwnedFd,
     board: Arc<Board>,
     /// The sandbox the zygote (and so every child) is in.
@@ -85,6 +93,54 @@ struct BoardState {
     forgotten: HashSet<u32>,
     /// The zygote is gone (its children die with it).
     closed: bool,
+}
+
+/// The zygote's process, as the process that started it holds it: a `Child` when it was
+/// exec'd, a bare pid when this process forked it ([`super::forked`]).
+pub(super) enum Handle {
+    Exec(Child),
+    Forked { pid: Pid, reaped: bool },
+}
+
+impl Handle {
+    fn id(&self) -> u32 {
+        match self {
+            Handle::Exec(child) => child.id(),
+            Handle::Forked { pid, .. } => pid.as_raw() as u32,
+        }
+    }
+
+    fn running(&mut self) -> bool {
+        match self {
+            Handle::Exec(child) => matches!(child.try_wait(), Ok(None)),
+            Handle::Forked { reaped: true, .. } => false,
+            Handle::Forked { pid, reaped } => {
+                let alive = matches!(
+                    waitpid(*pid, Some(WaitPidFlag::WNOHANG)),
+                    Ok(WaitStatus::StillAlive)
+                );
+                // Reaped (or not ours any more): its pid is never signalled again.
+                *reaped = !alive;
+                alive
+            }
+        }
+    }
+
+    /// Kills the zygote (its children die with it) and reaps it.
+    fn stop(&mut self) {
+        match self {
+            Handle::Exec(child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Handle::Forked { reaped: true, .. } => {}
+            Handle::Forked { pid, reaped } => {
+                let _ = kill(*pid, Signal::SIGKILL);
+                let _ = waitpid(*pid, None);
+                *reaped = true;
+            }
+        }
+    }
 }
 
 impl Board {
@@ -126,38 +182,41 @@ impl Zygote {
         unsafe {
             exec.pre_exec(move || apply_limits(cap));
         }
-        let mut child = exec.spawn().map_err(|source| StartError::Spawn {
+        let child = exec.spawn().map_err(|source| StartError::Spawn {
             program: settings.program.display().to_string(),
             source,
         })?;
-        let ready = wait_ready(&ours);
-        let sandbox = match ready {
+        Zygote::connect(Handle::Exec(child), ours)
+    }
+
+    /// Waits for the `Ready` of a zygote just started as `process`, whose control socket's
+    /// other end is `control`, and starts reading its reports.
+    pub(super) fn connect(
+        mut process: Handle,
+        control: OwnedFd,
+    ) -> Result<Arc<Zygote>, StartError> {
+        let sandbox = match wait_ready(&control) {
             Ok(sandbox) => sandbox,
             Err(why) => {
-                let _ = child.kill();
-                let _ = child.wait();
+                process.stop();
                 return Err(StartError::Handshake(why));
             }
         };
         let board = Arc::new(Board::default());
-        let reader = {
-            let control = ours
-                .try_clone()
-                .map_err(|e| StartError::Handshake(format!("no control socket: {e}")))?;
+        let reader = control.try_clone().and_then(|reading| {
             let board = board.clone();
             std::thread::Builder::new()
-                .name(format!("wsi-zygote-{}", child.id()))
-                .spawn(move || read_events(control, board))
-        };
+                .name(format!("wsi-zygote-{}", process.id()))
+                .spawn(move || read_events(reading, board))
+        });
         if let Err(e) = reader {
-            let _ = child.kill();
-            let _ = child.wait();
+            process.stop();
             return Err(StartError::Handshake(format!("no reader thread: {e}")));
         }
-        tracing::debug!(pid = child.id(), "zygote ready");
+        tracing::debug!(pid = process.id(), "zygote ready");
         Ok(Arc::new(Zygote {
-            process: Mutex::new(child),
-            control: ours,
+            process: Mutex::new(process),
+            control,
             board,
             sandbox,
         }))
@@ -176,13 +235,11 @@ impl Zygote {
     /// Whether the zygote still runs (and can fork).
     pub fn is_alive(&self) -> bool {
         !self.board.lock().closed
-            && matches!(
-                self.process
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .try_wait(),
-                Ok(None)
-            )
+            && self
+                .process
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .running()
     }
 
     /// Asks the zygote to kill `pid`, if it is still its unreaped child.
@@ -232,9 +289,10 @@ impl Zygote {
 impl Drop for Zygote {
     fn drop(&mut self) {
         // Closing the control socket ends the zygote; kill it too, in case it hangs.
-        let mut process = self.process.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = process.kill();
-        let _ = process.wait();
+        self.process
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stop();
     }
 }
 
@@ -300,8 +358,9 @@ fn read_events(control: OwnedFd, board: Arc<Board>) {
     }
 }
 
-/// Runs in the zygote between fork and exec: async-signal-safe calls only.
-fn apply_limits(memory_cap_bytes: u64) -> std::io::Result<()> {
+/// Runs in the zygote between fork and exec (or in a forked zygote before anything
+/// else): async-signal-safe calls only.
+pub(super) fn apply_limits(memory_cap_bytes: u64) -> std::io::Result<()> {
     let set = |resource, value: u64| {
         let limit = libc::rlimit {
             rlim_cur: value as libc::rlim_t,

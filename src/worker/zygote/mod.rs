@@ -13,7 +13,8 @@
 //! How:
 //! - The service execs `wsi-thumbnail worker` with the zygote's control socket (a
 //!   `SOCK_SEQPACKET` pair, so messages keep their boundaries) as its stdin
-//!   ([`link`]).
+//!   ([`link`]). The CLI, which exits after a few slides, forks it from itself instead,
+//!   before its first thread, and saves a process start per run ([`forked`]).
 //! - Per slide, the service makes a stream socket pair and sends one end to the zygote
 //!   with [`Command::Fork`] as `SCM_RIGHTS` ancillary data. The zygote forks; the child
 //!   keeps that socket as descriptor 3, closes everything else of the zygote's, dies
@@ -27,6 +28,7 @@
 //! The zygote itself never reads a slide and never starts a thread (a fork copies only
 //! the calling thread, so every child starts with the zygote's single one).
 
+pub mod forked;
 pub mod link;
 pub mod serve;
 

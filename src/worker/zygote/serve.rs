@@ -1,5 +1,5 @@
-//! The zygote's own loop (`wsi-thumbnail worker`, exec'd by the service or the CLI,
-//! never by hand): take the control socket from stdin, enter the sandbox, say ready,
+//! The zygote's own loop (`wsi-thumbnail worker`, exec'd by the service, never by hand;
+//! or a fork of the CLI, [`super::forked`]): take the control socket from stdin, enter the sandbox, say ready,
 //! then fork a child per [`Command::Fork`], kill on [`Command::Kill`], and report every
 //! child's end, until the service closes the control socket.
 //!
