@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use wsi_thumbnail::fixtures::{SlideSpec, broken};
 
@@ -302,5 +303,125 @@ fn version_names_the_service_and_every_slide_library_one_per_line() {
     assert!(
         lines[5].contains("built in: HTJ2K") && lines[6].contains("inside OpenSlide"),
         "{text}"
+    );
+}
+
+/// The CLI forks its zygote from itself (a process start less per run), so what an
+/// exec'd zygote is given by construction must be made true in memory: none of the
+/// CLI's environment (not even its bytes, which `/proc/PID/environ` and the worker's
+/// own memory show), none of its descriptors, the limits, and death with the CLI.
+#[test]
+fn a_cli_worker_holds_nothing_of_the_cli_keeps_its_limits_and_dies_with_it() {
+    use std::os::fd::AsRawFd;
+    use std::process::Stdio;
+    use wsi_thumbnail::worker::process::PASSED_ENV;
+    let dir = tempfile::tempdir().unwrap();
+    // A slide that blocks its worker in `open` until a writer comes: none does.
+    let fifo = dir.path().join("waits.svs");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    // A descriptor without close-on-exec, which the CLI inherits from this test.
+    let leaked = std::fs::File::open(env!("CARGO_MANIFEST_DIR")).unwrap();
+    // SAFETY: clearing FD_CLOEXEC on a descriptor we own.
+    unsafe { libc::fcntl(leaked.as_raw_fd(), libc::F_SETFD, 0) };
+    let secret = "s3cr3t-token-value";
+    let mut cli = bin()
+        .args(["thumbnail", "--worker-memory-mb", "1024", "--output"])
+        .arg(dir.path().join("out.png"))
+        .arg(&fifo)
+        .env("WSI_TEST_SECRET_TOKEN", secret)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(leaked);
+    let cli_pid = cli.id() as i32;
+    let mut found = (0, 0);
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let zygotes = process_tree::children(cli_pid);
+            let workers = process_tree::workers(cli_pid);
+            if let ([zygote], [worker, ..]) = (&zygotes[..], &workers[..]) {
+                found = (*zygote, *worker);
+            }
+            found.1 != 0
+        }),
+        "the CLI started no zygote and worker"
+    );
+    let (zygote, worker) = found;
+    let cmdline = std::fs::read(format!("/proc/{zygote}/cmdline")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("thumbnail"),
+        "the zygote is a fork of the CLI, not an exec'd `worker`: {}",
+        String::from_utf8_lossy(&cmdline)
+    );
+    let cli_stdout = std::fs::read_link(format!("/proc/{cli_pid}/fd/1")).unwrap();
+    let leaked_target = std::fs::canonicalize(env!("CARGO_MANIFEST_DIR")).unwrap();
+    for pid in [zygote, worker] {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        assert!(
+            !environ
+                .windows(secret.len())
+                .any(|w| w == secret.as_bytes()),
+            "process {pid} still holds the CLI's secret in its environment block"
+        );
+        let names: Vec<String> = environ
+            .split(|b| *b == 0)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                let name = entry.split(|b| *b == b'=').next().unwrap_or_default();
+                String::from_utf8_lossy(name).into_owned()
+            })
+            .collect();
+        assert!(
+            names.iter().all(|n| PASSED_ENV.contains(&n.as_str())),
+            "process {pid}: {names:?}"
+        );
+        let fds: Vec<(String, std::path::PathBuf)> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                let target = std::fs::read_link(e.path()).ok()?;
+                Some((e.file_name().to_string_lossy().into_owned(), target))
+            })
+            .collect();
+        let target = |fd: &str| fds.iter().find(|(n, _)| n == fd).map(|(_, t)| t.clone());
+        assert!(
+            fds.iter().all(|(_, t)| *t != leaked_target),
+            "a descriptor of the CLI reached process {pid}: {fds:?}"
+        );
+        assert_eq!(target("0"), Some("/dev/null".into()), "{pid}: {fds:?}");
+        assert_ne!(
+            target("1"),
+            Some(cli_stdout.clone()),
+            "process {pid} can write into the CLI's JSON lines: {fds:?}"
+        );
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let line = |name: &str| limits.lines().find(|l| l.starts_with(name)).unwrap();
+        assert!(
+            line("Max address space").contains(&(1024u64 << 20).to_string()),
+            "{limits}"
+        );
+        assert!(
+            line("Max core file size")
+                .split_whitespace()
+                .any(|w| w == "0"),
+            "{limits}"
+        );
+    }
+    // The CLI killed outright: its zygote and worker go with it.
+    cli.kill().unwrap();
+    cli.wait().unwrap();
+    let gone = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+            stat.rsplit(')')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .starts_with('Z')
+        })
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || gone(zygote) && gone(worker)),
+        "the zygote or its worker outlived the CLI"
     );
 }
