@@ -395,18 +395,7 @@ fn a_cli_worker_holds_nothing_of_the_cli_keeps_its_limits_and_dies_with_it() {
             Some(cli_stdout.clone()),
             "process {pid} can write into the CLI's JSON lines: {fds:?}"
         );
-        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
-        let line = |name: &str| limits.lines().find(|l| l.starts_with(name)).unwrap();
-        assert!(
-            line("Max address space").contains(&(1024u64 << 20).to_string()),
-            "{limits}"
-        );
-        assert!(
-            line("Max core file size")
-                .split_whitespace()
-                .any(|w| w == "0"),
-            "{limits}"
-        );
+        process_tree::assert_worker_limits(pid, 1024);
     }
     // The CLI killed outright: its zygote and worker go with it.
     cli.kill().unwrap();

@@ -656,23 +656,6 @@ fn a_worker_inherits_no_secrets_no_descriptors_and_its_limits() {
         "stdin reads nothing, descriptor 3 is the slide's socket: {:?}",
         worker.open_fds
     );
-    let limits = std::fs::read_to_string(format!("/proc/{}/limits", worker.pid())).unwrap();
-    let line = |name: &str| {
-        limits
-            .lines()
-            .find(|l| l.starts_with(name))
-            .unwrap()
-            .to_string()
-    };
-    assert!(
-        line("Max address space").contains(&(1024u64 << 20).to_string()),
-        "{limits}"
-    );
-    assert!(
-        line("Max core file size")
-            .split_whitespace()
-            .any(|w| w == "0"),
-        "{limits}"
-    );
+    crate::support::process_tree::assert_worker_limits(worker.pid() as i32, 1024);
     drop(leaked);
 }

@@ -27,11 +27,11 @@ use std::os::fd::{IntoRawFd, OwnedFd};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 use nix::unistd::{ForkResult, Pid, getpid, getppid};
 
 use super::link::{
     Handle, MMAP_THRESHOLD_BYTES, PASSED_ENV, TRIM_THRESHOLD_BYTES, Zygote, apply_limits,
+    control_pair,
 };
 use crate::worker::process::{StartError, WorkerSettings};
 
@@ -61,13 +61,7 @@ pub fn fork(settings: &WorkerSettings) -> Result<Pending, StartError> {
             )));
         }
     }
-    let (ours, theirs) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(|e| StartError::Handshake(format!("no control socket: {e}")))?;
+    let (ours, theirs) = control_pair()?;
     let parent = getpid();
     // Everything the child needs is computed before the fork: after it, only our own
     // single thread runs, and the child never returns from `become_zygote`.

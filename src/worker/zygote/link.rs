@@ -152,13 +152,7 @@ impl Board {
 impl Zygote {
     /// Execs a zygote and waits for its `Ready`.
     pub fn start(settings: &WorkerSettings) -> Result<Arc<Zygote>, StartError> {
-        let (ours, theirs) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .map_err(|e| StartError::Handshake(format!("no control socket: {e}")))?;
+        let (ours, theirs) = control_pair()?;
         let mut exec = Exec::new(&settings.program);
         exec.arg("worker")
             .arg("--writable-dir")
@@ -356,6 +350,17 @@ fn read_events(control: OwnedFd, board: Arc<Board>) {
             }
         }
     }
+}
+
+/// A zygote's control socket pair: `SOCK_SEQPACKET`, so messages keep their boundaries.
+pub(super) fn control_pair() -> Result<(OwnedFd, OwnedFd), StartError> {
+    socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| StartError::Handshake(format!("no control socket: {e}")))
 }
 
 /// Runs in the zygote between fork and exec (or in a forked zygote before anything

@@ -59,3 +59,20 @@ pub fn cpu_ticks(pid: i32) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// Asserts a worker process's limits: an address space of `memory_mib` MiB and no core
+/// dumps.
+pub fn assert_worker_limits(pid: i32, memory_mib: u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = |name: &str| limits.lines().find(|l| l.starts_with(name)).unwrap();
+    assert!(
+        line("Max address space").contains(&(memory_mib << 20).to_string()),
+        "{pid}: {limits}"
+    );
+    assert!(
+        line("Max core file size")
+            .split_whitespace()
+            .any(|w| w == "0"),
+        "{pid}: {limits}"
+    );
+}
