@@ -348,11 +348,13 @@ fn a_cli_worker_holds_nothing_of_the_cli_keeps_its_limits_and_dies_with_it() {
         "the CLI started no zygote and worker"
     );
     let (zygote, worker) = found;
-    let cmdline = std::fs::read(format!("/proc/{zygote}/cmdline")).unwrap();
-    assert!(
-        String::from_utf8_lossy(&cmdline).contains("thumbnail"),
+    // A fork keeps the CLI's arguments; an exec'd zygote's are `wsi-thumbnail worker ...`.
+    let cmdline = |pid: i32| std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert_eq!(
+        cmdline(zygote),
+        cmdline(cli_pid),
         "the zygote is a fork of the CLI, not an exec'd `worker`: {}",
-        String::from_utf8_lossy(&cmdline)
+        String::from_utf8_lossy(&cmdline(zygote))
     );
     let cli_stdout = std::fs::read_link(format!("/proc/{cli_pid}/fd/1")).unwrap();
     let leaked_target = std::fs::canonicalize(env!("CARGO_MANIFEST_DIR")).unwrap();
@@ -397,7 +399,14 @@ fn a_cli_worker_holds_nothing_of_the_cli_keeps_its_limits_and_dies_with_it() {
         );
         process_tree::assert_worker_limits(pid, 1024);
     }
-    // The CLI killed outright: its zygote and worker go with it.
+    // The CLI killed outright while its zygote is stopped (so it cannot act on its
+    // control socket's end): the death signal alone takes the zygote, and the zygote's
+    // takes the worker.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(zygote),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap();
     cli.kill().unwrap();
     cli.wait().unwrap();
     let gone = |pid: i32| {
@@ -409,8 +418,14 @@ fn a_cli_worker_holds_nothing_of_the_cli_keeps_its_limits_and_dies_with_it() {
                 .starts_with('Z')
         })
     };
-    assert!(
-        eventually(Duration::from_secs(10), || gone(zygote) && gone(worker)),
-        "the zygote or its worker outlived the CLI"
-    );
+    let died = eventually(Duration::from_secs(10), || gone(zygote) && gone(worker));
+    if !died {
+        for pid in [zygote, worker] {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    assert!(died, "the zygote or its worker outlived the CLI");
 }

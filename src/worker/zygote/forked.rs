@@ -13,10 +13,14 @@
 //! - malloc's arena and thresholds set with `mallopt`, as the exec'd zygote's
 //!   `GLIBC_TUNABLES` sets them.
 //!
-//! What an exec'd zygote has that this one lacks: eager symbol binding (`LD_BIND_NOW`;
-//! a worker binds the few hundred functions it calls on first use) and malloc's
-//! huge-page hint (`glibc.malloc.hugetlb`, which has no `mallopt`; it measured no
-//! difference either way). Neither is a limit.
+//! Where it differs from an exec'd zygote, none of it a limit:
+//! - no eager symbol binding (`LD_BIND_NOW`: a worker binds the few hundred functions it
+//!   calls on first use) and no malloc huge-page hint (`glibc.malloc.hugetlb` has no
+//!   `mallopt`; it measured no difference either way);
+//! - it keeps what the CLI holds in memory: the libraries its loader was told to load
+//!   (`LD_PRELOAD`, `LD_LIBRARY_PATH`: the user's own choice for their own run), its log
+//!   filter, and its arguments (the run's slide and output paths, no slide's bytes). So
+//!   the CLI must not read a secret before it forks: it reads `RUST_LOG` and `TMPDIR`.
 //!
 //! A process that already runs a second thread cannot fork a sound zygote (a lock held
 //! by another thread stays held in the child), so [`fork`] refuses and the caller execs
@@ -37,15 +41,27 @@ use crate::worker::process::{StartError, WorkerSettings};
 
 /// A zygote forked and not yet heard from: [`Pending::ready`] waits for its `Ready`, so
 /// the caller can go on (start its threads) while the zygote sandboxes itself.
+/// Dropped unused, it kills and reaps the zygote.
 pub struct Pending {
-    process: Handle,
-    control: OwnedFd,
+    started: Option<(Handle, OwnedFd)>,
 }
 
 impl Pending {
     /// The running zygote, once it said ready.
-    pub fn ready(self) -> Result<Arc<Zygote>, StartError> {
-        Zygote::connect(self.process, self.control)
+    pub fn ready(mut self) -> Result<Arc<Zygote>, StartError> {
+        let (process, control) = self
+            .started
+            .take()
+            .ok_or_else(|| StartError::Handshake("the forked zygote was taken".into()))?;
+        Zygote::connect(process, control)
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some((mut process, _control)) = self.started.take() {
+            process.stop();
+        }
     }
 }
 
@@ -77,12 +93,12 @@ pub fn fork(settings: &WorkerSettings) -> Result<Pending, StartError> {
         }
         Ok(ForkResult::Parent { child }) => {
             drop(theirs);
+            let process = Handle::Forked {
+                pid: child,
+                reaped: false,
+            };
             Ok(Pending {
-                process: Handle::Forked {
-                    pid: child,
-                    reaped: false,
-                },
-                control: ours,
+                started: Some((process, ours)),
             })
         }
         Err(e) => Err(StartError::Spawn {
@@ -112,13 +128,18 @@ fn become_zygote(control: OwnedFd, parent: Pid, cap: u64, writable_dir: &std::pa
     if getppid() != parent {
         return 1;
     }
+    // An exec'd process starts with no signal blocked (`Command` clears the mask).
+    let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
     scrub_environment();
     tune_malloc();
     let code = super::serve::run(writable_dir);
     if code == ExitCode::SUCCESS { 0 } else { 1 }
 }
 
-/// Removes every variable [`PASSED_ENV`] does not name, after overwriting its bytes.
+/// Removes every variable [`PASSED_ENV`] does not name, and overwrites its bytes: where
+/// `environ` points (the kernel's block, or our heap after a `setenv`), and anywhere in
+/// the kernel's block, where a string `environ` no longer points to may still lie (a
+/// variable changed before the fork; glibc's copy of `GLIBC_TUNABLES`).
 fn scrub_environment() {
     let mut doomed: Vec<(Vec<u8>, *mut libc::c_char)> = Vec::new();
     // SAFETY: one thread; `environ` is a null-terminated array of C strings, read before
@@ -134,20 +155,58 @@ fn scrub_environment() {
             entry = entry.add(1);
         }
     }
-    for (name, text) in doomed {
-        // SAFETY: `text` points at a live, writable C string (on the stack the kernel
-        // built at exec, or on our heap after a `setenv`); its bytes are overwritten in
-        // place, then `unsetenv` drops the pointer to it.
-        unsafe {
-            let len = libc::strlen(text);
-            for i in 0..len {
-                std::ptr::write_volatile(text.add(i), 0);
-            }
-            if let Ok(name) = std::ffi::CString::new(name) {
-                libc::unsetenv(name.as_ptr());
-            }
+    // Unset first: `unsetenv` finds an entry by its `NAME=`, which the overwrite erases.
+    for (name, _) in &doomed {
+        if let Ok(name) = std::ffi::CString::new(name.as_slice()) {
+            // SAFETY: one thread; a valid C string.
+            unsafe { libc::unsetenv(name.as_ptr()) };
         }
     }
+    for (_, text) in doomed {
+        // SAFETY: glibc never frees an environment string, so `text` is still a live,
+        // writable C string; nothing points to it any more.
+        unsafe {
+            let len = libc::strlen(text);
+            zero(std::slice::from_raw_parts_mut(text.cast::<u8>(), len));
+        }
+    }
+    if let Some((start, end)) = environment_block() {
+        // SAFETY: `[start, end)` is the block of `NAME=value` strings the kernel wrote on
+        // this process's stack at exec: mapped, writable, and referenced by no Rust value.
+        let block = unsafe { std::slice::from_raw_parts_mut(start as *mut u8, end - start) };
+        zero_unallowed(block, PASSED_ENV);
+    }
+}
+
+/// Overwrites, in `block` (NUL-separated `NAME=value` strings, as the kernel lays out a
+/// process's environment), every string whose name `allowed` does not hold.
+fn zero_unallowed(block: &mut [u8], allowed: &[&str]) {
+    for entry in block.split_mut(|b| *b == 0) {
+        let name = entry.split(|b| *b == b'=').next().unwrap_or_default();
+        let keep = entry.is_empty() || allowed.iter().any(|a| a.as_bytes() == name);
+        if !keep {
+            zero(entry);
+        }
+    }
+}
+
+/// Overwrites `bytes` with zeros, in writes the compiler may not drop.
+fn zero(bytes: &mut [u8]) {
+    for byte in bytes {
+        // SAFETY: a valid, exclusive reference.
+        unsafe { std::ptr::write_volatile(byte, 0) };
+    }
+}
+
+/// Where the kernel put this process's environment strings: `env_start` and `env_end`,
+/// fields 50 and 51 of `/proc/self/stat`.
+fn environment_block() -> Option<(usize, usize)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields from the third on follow the command name's closing parenthesis.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let start: usize = fields.get(50 - 3)?.parse().ok()?;
+    let end: usize = fields.get(51 - 3)?.parse().ok()?;
+    (start > 0 && end > start).then_some((start, end))
 }
 
 /// What the exec'd zygote's `GLIBC_TUNABLES` and `MALLOC_ARENA_MAX` say (see
@@ -193,6 +252,16 @@ mod tests {
             "{tunables}"
         );
         assert!(SET_ENV.contains(&("MALLOC_ARENA_MAX", "1")));
+    }
+
+    #[test]
+    fn only_allowed_variables_survive_in_an_environment_block() {
+        let mut block =
+            b"PATH=/bin\0AWS_SECRET=s3cr3t\0\0LANG=C\0PATHX=no\0junk\0RUST_LOG".to_vec();
+        zero_unallowed(&mut block, &["PATH", "LANG", "RUST_LOG"]);
+        let kept: Vec<&[u8]> = block.split(|b| *b == 0).filter(|e| !e.is_empty()).collect();
+        assert_eq!(kept, [&b"PATH=/bin"[..], b"LANG=C", b"RUST_LOG"]);
+        assert_eq!(block.len(), 58, "overwritten in place, never moved or cut");
     }
 
     #[test]

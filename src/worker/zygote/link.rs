@@ -127,7 +127,7 @@ impl Handle {
     }
 
     /// Kills the zygote (its children die with it) and reaps it.
-    fn stop(&mut self) {
+    pub(super) fn stop(&mut self) {
         match self {
             Handle::Exec(child) => {
                 let _ = child.kill();
