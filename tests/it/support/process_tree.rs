@@ -60,8 +60,8 @@ pub fn cpu_ticks(pid: i32) -> u64 {
         .unwrap_or(0)
 }
 
-/// Asserts a worker process's limits: an address space of `memory_mib` MiB and no core
-/// dumps.
+/// Asserts a worker process's limits: an address space of `memory_mib` MiB, no core
+/// dumps, and the decoding stack its main thread may grow to.
 pub fn assert_worker_limits(pid: i32, memory_mib: u64) {
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
     let line = |name: &str| limits.lines().find(|l| l.starts_with(name)).unwrap();
@@ -73,6 +73,13 @@ pub fn assert_worker_limits(pid: i32, memory_mib: u64) {
         line("Max core file size")
             .split_whitespace()
             .any(|w| w == "0"),
+        "{pid}: {limits}"
+    );
+    let stack = wsi_thumbnail::worker::child::DECODE_STACK_BYTES.to_string();
+    assert!(
+        line("Max stack size")
+            .split_whitespace()
+            .any(|w| w == stack),
         "{pid}: {limits}"
     );
 }
