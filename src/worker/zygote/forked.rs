@@ -2,8 +2,9 @@
 //! few thumbnails and exits, the zygote's own start (the loader binding some 6,500
 //! symbols of fifty libraries, the runtime, the sandbox) was a tenth of a run.
 //!
-//! The CLI forks it first thing, while it has one thread, and the child becomes exactly
-//! what an exec'd zygote starts as ([`super::link`]), before it runs the zygote's loop:
+//! The CLI forks it first thing, while it has one thread, and the child is made
+//! what an exec'd zygote starts as ([`super::link`]) in all that limits it, before it runs
+//! the zygote's loop:
 //! - its control socket as stdin and `/dev/null` as stdout;
 //! - the same limits (address space, no core dumps, the decoding stack, death with the
 //!   thread that forked it) and no descriptor from 3 up;
