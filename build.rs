@@ -4,12 +4,16 @@
 //! Likewise the versions of hayro-jpeg2000 and of the CharLS charls-sys vendors, from
 //! Cargo.lock. And it links the binaries against openslide-bin's self-contained
 //! `libopenslide.so.1` (see `.cargo/config.toml`): its folder goes into the RUNPATH, and
-//! the versions of the libraries bundled inside it are recorded for `--version`.
+//! the versions of the libraries bundled inside it are recorded for `--version`. It also
+//! links the C++ runtime statically (see Cargo.toml's `link-cplusplus`).
 
 use std::path::Path;
 
 fn main() {
     openslide_bin();
+    // CharLS's C++ runtime, linked in (Cargo.toml, `link-cplusplus`): after every object
+    // and archive, so the archive resolves what CharLS needs, and only that.
+    println!("cargo:rustc-link-arg=-Wl,--push-state,-Bstatic,-lstdc++,--pop-state");
     println!("cargo:rerun-if-env-changed=DEP_TURBOJPEG_INCLUDE");
     let version = std::env::var("DEP_TURBOJPEG_INCLUDE")
         .ok()
