@@ -3,7 +3,8 @@
 # slim Debian 12 runtime with only the shared libraries the binary links: OpenSlide is
 # OpenSlide's own self-contained build (openslide-bin, pinned by version and SHA-256 in
 # scripts/install-openslide-bin.sh, needing only glibc), copied at the path the binary's
-# RUNPATH names; OpenSSL for SASL_SSL/SSL clusters, libstdc++ for librdkafka.
+# RUNPATH names; zlib; the CA store librdkafka's linked-in OpenSSL verifies SSL and
+# SASL_SSL brokers with (OpenSSL and the C++ runtime are linked into the binary).
 #
 #   docker build -t wsi-thumbnail .
 #   docker run --rm -v $PWD/config/wsi-thumbnail.toml:/etc/wsi-thumbnail/config.toml:ro wsi-thumbnail
@@ -29,7 +30,7 @@ FROM ${BUILDER_IMAGE} AS builder
 ARG OPENSLIDE_BIN_PREFIX
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      pkg-config cmake nasm libclang-dev libssl-dev curl ca-certificates python3 \
+      pkg-config cmake nasm perl make libclang-dev curl ca-certificates python3 \
  && rm -rf /var/lib/apt/lists/*
 COPY scripts/install-openslide-bin.sh /tmp/
 RUN OPENSLIDE_BIN_PREFIX=${OPENSLIDE_BIN_PREFIX} /tmp/install-openslide-bin.sh
@@ -60,7 +61,7 @@ FROM ${RUNTIME_IMAGE} AS runtime
 ARG OPENSLIDE_BIN_PREFIX
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libssl3 libstdc++6 libzstd1 zlib1g ca-certificates \
+      zlib1g ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin wsi \
  && mkdir -p /etc/wsi-thumbnail /var/tmp/wsi-thumbnail \

@@ -8,15 +8,16 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-# Build: libclang for openslide-sys's bindgen, TLS for librdkafka, cmake + nasm for
-# the bundled libjpeg-turbo 3; curl for OpenSlide itself (openslide-bin, below). Peers for the benchmarks: libvips-tools (vipsthumbnail),
+# Build: libclang for openslide-sys's bindgen, perl + make for the OpenSSL librdkafka
+# links in (built from source), cmake + nasm for the bundled libjpeg-turbo 3; curl for
+# OpenSlide itself (openslide-bin, below). Peers for the benchmarks: libvips-tools (vipsthumbnail),
 # python3-openslide (OpenSlide's own get_thumbnail) and hyperfine. Fixtures: openjph-tools
 # (ojph_compress, the HTJ2K encoder the fixture generator runs for HTJ2K DICOM series).
 # Kit validation: python3-venv (scripts/validate-k8s.sh installs its pinned tools in a
 # venv).
 PACKAGES=(
   build-essential pkg-config cmake nasm curl ca-certificates
-  libclang-dev libssl-dev
+  libclang-dev perl
   libvips-tools python3-openslide hyperfine
   openjph-tools
   python3-venv

@@ -4,6 +4,13 @@
 //! compression. Properties from `[kafka.consumer]`/`[kafka.producer]` are applied last,
 //! verbatim, so operators can override anything (security settings in particular).
 //! With `kafka.oauth = "google"` the defaults also say SASL_SSL + OAUTHBEARER.
+//!
+//! OpenSSL is linked into the binary (rdkafka's `ssl-vendored`: one library fewer to
+//! load and bind at every start, see README "Start-up"), and a vendored OpenSSL looks
+//! for CA certificates under its own build prefix, not the system's. So every client
+//! says `ssl.ca.location = "probe"`: librdkafka then loads the first system CA store it
+//! finds (`/etc/ssl/certs/ca-certificates.crt` on Debian, the Red Hat and Alpine paths
+//! too). An operator's own `ssl.ca.location` still wins, as every property does.
 
 use std::collections::BTreeMap;
 
@@ -27,6 +34,7 @@ fn build(
     overrides: &BTreeMap<String, String>,
 ) -> ClientConfig {
     let mut cfg = ClientConfig::new();
+    cfg.set("ssl.ca.location", "probe");
     for (k, v) in base {
         cfg.set(*k, v);
     }
@@ -106,6 +114,7 @@ pub fn admin(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use rdkafka::consumer::Consumer;
 
     #[test]
     fn pass_through_properties_win() {
@@ -138,6 +147,75 @@ mod tests {
         assert_eq!(
             producer(&kafka, "c").get("security.protocol"),
             Some("SASL_PLAINTEXT")
+        );
+    }
+
+    /// Captures librdkafka's log lines.
+    #[derive(Default)]
+    struct Captured(std::sync::Mutex<Vec<String>>);
+
+    impl rdkafka::ClientContext for Captured {
+        fn log(&self, _: rdkafka::config::RDKafkaLogLevel, _: &str, message: &str) {
+            self.0.lock().expect("log").push(message.to_string());
+        }
+    }
+
+    impl rdkafka::consumer::ConsumerContext for Captured {}
+
+    /// The CA-store lines a TLS client of this binary logs when it starts.
+    fn ca_store_loaded(kafka: &KafkaConfig) -> Vec<String> {
+        let mut cfg = consumer(kafka, "c");
+        cfg.set("bootstrap.servers", "127.0.0.1:9")
+            .set("security.protocol", "SSL")
+            .set("debug", "security")
+            .set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
+        let client: rdkafka::consumer::BaseConsumer<Captured> = cfg
+            .create_with_context(Captured::default())
+            .expect("a TLS client");
+        // Log lines reach the context through the client's queue, when it is polled.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut ssl_lines = Vec::new();
+        while std::time::Instant::now() < deadline {
+            let _ = client.poll(std::time::Duration::from_millis(50));
+            let lines = client.context().0.lock().expect("log").clone();
+            ssl_lines = lines
+                .into_iter()
+                .filter(|l| l.contains("CA certificate"))
+                .collect();
+            if !ssl_lines.is_empty() {
+                break;
+            }
+        }
+        ssl_lines
+    }
+
+    #[test]
+    fn a_tls_client_trusts_the_system_ca_store_unless_given_its_own() {
+        let mut kafka = Config::default().kafka;
+        let loaded = ca_store_loaded(&kafka);
+        let system = [
+            "/etc/ssl/certs/ca-certificates.crt",
+            "/etc/pki/tls/certs/ca-bundle.crt",
+            "/etc/ssl/cert.pem",
+            "/etc/ssl/certs",
+        ];
+        assert!(
+            loaded
+                .iter()
+                .any(|l| system.iter().any(|path| l.contains(&format!("\"{path}\"")))),
+            "no system CA store loaded: {loaded:?}"
+        );
+        // An operator's CA location replaces the probe.
+        kafka
+            .consumer
+            .insert("ssl.ca.location".into(), "/etc/ssl/certs".into());
+        let loaded = ca_store_loaded(&kafka);
+        assert!(
+            loaded
+                .iter()
+                .any(|l| l.contains("from directory /etc/ssl/certs"))
+                && !loaded.iter().any(|l| l.contains("Setting default")),
+            "the operator's location was not the one loaded: {loaded:?}"
         );
     }
 }

@@ -124,6 +124,12 @@ fn the_image_bases_are_pinned_by_digest_and_the_runtime_has_no_curl() {
 #[test]
 fn the_runtime_image_provides_every_linked_library() {
     let packages = runtime_packages();
+    // OpenSSL is linked in and finds its CA store by probing the system's paths
+    // (`kafka::settings`): the image must have one to verify a TLS broker.
+    assert!(
+        packages.iter().any(|p| p == "ca-certificates"),
+        "the runtime stage installs no CA store: {packages:?}"
+    );
     // What apt installs with them (dependencies, recursively), plus what every
     // debian:bookworm-slim image has (the Essential and Priority: required packages).
     let mut args = vec![
