@@ -2,6 +2,7 @@
 
 mod dev;
 mod health;
+mod output_file;
 mod serve;
 mod thumbnail;
 

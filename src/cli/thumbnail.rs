@@ -17,6 +17,8 @@ use wsi_thumbnail::slide::{self, DecoderChoice, SlideError, Thumbnail, Thumbnail
 use wsi_thumbnail::worker::zygote::forked;
 use wsi_thumbnail::worker::{DecodeFailure, Isolation, WorkerPool, WorkerSettings};
 
+use super::output_file::{OutputFile, output_that_is_a_slide};
+
 #[derive(Debug, clap::Args)]
 #[command(group = clap::ArgGroup::new("destination").required(true).args(["output", "out_dir"]))]
 pub struct Args {
@@ -24,11 +26,13 @@ pub struct Args {
     #[arg(required = true)]
     slides: Vec<PathBuf>,
 
-    /// Output PNG (one slide only).
+    /// Output PNG (one slide only). Created before the slide is read; a slide that fails
+    /// leaves no file there.
     #[arg(long, short)]
     output: Option<PathBuf>,
 
-    /// Output directory for many slides; each becomes `<stem>_thumbnail.png`.
+    /// Output directory for many slides; each becomes `<stem>_thumbnail.png` (a slide
+    /// that fails leaves no file).
     #[arg(long)]
     out_dir: Option<PathBuf>,
 
@@ -137,6 +141,8 @@ pub enum Error {
     OutputNeedsOneSlide(usize),
     #[error("two slides would both write {0}; rename one or run them separately")]
     NameClash(PathBuf),
+    #[error("the output {0} is one of the slides; choose another output path")]
+    OutputIsASlide(PathBuf),
     #[error("{0} of {1} slides failed (see the error lines above)")]
     SomeFailed(usize, usize),
 }
@@ -154,20 +160,28 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
     if args.output.is_some() && args.slides.len() != 1 {
         return Err(Error::OutputNeedsOneSlide(args.slides.len()));
     }
+    let targets = match (&args.output, &args.out_dir) {
+        (Some(output), _) => vec![output.clone()],
+        (None, out_dir) => output_names(&args.slides, out_dir.as_deref().unwrap_or(Path::new("")))?,
+    };
+    // Outputs are created before their slides are read (`output_file`).
+    if let Some(target) = output_that_is_a_slide(&targets, &args.slides) {
+        return Err(Error::OutputIsASlide(target.to_path_buf()));
+    }
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let (concurrent, threads) = plan_concurrency(args.slides.len(), cores);
     let engine = Engine::new(&args, concurrent, threads);
     if let Some(output) = &args.output {
+        // Created while the worker starts (`output_file`).
+        let file = create_output(output)?;
         let thumb = engine.thumbnail(&args.slides[0])?;
-        write_file(output, &thumb.png)?;
+        write_output(file, output, &thumb.png)?;
         println!(
             "{}",
             serde_json::to_string(&thumb.metadata).unwrap_or_default()
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let out_dir = args.out_dir.clone().unwrap_or_default();
-    let targets = output_names(&args.slides, &out_dir)?;
     let progress = ProgressBar::new(args.slides.len() as u64);
     progress.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed_precise} eta {eta} {msg}")
@@ -231,10 +245,10 @@ struct Failed {
 
 /// One slide of a batch: its JSON line, or its error lines.
 fn one_slide(engine: &Engine, slide_path: &Path, target: &Path) -> Result<Value, Failed> {
-    match engine
-        .thumbnail(slide_path)
-        .and_then(|t| write_file(target, &t.png).map(|()| t))
-    {
+    match create_output(target).and_then(|file| {
+        let thumb = engine.thumbnail(slide_path)?;
+        write_output(file, target, &thumb.png).map(|()| thumb)
+    }) {
         Ok(thumb) => {
             let mut line = serde_json::to_value(&thumb.metadata).unwrap_or_default();
             line["slide"] = json!(slide_path);
@@ -275,8 +289,15 @@ fn output_names(slides: &[PathBuf], out_dir: &Path) -> Result<Vec<PathBuf>, Erro
         .collect()
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    std::fs::write(path, bytes).map_err(|source| Error::Write {
+fn create_output(path: &Path) -> Result<OutputFile, Error> {
+    OutputFile::create(path).map_err(|source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn write_output(file: OutputFile, path: &Path, png: &[u8]) -> Result<(), Error> {
+    file.write(png).map_err(|source| Error::Write {
         path: path.to_path_buf(),
         source,
     })

@@ -306,6 +306,62 @@ fn version_names_the_service_and_every_slide_library_one_per_line() {
     );
 }
 
+/// An output is created before its slide is read (`cli::output_file`): a path that
+/// cannot be written fails at once, a slide that fails leaves no file (not the older one,
+/// not an empty one), and an output that is one of the slides is refused untouched.
+#[test]
+fn outputs_are_made_before_their_slides_are_read_and_hold_a_thumbnail_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // A slide whose worker waits in `open` until its deadline: nobody writes the FIFO.
+    let fifo = dir.path().join("waits.svs");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let run = thumbnail_with(
+        &fifo,
+        &dir.path().join("missing/out.png"),
+        &["--timeout-ms", "30000"],
+    );
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("error: cannot write ") && stderr.contains("missing/out.png"),
+        "the output's error, not the slide's: {stderr}"
+    );
+
+    let older = dir.path().join("older.png");
+    std::fs::write(&older, b"an older thumbnail").unwrap();
+    let not_a_slide = dir.path().join("notes.svs");
+    std::fs::write(&not_a_slide, b"not a slide at all").unwrap();
+    let run = thumbnail(&not_a_slide, &older);
+    assert_eq!(run.status.code(), Some(1));
+    assert!(!older.exists(), "a failed slide left a file at its output");
+
+    let run = thumbnail(&not_a_slide, &dir.path().join(".").join("notes.svs"));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.starts_with("error: the output ") && stderr.contains("is one of the slides"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&not_a_slide).unwrap(), b"not a slide at all");
+    // In a batch: `notes.svs` would write `notes_thumbnail.png`, another slide here.
+    let clash = dir.path().join("notes_thumbnail.png");
+    std::fs::write(&clash, b"a slide named like a thumbnail").unwrap();
+    let run = bin()
+        .args(["thumbnail", "--out-dir"])
+        .arg(dir.path())
+        .args([&not_a_slide, &clash])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains("is one of the slides"),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(
+        std::fs::read(&clash).unwrap(),
+        b"a slide named like a thumbnail"
+    );
+}
+
 /// The CLI forks its zygote from itself (a process start less per run), so what an
 /// exec'd zygote is given by construction must be made true in memory: none of the
 /// CLI's environment (not even its bytes, which `/proc/PID/environ` and the worker's
