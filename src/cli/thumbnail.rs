@@ -26,13 +26,13 @@ pub struct Args {
     #[arg(required = true)]
     slides: Vec<PathBuf>,
 
-    /// Output PNG (one slide only). Created before the slide is read; a slide that fails
-    /// leaves no file there.
+    /// Output PNG (one slide only), put in place whole once made. An older file there is
+    /// removed as the run starts, so a slide that fails leaves none.
     #[arg(long, short)]
     output: Option<PathBuf>,
 
-    /// Output directory for many slides; each becomes `<stem>_thumbnail.png` (a slide
-    /// that fails leaves no file).
+    /// Output directory for many slides; each becomes `<stem>_thumbnail.png` (as with
+    /// `--output`, a slide that fails leaves no file).
     #[arg(long)]
     out_dir: Option<PathBuf>,
 
@@ -164,7 +164,7 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
         (Some(output), _) => vec![output.clone()],
         (None, out_dir) => output_names(&args.slides, out_dir.as_deref().unwrap_or(Path::new("")))?,
     };
-    // Outputs are created before their slides are read (`output_file`).
+    // Outputs are prepared (an older file removed) before their slides are read.
     if let Some(target) = output_that_is_a_slide(&targets, &args.slides) {
         return Err(Error::OutputIsASlide(target.to_path_buf()));
     }
@@ -172,7 +172,7 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
     let (concurrent, threads) = plan_concurrency(args.slides.len(), cores);
     let engine = Engine::new(&args, concurrent, threads);
     if let Some(output) = &args.output {
-        // Created while the worker starts (`output_file`).
+        // Prepared while the worker starts (`output_file`).
         let file = create_output(output)?;
         let thumb = engine.thumbnail(&args.slides[0])?;
         write_output(file, output, &thumb.png)?;

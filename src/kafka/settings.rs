@@ -7,10 +7,13 @@
 //!
 //! OpenSSL is linked into the binary (rdkafka's `ssl-vendored`: one library fewer to
 //! load and bind at every start, see README "Start-up"), and a vendored OpenSSL looks
-//! for CA certificates under its own build prefix, not the system's. So every client
-//! says `ssl.ca.location = "probe"`: librdkafka then loads the first system CA store it
-//! finds (`/etc/ssl/certs/ca-certificates.crt` on Debian, the Red Hat and Alpine paths
-//! too). An operator's own `ssl.ca.location` still wins, as every property does.
+//! for CA certificates under `/usr/local/ssl` (the `--openssldir` openssl-src builds
+//! with), not where the system keeps them. So every client says `ssl.ca.location =
+//! "probe"`: librdkafka then loads the first system CA store it finds
+//! (`/etc/ssl/certs/ca-certificates.crt` on Debian, the Red Hat and Alpine paths too).
+//! Not when `SSL_CERT_FILE` or `SSL_CERT_DIR` is set: OpenSSL's default paths honour
+//! those, and the probe would not. An operator's own `ssl.ca.location` still wins, as
+//! every property does.
 
 use std::collections::BTreeMap;
 
@@ -34,7 +37,9 @@ fn build(
     overrides: &BTreeMap<String, String>,
 ) -> ClientConfig {
     let mut cfg = ClientConfig::new();
-    cfg.set("ssl.ca.location", "probe");
+    if let Some(location) = default_ca_location(&|name| std::env::var_os(name).is_some()) {
+        cfg.set("ssl.ca.location", location);
+    }
     for (k, v) in base {
         cfg.set(*k, v);
     }
@@ -46,6 +51,12 @@ fn build(
         cfg.set(k, v);
     }
     cfg
+}
+
+/// Where TLS clients look for CA certificates unless told: the system's store, probed,
+/// unless OpenSSL's own variables name one (`SSL_CERT_FILE`, `SSL_CERT_DIR`).
+fn default_ca_location(is_set: &dyn Fn(&str) -> bool) -> Option<&'static str> {
+    (!is_set("SSL_CERT_FILE") && !is_set("SSL_CERT_DIR")).then_some("probe")
 }
 
 pub fn consumer(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
@@ -162,9 +173,18 @@ mod tests {
 
     impl rdkafka::consumer::ConsumerContext for Captured {}
 
-    /// The CA-store lines a TLS client of this binary logs when it starts.
+    /// The CA-store lines a TLS client of this binary logs when it starts, on a machine
+    /// without OpenSSL's variables (this one may set them).
     fn ca_store_loaded(kafka: &KafkaConfig) -> Vec<String> {
-        let mut cfg = consumer(kafka, "c");
+        let mut cfg = ClientConfig::new();
+        if let Some(location) = default_ca_location(&|_| false) {
+            cfg.set("ssl.ca.location", location);
+        }
+        for (k, v) in consumer(kafka, "c").config_map() {
+            if k != "ssl.ca.location" || kafka.consumer.contains_key(k) {
+                cfg.set(k, v);
+            }
+        }
         cfg.set("bootstrap.servers", "127.0.0.1:9")
             .set("security.protocol", "SSL")
             .set("debug", "security")
@@ -187,6 +207,13 @@ mod tests {
             }
         }
         ssl_lines
+    }
+
+    #[test]
+    fn openssl_s_own_variables_replace_the_probe() {
+        assert_eq!(default_ca_location(&|_| false), Some("probe"));
+        assert_eq!(default_ca_location(&|name| name == "SSL_CERT_FILE"), None);
+        assert_eq!(default_ca_location(&|name| name == "SSL_CERT_DIR"), None);
     }
 
     #[test]

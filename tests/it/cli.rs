@@ -306,7 +306,7 @@ fn version_names_the_service_and_every_slide_library_one_per_line() {
     );
 }
 
-/// An output is created before its slide is read (`cli::output_file`): a path that
+/// An output is prepared before its slide is read (`cli::output_file`): a path that
 /// cannot be written fails at once, a slide that fails leaves no file (not the older one,
 /// not an empty one), and an output that is one of the slides is refused untouched.
 #[test]
@@ -334,6 +334,22 @@ fn outputs_are_made_before_their_slides_are_read_and_hold_a_thumbnail_or_nothing
     let run = thumbnail(&not_a_slide, &older);
     assert_eq!(run.status.code(), Some(1));
     assert!(!older.exists(), "a failed slide left a file at its output");
+    // The same in a batch, and no temporary file is left behind either.
+    let batch = dir.path().join("batch");
+    std::fs::create_dir(&batch).unwrap();
+    std::fs::write(batch.join("notes_thumbnail.png"), b"an older thumbnail").unwrap();
+    let run = bin()
+        .args(["thumbnail", "--out-dir"])
+        .arg(&batch)
+        .arg(&not_a_slide)
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    assert_eq!(
+        std::fs::read_dir(&batch).unwrap().count(),
+        0,
+        "a failed slide of a batch left a file"
+    );
 
     let run = thumbnail(&not_a_slide, &dir.path().join(".").join("notes.svs"));
     let stderr = String::from_utf8_lossy(&run.stderr);
