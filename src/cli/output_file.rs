@@ -99,6 +99,15 @@ impl OutputFile {
 mod tests {
     use super::*;
 
+    /// `name` in `dir` holding `bytes`, and a symlink `link` beside it pointing to it.
+    fn file_and_link(dir: &Path, name: &str, bytes: &[u8], link: &str) -> (PathBuf, PathBuf) {
+        let file = dir.join(name);
+        std::fs::write(&file, bytes).expect("file");
+        let link = dir.join(link);
+        std::os::unix::fs::symlink(&file, &link).expect("symlink");
+        (file, link)
+    }
+
     /// The files in `dir`, hidden ones included.
     fn listing(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -144,10 +153,7 @@ mod tests {
     #[test]
     fn an_output_that_is_not_a_regular_file_is_written_through_and_never_removed() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let target = dir.path().join("target.png");
-        std::fs::write(&target, b"kept").expect("target");
-        let link = dir.path().join("link.png");
-        std::os::unix::fs::symlink(&target, &link).expect("symlink");
+        let (target, link) = file_and_link(dir.path(), "target.png", b"kept", "link.png");
 
         drop(OutputFile::create(&link).expect("prepared"));
         assert_eq!(
@@ -170,12 +176,9 @@ mod tests {
     #[test]
     fn a_slide_is_recognised_by_any_of_its_names() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let slide = dir.path().join("a.svs");
-        std::fs::write(&slide, b"slide").expect("slide");
+        let (slide, symlink) = file_and_link(dir.path(), "a.svs", b"slide", "c.svs");
         let other = dir.path().join("b.svs");
         std::fs::write(&other, b"slide").expect("slide");
-        let symlink = dir.path().join("c.svs");
-        std::os::unix::fs::symlink(&slide, &symlink).expect("symlink");
         let hard = dir.path().join("d.svs");
         std::fs::hard_link(&slide, &hard).expect("hard link");
         let slides = [slide.clone()];
