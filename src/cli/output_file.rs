@@ -98,6 +98,7 @@ impl OutputFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::FileTypeExt;
 
     /// `name` in `dir` holding `bytes`, and a symlink `link` beside it pointing to it.
     fn file_and_link(dir: &Path, name: &str, bytes: &[u8], link: &str) -> (PathBuf, PathBuf) {
@@ -169,8 +170,16 @@ mod tests {
         assert!(std::fs::symlink_metadata(&link).expect("link").is_symlink());
         assert_eq!(std::fs::read(&target).expect("read"), b"png");
 
-        drop(OutputFile::create(Path::new("/dev/null")).expect("prepared"));
-        assert!(Path::new("/dev/null").exists());
+        // A FIFO stands for `/dev/null` (a regression must not remove the real one).
+        let fifo = dir.path().join("fifo.png");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("fifo");
+        drop(OutputFile::create(&fifo).expect("prepared"));
+        assert!(
+            std::fs::symlink_metadata(&fifo)
+                .expect("fifo")
+                .file_type()
+                .is_fifo()
+        );
     }
 
     #[test]

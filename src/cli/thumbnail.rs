@@ -290,17 +290,18 @@ fn output_names(slides: &[PathBuf], out_dir: &Path) -> Result<Vec<PathBuf>, Erro
 }
 
 fn create_output(path: &Path) -> Result<OutputFile, Error> {
-    OutputFile::create(path).map_err(|source| Error::Write {
-        path: path.to_path_buf(),
-        source,
-    })
+    OutputFile::create(path).map_err(write_error(path))
 }
 
 fn write_output(file: OutputFile, path: &Path, png: &[u8]) -> Result<(), Error> {
-    file.write(png).map_err(|source| Error::Write {
+    file.write(png).map_err(write_error(path))
+}
+
+fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Write {
         path: path.to_path_buf(),
         source,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -176,14 +176,11 @@ mod tests {
     /// The CA-store lines a TLS client of this binary logs when it starts, on a machine
     /// without OpenSSL's variables (this one may set them).
     fn ca_store_loaded(kafka: &KafkaConfig) -> Vec<String> {
-        let mut cfg = ClientConfig::new();
-        if let Some(location) = default_ca_location(&|_| false) {
+        let mut cfg = consumer(kafka, "c");
+        if cfg.get("ssl.ca.location").is_none()
+            && let Some(location) = default_ca_location(&|_| false)
+        {
             cfg.set("ssl.ca.location", location);
-        }
-        for (k, v) in consumer(kafka, "c").config_map() {
-            if k != "ssl.ca.location" || kafka.consumer.contains_key(k) {
-                cfg.set(k, v);
-            }
         }
         cfg.set("bootstrap.servers", "127.0.0.1:9")
             .set("security.protocol", "SSL")
@@ -211,6 +208,12 @@ mod tests {
 
     #[test]
     fn openssl_s_own_variables_replace_the_probe() {
+        // Every client takes the decision, made on this process's environment.
+        let here = default_ca_location(&|name| std::env::var_os(name).is_some());
+        let kafka = Config::default().kafka;
+        assert_eq!(consumer(&kafka, "c").get("ssl.ca.location"), here);
+        assert_eq!(producer(&kafka, "c").get("ssl.ca.location"), here);
+        assert_eq!(admin(&kafka, "c").get("ssl.ca.location"), here);
         assert_eq!(default_ca_location(&|_| false), Some("probe"));
         assert_eq!(default_ca_location(&|name| name == "SSL_CERT_FILE"), None);
         assert_eq!(default_ca_location(&|name| name == "SSL_CERT_DIR"), None);
